@@ -1,0 +1,406 @@
+"""Configuration: load a TOML file, validate it, and return typed dataclasses.
+
+The pipeline is load (tomllib) → validate (one pass collecting every problem) → build the dataclasses.
+Every message names the file, the table (zone) and the field, so `irods-ingestd check-config` can say
+exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path("/etc/irods-ingestd/config.toml")
+CONFIG_ENV = "IRODS_INGESTD_CONFIG"
+
+# Temporary names of the usual copy tools: rsync's `.name.XXXXXX`, partial downloads, editors' backups.
+DEFAULT_TEMP_PATTERNS = (
+    ".*.??????",
+    "*.part",
+    "*.partial",
+    "*.tmp",
+    "*.temp",
+    "*~",
+    ".~lock.*",
+    "*.swp",
+    ".nfs*",
+    "*.filepart",
+    ".syncthing.*",
+)
+
+MODES = ("put", "register")
+WATCHERS = ("inotify", "poll")
+SYMLINK_POLICIES = ("skip", "follow")
+AFTER_ACTIONS = ("keep", "delete", "move")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` lists every reason, one line each."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.source}: {p}" for p in self.problems)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(value: Any) -> float:
+    """'30s', '5m', '1.5h', '250ms' or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"negative duration: {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    raise ValueError(f"not a duration (use e.g. 30s, 5m, 1h): {value!r}")
+
+
+def parse_size(value: Any) -> int:
+    """'256MiB', '1G', '4096' or a number of bytes → bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m:
+            unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
+            mult = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+            return int(float(m.group(1)) * mult)
+    raise ValueError(f"not a size (use e.g. 64MiB, 1GiB): {value!r}")
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    name: str
+    path: Path
+    collection: str
+    mode: str = "put"
+    settle: float = 10.0
+    watcher: str = "inotify"
+    rescan: float = 900.0
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    temp_patterns: tuple[str, ...] = DEFAULT_TEMP_PATTERNS
+    symlinks: str = "skip"
+    resource: str = ""
+    after: str = "keep"
+    move_to: Path | None = None
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    sentinels: tuple[str, ...] = ()
+    sentinel_master: str = "mymaster"
+    prefix: str = "ingestd"
+
+
+@dataclass(frozen=True)
+class IrodsConfig:
+    environment_file: Path | None = None
+    password_file: Path | None = None
+    password: str | None = field(default=None, repr=False)
+    connection_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str = "irods-ingestd"
+    batch_files: int = 50
+    batch_bytes: int = 256 << 20
+    batch_wait: float = 0.05
+    max_backlog: int = 200_000
+    job_timeout: float = 3600.0
+    retries: int = 5
+    backoff: float = 2.0
+    backoff_max: float = 300.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    redis: RedisConfig
+    irods: IrodsConfig
+    queue: QueueConfig
+    zones: tuple[ZoneConfig, ...]
+    log_level: str = "info"
+
+    def zone(self, name: str) -> ZoneConfig:
+        for z in self.zones:
+            if z.name == name:
+                return z
+        raise KeyError(name)
+
+
+_TOP_KEYS = {"log_level", "redis", "irods", "queue", "zone"}
+_REDIS_KEYS = {"url", "sentinels", "sentinel_master", "prefix"}
+_IRODS_KEYS = {"environment_file", "password_file", "password", "connection_timeout"}
+_QUEUE_KEYS = {
+    "name", "batch_files", "batch_bytes", "batch_wait", "max_backlog", "job_timeout",
+    "retries", "backoff", "backoff_max",
+}
+_ZONE_KEYS = {
+    "name", "path", "collection", "mode", "settle", "watcher", "rescan", "include", "exclude",
+    "temp_patterns", "symlinks", "resource", "after", "move_to",
+}
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def unknown(self, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+        for key in sorted(set(table) - allowed):
+            self.problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+    def get(self, where: str, table: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
+            default: Any) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            self.problems.append(f"{where}.{key}: expected {'/'.join(k.__name__ for k in kinds)}, "
+                                 f"got {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def conv(self, where: str, table: Mapping[str, Any], key: str, fn: Any, default: Any) -> Any:
+        if key not in table:
+            return default
+        try:
+            return fn(table[key])
+        except ValueError as e:
+            self.problems.append(f"{where}.{key}: {e}")
+            return default
+
+    def choice(self, where: str, table: Mapping[str, Any], key: str, choices: tuple[str, ...],
+               default: str) -> str:
+        value = self.get(where, table, key, str, default)
+        if value not in choices:
+            self.problems.append(f"{where}.{key}: {value!r} is not one of {', '.join(choices)}")
+            return default
+        return str(value)
+
+    def strings(self, where: str, table: Mapping[str, Any], key: str,
+                default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(where, table, key, list, None)
+        if value is None:
+            return default
+        if not all(isinstance(v, str) for v in value):
+            self.problems.append(f"{where}.{key}: expected a list of strings")
+            return default
+        return tuple(value)
+
+
+def _irods_path_ok(p: str) -> bool:
+    return p.startswith("/") and len(p) > 1 and "//" not in p and not p.endswith("/") and \
+        all(part not in (".", "..") for part in p.split("/")[1:])
+
+
+def _check_zone(c: _Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig | None:
+    if not isinstance(raw, dict):
+        c.problems.append(f"zone #{i + 1}: expected a [[zone]] table")
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        c.problems.append(f"zone #{i + 1}.name: missing or invalid (letters, digits, _ . -; 1-64 chars): "
+                          f"{name!r}")
+        name = f"#{i + 1}"
+    where = f"zone {name!r}"
+    c.unknown(where, raw, _ZONE_KEYS)
+    path_s = c.get(where, raw, "path", str, None)
+    if path_s is None:
+        c.problems.append(f"{where}.path: missing (the landing directory)")
+    collection = c.get(where, raw, "collection", str, None)
+    if collection is None:
+        c.problems.append(f"{where}.collection: missing (the target iRODS collection)")
+    elif not _irods_path_ok(collection):
+        c.problems.append(f"{where}.collection: {collection!r} must be an absolute iRODS path like "
+                          f"/zone/home/user/landing (no trailing slash, no . or ..)")
+    mode = c.choice(where, raw, "mode", MODES, "put")
+    settle = c.conv(where, raw, "settle", parse_duration, 10.0)
+    rescan = c.conv(where, raw, "rescan", parse_duration, 900.0)
+    if rescan is not None and rescan < 1:
+        c.problems.append(f"{where}.rescan: must be at least 1s")
+    watcher = c.choice(where, raw, "watcher", WATCHERS, "inotify")
+    symlinks = c.choice(where, raw, "symlinks", SYMLINK_POLICIES, "skip")
+    after = c.choice(where, raw, "after", AFTER_ACTIONS, "keep")
+    move_to_s = c.get(where, raw, "move_to", str, None)
+    resource = c.get(where, raw, "resource", str, "")
+    include = c.strings(where, raw, "include", ("*",))
+    exclude = c.strings(where, raw, "exclude", ())
+    temps = c.strings(where, raw, "temp_patterns", DEFAULT_TEMP_PATTERNS)
+    path = Path(path_s) if path_s else None
+    if path is not None:
+        if not path.is_absolute():
+            c.problems.append(f"{where}.path: {path_s!r} must be an absolute path")
+        elif check_paths:
+            try:
+                st = os.stat(path)
+                if not stat.S_ISDIR(st.st_mode):
+                    c.problems.append(f"{where}.path: {path_s} is not a directory")
+                elif not os.access(path, os.R_OK | os.X_OK):
+                    c.problems.append(f"{where}.path: {path_s} is not readable by this user")
+            except OSError as e:
+                c.problems.append(f"{where}.path: {path_s}: {e.strerror}")
+    move_to = Path(move_to_s) if move_to_s else None
+    if after == "move":
+        if move_to is None:
+            c.problems.append(f"{where}.move_to: required when after = \"move\"")
+        elif not move_to.is_absolute():
+            c.problems.append(f"{where}.move_to: {move_to_s!r} must be an absolute path")
+        elif path is not None and _inside(move_to, path):
+            c.problems.append(f"{where}.move_to: {move_to_s} is inside the zone's path; it would be ingested "
+                              f"again")
+    elif move_to is not None:
+        c.problems.append(f"{where}.move_to: only used with after = \"move\" (after is {after!r})")
+    if mode == "register" and after != "keep":
+        c.problems.append(f"{where}.after: a register-mode zone keeps its files in place; after must be "
+                          f"\"keep\", not {after!r}")
+    if path is None or collection is None:
+        return None
+    return ZoneConfig(
+        name=name, path=path, collection=collection, mode=mode, settle=settle, watcher=watcher,
+        rescan=rescan, include=include, exclude=exclude, temp_patterns=temps, symlinks=symlinks,
+        resource=resource, after=after, move_to=move_to,
+    )
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """True if a is b or below it (lexically, after normalising)."""
+    a_s, b_s = os.path.normpath(a), os.path.normpath(b)
+    return a_s == b_s or a_s.startswith(b_s.rstrip("/") + "/")
+
+
+def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: bool = True) -> Config:
+    """Validate parsed TOML and build a Config, or raise ConfigError listing every problem."""
+    c = _Checker()
+    c.unknown("top level", data, _TOP_KEYS)
+    log_level = c.choice("top level", data, "log_level", LOG_LEVELS, "info")
+
+    rraw = c.get("top level", data, "redis", dict, {})
+    c.unknown("[redis]", rraw, _REDIS_KEYS)
+    url = c.get("[redis]", rraw, "url", str, RedisConfig.url)
+    if not re.match(r"^(redis|rediss|unix)://", url):
+        c.problems.append(f"[redis].url: {url!r} must start with redis://, rediss:// or unix://")
+    sentinels = c.strings("[redis]", rraw, "sentinels", ())
+    for s in sentinels:
+        if not re.match(r"^[^:\s]+:\d+$", s):
+            c.problems.append(f"[redis].sentinels: {s!r} must be host:port")
+    redis_cfg = RedisConfig(
+        url=url, sentinels=sentinels,
+        sentinel_master=c.get("[redis]", rraw, "sentinel_master", str, "mymaster"),
+        prefix=c.get("[redis]", rraw, "prefix", str, "ingestd"),
+    )
+
+    iraw = c.get("top level", data, "irods", dict, {})
+    c.unknown("[irods]", iraw, _IRODS_KEYS)
+    env_s = c.get("[irods]", iraw, "environment_file", str, None)
+    pw_s = c.get("[irods]", iraw, "password_file", str, None)
+    irods_cfg = IrodsConfig(
+        environment_file=Path(env_s) if env_s else None,
+        password_file=Path(pw_s) if pw_s else None,
+        password=c.get("[irods]", iraw, "password", str, None),
+        connection_timeout=c.conv("[irods]", iraw, "connection_timeout", parse_duration, 120.0),
+    )
+    if irods_cfg.environment_file is None:
+        c.problems.append("[irods].environment_file: missing (path of an irods_environment.json)")
+    elif check_paths and not irods_cfg.environment_file.is_file():
+        c.problems.append(f"[irods].environment_file: {env_s} does not exist or is not a file")
+
+    qraw = c.get("top level", data, "queue", dict, {})
+    c.unknown("[queue]", qraw, _QUEUE_KEYS)
+    q = QueueConfig()
+    queue_cfg = QueueConfig(
+        name=c.get("[queue]", qraw, "name", str, q.name),
+        batch_files=c.get("[queue]", qraw, "batch_files", int, q.batch_files),
+        batch_bytes=c.conv("[queue]", qraw, "batch_bytes", parse_size, q.batch_bytes),
+        batch_wait=c.conv("[queue]", qraw, "batch_wait", parse_duration, q.batch_wait),
+        max_backlog=c.get("[queue]", qraw, "max_backlog", int, q.max_backlog),
+        job_timeout=c.conv("[queue]", qraw, "job_timeout", parse_duration, q.job_timeout),
+        retries=c.get("[queue]", qraw, "retries", int, q.retries),
+        backoff=c.conv("[queue]", qraw, "backoff", parse_duration, q.backoff),
+        backoff_max=c.conv("[queue]", qraw, "backoff_max", parse_duration, q.backoff_max),
+    )
+    if not re.match(r"^[A-Za-z0-9_.:-]+$", queue_cfg.name):
+        c.problems.append(f"[queue].name: {queue_cfg.name!r} may hold only letters, digits and _ . : -")
+    for key in ("batch_files", "max_backlog"):
+        if getattr(queue_cfg, key) < 1:
+            c.problems.append(f"[queue].{key}: must be at least 1")
+    if queue_cfg.retries < 0:
+        c.problems.append("[queue].retries: must not be negative")
+
+    zraw = data.get("zone", [])
+    if not isinstance(zraw, list):
+        c.problems.append("zone: use [[zone]] tables (an array of tables)")
+        zraw = []
+    zones = [z for i, raw in enumerate(zraw) if (z := _check_zone(c, i, raw, check_paths))]
+    if not zraw:
+        c.problems.append("no [[zone]] defined: nothing to watch")
+    seen: dict[str, ZoneConfig] = {}
+    for z in zones:
+        if z.name in seen:
+            c.problems.append(f"zone {z.name!r}: the name is used twice")
+        seen[z.name] = z
+    for i, a in enumerate(zones):
+        for b in zones[i + 1:]:
+            if _inside(a.path, b.path) or _inside(b.path, a.path):
+                c.problems.append(f"zone {a.name!r} and zone {b.name!r}: their paths overlap "
+                                  f"({a.path} and {b.path}); a file would be ingested twice")
+            if a.collection == b.collection or a.collection.startswith(b.collection + "/") or \
+                    b.collection.startswith(a.collection + "/"):
+                c.problems.append(f"zone {a.name!r} and zone {b.name!r}: their collections overlap "
+                                  f"({a.collection} and {b.collection})")
+    if c.problems:
+        raise ConfigError(source, c.problems)
+    return Config(source=source, redis=redis_cfg, irods=irods_cfg, queue=queue_cfg, zones=tuple(zones),
+                  log_level=log_level)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def load(path: str | os.PathLike[str] | None = None, check_paths: bool = True) -> Config:
+    """Read and validate the config file; raise ConfigError with every problem found."""
+    p = config_path(path)
+    try:
+        with open(p, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(str(p), ["file not found"]) from None
+    except PermissionError:
+        raise ConfigError(str(p), ["permission denied reading the file"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(p), [f"not valid TOML: {e}"]) from None
+    cfg = validate(data, source=str(p), check_paths=check_paths)
+    return cfg
+
+
+def file_is_private(path: Path) -> bool:
+    """True if no one but the owner (and group) can read the file: what a credential file must be."""
+    return not (os.stat(path).st_mode & stat.S_IROTH)

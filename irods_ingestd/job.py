@@ -1,0 +1,93 @@
+"""The job contract: what the daemon hands a worker, as a small versioned record.
+
+A job carries one batch of files of one zone. RQ pickles the record as a plain dict (never a class),
+so a worker of another version can read it and refuse it clearly when the version is unknown:
+
+    {
+      "v": 1,                               # JOB_VERSION
+      "id": "b-<zone>-<hash>",              # the batch id, also RQ's job id
+      "queued_at": 1764201600.0,            # unix seconds
+      "zone": {"name", "root", "collection", "mode", "resource", "after", "move_to"},
+      "files": [[rel, size, mtime_ns], ...] # rel: path relative to root, str (surrogateescape for
+                                            #      bytes that are not UTF-8), "/"-separated
+    }
+
+The worker function is `irods_ingestd.tasks.ingest_batch(record)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from .config import ZoneConfig
+
+JOB_VERSION = 1
+TASK_FUNC = "irods_ingestd.tasks.ingest_batch"
+
+
+@dataclass(frozen=True, slots=True)
+class FileItem:
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneSpec:
+    name: str
+    root: str
+    collection: str
+    mode: str = "put"
+    resource: str = ""
+    after: str = "keep"
+    move_to: str | None = None
+
+    @classmethod
+    def from_config(cls, z: ZoneConfig) -> ZoneSpec:
+        return cls(name=z.name, root=str(z.path), collection=z.collection, mode=z.mode,
+                   resource=z.resource, after=z.after, move_to=str(z.move_to) if z.move_to else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    zone: ZoneSpec
+    files: tuple[FileItem, ...]
+    queued_at: float = field(default_factory=time.time)
+
+    @property
+    def id(self) -> str:
+        h = hashlib.blake2b(digest_size=12)
+        h.update(self.zone.name.encode())
+        for f in self.files:
+            h.update(b"\0" + f.rel.encode("utf-8", "surrogateescape") + b"\0%d\0%d" % (f.size, f.mtime_ns))
+        return f"b-{h.hexdigest()}"
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_record(self) -> dict:
+        z = self.zone
+        return {
+            "v": JOB_VERSION,
+            "id": self.id,
+            "queued_at": self.queued_at,
+            "zone": {"name": z.name, "root": z.root, "collection": z.collection, "mode": z.mode,
+                     "resource": z.resource, "after": z.after, "move_to": z.move_to},
+            "files": [[f.rel, f.size, f.mtime_ns] for f in self.files],
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict) -> Batch:
+        if rec.get("v") != JOB_VERSION:
+            raise ValueError(f"job record version {rec.get('v')!r} is not {JOB_VERSION}: upgrade this worker")
+        z = rec["zone"]
+        return cls(
+            zone=ZoneSpec(name=z["name"], root=z["root"], collection=z["collection"], mode=z["mode"],
+                          resource=z.get("resource", ""), after=z.get("after", "keep"),
+                          move_to=z.get("move_to")),
+            files=tuple(FileItem(rel, int(size), int(mtime)) for rel, size, mtime in rec["files"]),
+            queued_at=float(rec.get("queued_at", 0.0)),
+        )

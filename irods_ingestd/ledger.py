@@ -1,0 +1,189 @@
+"""The ledger: what was queued, ingested or failed, compactly in Redis, behind one small interface.
+
+Layout (prefix `ingestd` by default):
+
+- `{p}:l:{zone}:{dirhash}`: one hash per landing directory. Field: 8 bytes of BLAKE2b of the file name.
+  Value: 25 bytes, `state(1) size(8) mtime_ns(8) extra(8)`: state `Q` queued (extra: queued-at seconds),
+  `D` done (extra: the first 8 bytes of the SHA-256), `F` failed (extra: failed-at seconds). Small
+  directories stay in Redis' listpack encoding (a few tens of bytes a file); the walker reads a directory's
+  whole hash in one round trip.
+- `{p}:s:{zone}`: counters `queued` (now outstanding), `done`, `bytes`.
+- `{p}:f:{zone}`: failed files, relative path → JSON reason. Few by nature; listed by `status`/`retry`.
+- `{p}:r:{zone}`: relative paths a worker handed back to be settled again (changed after settling).
+
+Relative paths are `str` with surrogateescape for bytes that are not UTF-8; the ledger hashes their bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+QUEUED, DONE, FAILED = b"Q", b"D", b"F"
+_VALUE = struct.Struct(">cQqQ")
+
+# Records a worker's result unless a newer version of the file was queued meanwhile.
+# KEYS: dir hash, stats hash. ARGV: field, new value ('' deletes), size+mtime packed (16 bytes),
+# counter to increment ('' none), bytes to add to the `bytes` counter.
+_RESULT_LUA = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and string.sub(old, 1, 1) == 'Q' then
+  if string.sub(old, 2, 17) ~= ARGV[3] then return 0 end
+  redis.call('HINCRBY', KEYS[2], 'queued', -1)
+end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
+if tonumber(ARGV[5]) > 0 then redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[5]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    state: bytes
+    size: int
+    mtime_ns: int
+    extra: int
+
+    def same_version(self, size: int, mtime_ns: int) -> bool:
+        return self.size == size and self.mtime_ns == mtime_ns
+
+
+def split_rel(rel: str) -> tuple[str, str]:
+    """'a/b/c.dat' → ('a/b', 'c.dat'); 'c.dat' → ('', 'c.dat')."""
+    d, _, name = rel.rpartition("/")
+    return d, name
+
+
+def name_field(name: str) -> bytes:
+    return hashlib.blake2b(os.fsencode(name), digest_size=8).digest()
+
+
+def _unpack(raw: bytes) -> Entry:
+    state, size, mtime, extra = _VALUE.unpack(raw)
+    return Entry(state, size, mtime, extra)
+
+
+def _pack(state: bytes, size: int, mtime_ns: int, extra: int) -> bytes:
+    return _VALUE.pack(state, size, mtime_ns, extra & 0xFFFFFFFFFFFFFFFF)
+
+
+class Ledger:
+    def __init__(self, r: redis.Redis, prefix: str = "ingestd") -> None:
+        self.r = r
+        self.prefix = prefix
+        self._result = r.register_script(_RESULT_LUA)
+
+    # keys
+    def dir_key(self, zone: str, reldir: str) -> str:
+        return f"{self.prefix}:l:{zone}:" + hashlib.blake2b(os.fsencode(reldir), digest_size=10).hexdigest()
+
+    def stats_key(self, zone: str) -> str:
+        return f"{self.prefix}:s:{zone}"
+
+    def failed_key(self, zone: str) -> str:
+        return f"{self.prefix}:f:{zone}"
+
+    def resettle_key(self, zone: str) -> str:
+        return f"{self.prefix}:r:{zone}"
+
+    # reads
+    def dirs(self, zone: str, reldirs: Sequence[str]) -> list[dict[bytes, Entry]]:
+        """The entries of several directories, one pipeline: field (name hash) → Entry."""
+        pipe = self.r.pipeline(transaction=False)
+        for d in reldirs:
+            pipe.hgetall(self.dir_key(zone, d))
+        return [{k: _unpack(v) for k, v in h.items()} for h in pipe.execute()]
+
+    def get_many(self, zone: str, rels: Sequence[str]) -> list[Entry | None]:
+        pipe = self.r.pipeline(transaction=False)
+        for rel in rels:
+            d, name = split_rel(rel)
+            pipe.hget(self.dir_key(zone, d), name_field(name))
+        return [_unpack(v) if v else None for v in pipe.execute()]
+
+    def get(self, zone: str, rel: str) -> Entry | None:
+        return self.get_many(zone, [rel])[0]
+
+    def stats(self, zone: str) -> dict[str, int]:
+        raw = self.r.hgetall(self.stats_key(zone))
+        out = {"queued": 0, "done": 0, "bytes": 0}
+        out.update({k.decode(): int(v) for k, v in raw.items()})
+        out["failed"] = int(self.r.hlen(self.failed_key(zone)))
+        return out
+
+    def failures(self, zone: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for rel, info in self.r.hscan_iter(self.failed_key(zone), count=1000):
+            yield os.fsdecode(rel), json.loads(info)
+
+    def outstanding(self) -> int:
+        """Files queued and not yet finished, over all zones: the backlog the daemon bounds."""
+        total = 0
+        for key in self.r.scan_iter(f"{self.prefix}:s:*", count=100):
+            total += int(self.r.hget(key, "queued") or 0)
+        return total
+
+    # writes
+    def mark_queued(self, pipe: Any, zone: str, files: Iterable[tuple[str, int, int]]) -> None:
+        """Add to a (transactional) pipeline: these files are queued now."""
+        now = int(time.time())
+        n = 0
+        for rel, size, mtime_ns in files:
+            d, name = split_rel(rel)
+            pipe.hset(self.dir_key(zone, d), name_field(name), _pack(QUEUED, size, mtime_ns, now))
+            pipe.hdel(self.failed_key(zone), os.fsencode(rel))
+            n += 1
+        pipe.hincrby(self.stats_key(zone), "queued", n)
+
+    def _record(self, zone: str, rel: str, size: int, mtime_ns: int, value: bytes, counter: str,
+                 nbytes: int = 0) -> bool:
+        d, name = split_rel(rel)
+        keys = [self.dir_key(zone, d), self.stats_key(zone)]
+        args = [name_field(name), value, struct.pack(">Qq", size, mtime_ns), counter, nbytes]
+        return bool(self._result(keys=keys, args=args))
+
+    def mark_done(self, zone: str, rel: str, size: int, mtime_ns: int, sha256: bytes) -> bool:
+        """Record an ingested file; False if a newer version was queued meanwhile (nothing changed)."""
+        extra = int.from_bytes(sha256[:8], "big") if sha256 else 0
+        ok = self._record(zone, rel, size, mtime_ns, _pack(DONE, size, mtime_ns, extra), "done", size)
+        if ok:
+            self.r.hdel(self.failed_key(zone), os.fsencode(rel))
+        return ok
+
+    def mark_failed(self, zone: str, rel: str, size: int, mtime_ns: int, reason: str,
+                    kind: str = "permanent") -> bool:
+        now = int(time.time())
+        ok = self._record(zone, rel, size, mtime_ns, _pack(FAILED, size, mtime_ns, now), "")
+        if ok:
+            info = {"reason": reason, "kind": kind, "size": size, "mtime_ns": mtime_ns, "at": now}
+            self.r.hset(self.failed_key(zone), os.fsencode(rel), json.dumps(info))
+        return ok
+
+    def forget(self, zone: str, rel: str, size: int, mtime_ns: int, resettle: bool = False) -> bool:
+        """Drop a file's entry (it will be seen as new); with resettle, ask the daemon to settle it again."""
+        ok = self._record(zone, rel, size, mtime_ns, b"", "")
+        if ok and resettle:
+            self.r.rpush(self.resettle_key(zone), os.fsencode(rel))
+        return ok
+
+    def clear_failure(self, zone: str, rel: str) -> None:
+        d, name = split_rel(rel)
+        pipe = self.r.pipeline()
+        pipe.hdel(self.failed_key(zone), os.fsencode(rel))
+        pipe.hdel(self.dir_key(zone, d), name_field(name))
+        pipe.execute()
+
+    def pop_resettle(self, zone: str, count: int = 1000) -> list[str]:
+        raw = self.r.lpop(self.resettle_key(zone), count)
+        return [os.fsdecode(x) for x in raw or []]
+
+    def adjust_queued(self, zone: str, delta: int) -> None:
+        self.r.hincrby(self.stats_key(zone), "queued", delta)

@@ -1,0 +1,22 @@
+"""One way to reach Redis: a URL (TCP or unix socket) or Sentinel."""
+
+from __future__ import annotations
+
+import redis
+
+from .config import RedisConfig
+
+
+def connect(cfg: RedisConfig) -> redis.Redis:
+    """A client for cfg; nothing is sent until the first command.
+
+    RQ stores pickled bytes, so responses are never decoded.
+    """
+    if cfg.sentinels:
+        from redis.sentinel import Sentinel
+
+        hosts = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in cfg.sentinels)]
+        sentinel = Sentinel(hosts, socket_timeout=5)
+        return sentinel.master_for(cfg.sentinel_master, socket_timeout=30)
+    return redis.Redis.from_url(cfg.url, socket_timeout=30, socket_connect_timeout=5,
+                                health_check_interval=30)
