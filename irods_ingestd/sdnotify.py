@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 _sd_notify: Callable[..., bool] | None
 try:  # pragma: no cover - depends on the installed extras
-    from systemd.daemon import notify as _sd_notify
+    from systemd import daemon as _daemon
+
+    _sd_notify = _daemon.notify
 except ImportError:  # pragma: no cover
     _sd_notify = None
 
