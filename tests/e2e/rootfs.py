@@ -87,11 +87,18 @@ def _run(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
 
 
-def nspawn_run(root: Path, *cmd: str, binds: tuple[tuple[Path, str], ...] = ()) -> None:
+def nspawn_run(
+    root: Path,
+    *cmd: str,
+    binds: tuple[tuple[Path, str], ...] = (),
+    rw_binds: tuple[tuple[Path, str], ...] = (),
+) -> None:
     """Run one command inside ``root`` (no boot) with /proc, /dev etc. set up by nspawn."""
     args = ["systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", str(root), "--pipe"]
     for src, dst in binds:
         args.append(f"--bind-ro={src}:{dst}")
+    for src, dst in rw_binds:
+        args.append(f"--bind={src}:{dst}")
     _run([*args, "--", *cmd], stdin=subprocess.DEVNULL)
 
 
@@ -165,10 +172,40 @@ def pip() -> list[str]:
     return [sys.executable, "-m", "pip"]
 
 
-def deps_wheelhouse() -> Path:
-    """Wheels of every dependency, built on the host (cached by requirement set)."""
+def target_python_version(root: Path) -> str:
+    """The rootfs's python3 version (Debian 12: 3.11.2): environment markers depend on it."""
+    out = subprocess.run(
+        [
+            "systemd-nspawn",
+            "-q",
+            "--register=no",
+            "--keep-unit",
+            "-D",
+            str(root),
+            "--pipe",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            "import platform; print(platform.python_version())",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
+def deps_wheelhouse(pyver: str) -> Path:
+    """Wheels of every dependency (cached by requirement set and target Python).
+
+    Built on the host with the venv's pip (systemd-python compiles here, against the same Debian 12
+    libsystemd). :func:`deps_rootfs` completes it with the *target* interpreter's pip: Debian's Python
+    is 3.11.2, so e.g. redis needs async-timeout there but not on a newer host Python, and pip
+    cannot evaluate ``python_full_version`` markers for another interpreter.
+    """
     reqs = requirements()
-    target = CACHE_ROOT / ("wheels-" + _hash(*sorted(reqs)))
+    target = CACHE_ROOT / ("wheels-" + _hash(pyver, *sorted(reqs)))
     if (target / ".complete").exists():
         return target
     with _locked("wheels"):
@@ -177,6 +214,7 @@ def deps_wheelhouse() -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=CACHE_ROOT))
         try:
             _run([*pip(), "wheel", "-q", "-w", str(tmp), *reqs], stdin=subprocess.DEVNULL)
+            _complete_for_target(tmp, pyver)
             (tmp / "requirements.txt").write_text("\n".join(reqs) + "\n")
             (tmp / ".complete").write_text("ok\n")
             if target.exists():
@@ -188,12 +226,40 @@ def deps_wheelhouse() -> Path:
     return target
 
 
+def _complete_for_target(wheelhouse: Path, pyver: str) -> None:
+    """Add wheels for requirements that only the target's markers select (closure, no resolver)."""
+    import zipfile
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    env = {"python_version": ".".join(pyver.split(".")[:2]), "python_full_version": pyver, "extra": ""}
+    for _ in range(10):
+        have = {canonicalize_name(parse_wheel_filename(w.name)[0]): w for w in wheelhouse.glob("*.whl")}
+        missing: list[str] = []
+        for whl in have.values():
+            with zipfile.ZipFile(whl) as zf:
+                meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+                lines = zf.read(meta).decode("utf-8", "replace").splitlines()
+            for line in lines:
+                if not line.startswith("Requires-Dist:"):
+                    continue
+                req = Requirement(line.split(":", 1)[1].strip())
+                if req.marker is not None and not req.marker.evaluate(env):
+                    continue
+                if canonicalize_name(req.name) not in have:
+                    missing.append(str(req).split(";")[0])
+        if not missing:
+            return
+        _run([*pip(), "wheel", "-q", "-w", str(wheelhouse), *sorted(set(missing))], stdin=subprocess.DEVNULL)
+    raise RuntimeError(f"could not complete the wheelhouse for Python {pyver}")
+
+
 def deps_rootfs() -> Path:
     """Base rootfs + /opt/irods-ingestd venv with the project's dependencies (cached)."""
     base = base_rootfs()
-    wheels = deps_wheelhouse()
-    names = sorted(p.name for p in wheels.glob("*.whl"))
-    target = CACHE_ROOT / ("deps-" + _hash(base.name, *names))
+    wheels = deps_wheelhouse(target_python_version(base))
+    target = CACHE_ROOT / ("deps-" + _hash(base.name, wheels.name))
     if (target / ".complete").exists():
         return target
     with _locked("deps"):
@@ -238,7 +304,13 @@ def project_wheelhouse(dest: Path) -> Path:
             REPO,
             src,
             ignore=shutil.ignore_patterns(
-                ".git", ".venv", "build", "*.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache",
+                ".git",
+                ".venv",
+                "build",
+                "*.egg-info",
+                "__pycache__",
+                ".mypy_cache",
+                ".ruff_cache",
                 ".pytest_cache",
             ),
         )

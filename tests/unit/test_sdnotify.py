@@ -97,7 +97,9 @@ def test_missing_socket_does_not_raise(tmp_path: Path) -> None:
     n.watchdog()
 
 
-def test_os_environ_is_default(monkeypatch: pytest.MonkeyPatch, notify_socket: tuple[str, socket.socket]) -> None:
+def test_os_environ_is_default(
+    monkeypatch: pytest.MonkeyPatch, notify_socket: tuple[str, socket.socket]
+) -> None:
     path, sock = notify_socket
     monkeypatch.setenv("NOTIFY_SOCKET", path)
     n = Notifier()
