@@ -33,7 +33,6 @@ from irods.message import (
     GenQueryRequest,
     MetadataRequest,
     ModAclRequest,
-    ObjCopyRequest,
     OpenedDataObjRequest,
     StartupPack,
 )
@@ -641,8 +640,16 @@ class IrodsTestServer:
                 pass
 
     def h_rename(self, conn: ClientConn, body: bytes, bs: bytearray) -> Reply:
-        msg = unpack(ObjCopyRequest, body)
-        src_inp, dst_inp = msg._values.get("srcDataObjInp_PI"), msg._values.get("destDataObjInp_PI")
+        # PRC packs both halves as <DataObjInp_PI> elements (its property names do not appear on the wire)
+        try:
+            parts = ET.fromstring(body.replace(b"\0", b"")).findall("DataObjInp_PI")
+        except ET.ParseError as exc:
+            raise IrodsError(E.SYS_API_INPUT_ERR, f"cannot parse request: {exc}") from exc
+        if len(parts) != 2:
+            raise IrodsError(E.SYS_API_INPUT_ERR, "DataObjCopyInp_PI needs two DataObjInp_PI")
+        src_inp, dst_inp = FileOpenRequest(), FileOpenRequest()
+        src_inp.unpack(parts[0])
+        dst_inp.unpack(parts[1])
         src = self.norm(src_inp._values.get("objPath"))
         dst = self.norm(dst_inp._values.get("objPath"))
         opr = src_inp._values.get("oprType") or 0

@@ -1,0 +1,313 @@
+"""python-irodsclient 3.3 against the iRODS test server over real TCP: connection, auth, collections, data."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from irods.exception import (
+    CAT_COLLECTION_NOT_EMPTY,
+    CAT_INVALID_AUTHENTICATION,
+    CAT_UNKNOWN_COLLECTION,
+    CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME,
+    CollectionDoesNotExist,
+    DataObjectDoesNotExist,
+    UNIX_FILE_STAT_ERR,
+)
+from irods.session import iRODSSession
+
+from tests.irods_server.pytest_plugin import irods, irods_server, irods_server_factory  # noqa: F401
+
+MiB = 1024 * 1024
+
+
+def sha2(data: bytes) -> str:
+    return "sha2:" + base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+@pytest.fixture
+def sess(irods):  # noqa: F811
+    with irods.session() as s:
+        yield s
+
+
+@pytest.fixture
+def coll(sess, irods, request):  # noqa: F811
+    path = f"{irods.home}/{request.node.name}"
+    if sess.collections.exists(path):
+        sess.collections.remove(path, recurse=True, force=True)
+    sess.collections.create(path)
+    return path
+
+
+# --- connection and authentication -----------------------------------------------------------
+def test_connect_without_negotiation(irods, sess):  # noqa: F811
+    assert sess.server_version == (4, 3, 2)
+    assert sess.collections.get(irods.home).name == irods.user
+    counters = irods.counters()
+    assert counters["AUTHENTICATION"] == 2  # 4.3 auth framework: two round trips
+    assert "AUTH_REQUEST" not in counters
+
+
+def test_connect_with_negotiation(irods):  # noqa: F811
+    with irods.session(irods_client_server_negotiation="request_server_negotiation") as s:
+        assert s.collections.exists(irods.home)
+
+
+def test_connect_with_env_file_and_auth_file(irods, tmp_path):  # noqa: F811
+    from irods.password_obfuscation import encode
+
+    env_file = irods.write_env_file(tmp_path / "irods_environment.json")
+    env = json.loads(env_file.read_text())
+    assert not any("password" in key for key in env)
+    env["irods_client_server_negotiation"] = "request_server_negotiation"
+    env_file.write_text(json.dumps(env))
+    auth_file = tmp_path / ".irodsA"
+    auth_file.write_text(encode(irods.password))
+    with iRODSSession(irods_env_file=str(env_file), irods_authentication_file=str(auth_file)) as s:
+        assert s.collections.exists(irods.home)
+
+
+def test_negotiation_fails_when_client_requires_ssl_and_server_refuses(irods_server_factory):  # noqa: F811
+    srv = irods_server_factory(cs_neg_policy="CS_NEG_REFUSE")
+    with srv.session(irods_client_server_negotiation="request_server_negotiation",
+                     irods_client_server_policy="CS_NEG_REQUIRE") as s:  # fmt: skip
+        with pytest.raises(Exception, match="negotiation"):
+            s.collections.exists(srv.home)
+    with srv.session(irods_client_server_negotiation="request_server_negotiation") as s:
+        assert s.collections.exists(srv.home)
+
+
+def test_legacy_auth_with_4_2_server(irods_server_factory):  # noqa: F811
+    srv = irods_server_factory(version="4.2.11")
+    with srv.session() as s:
+        assert s.server_version == (4, 2, 11)
+        assert s.collections.exists(srv.home)
+    counters = srv.counters()
+    assert counters["AUTH_REQUEST"] == 1 and counters["AUTH_RESPONSE"] == 1
+    with srv.session(password="wrong") as s, pytest.raises(CAT_INVALID_AUTHENTICATION):
+        s.collections.exists(srv.home)
+
+
+def test_wrong_password(irods):  # noqa: F811
+    with irods.session(password="not-the-password") as s, pytest.raises(CAT_INVALID_AUTHENTICATION):
+        s.collections.get(irods.home)
+    with irods.session(user="nobody") as s, pytest.raises(CAT_INVALID_AUTHENTICATION):
+        s.collections.get(irods.home)
+    assert irods.counters()["auth_failed"] == 2
+
+
+def test_second_user(irods_server_factory):  # noqa: F811
+    srv = irods_server_factory(extra_users=[("alice", "apw")])
+    with srv.session(user="alice", password="apw") as s:
+        home = s.collections.get(f"/{srv.zone}/home/alice")
+        assert home.owner_name == "alice"
+
+
+# --- collections -----------------------------------------------------------------------------
+def test_collections(sess, coll):
+    c = sess.collections.create(f"{coll}/a/b/c")
+    assert c.path == f"{coll}/a/b/c"
+    assert sess.collections.exists(f"{coll}/a/b")
+    assert not sess.collections.exists(f"{coll}/nope")
+    with pytest.raises(CollectionDoesNotExist):
+        sess.collections.get(f"{coll}/nope")
+    # recursive create of an existing collection is fine, non-recursive is not
+    sess.collections.create(f"{coll}/a/b/c")
+    with pytest.raises(CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME):
+        sess.collections.create(f"{coll}/a/b/c", recurse=False)
+    with pytest.raises(CAT_UNKNOWN_COLLECTION):
+        sess.collections.create(f"{coll}/x/y", recurse=False)
+    assert sorted(s.name for s in sess.collections.get(f"{coll}/a").subcollections) == ["b"]
+    # move: into an existing collection, then rename
+    sess.collections.create(f"{coll}/dest")
+    sess.collections.move(f"{coll}/a", f"{coll}/dest")
+    assert sess.collections.exists(f"{coll}/dest/a/b/c")
+    assert not sess.collections.exists(f"{coll}/a")
+    sess.collections.move(f"{coll}/dest/a", f"{coll}/renamed")
+    assert sess.collections.exists(f"{coll}/renamed/b/c")
+    # remove
+    with pytest.raises(CAT_COLLECTION_NOT_EMPTY):
+        sess.collections.remove(f"{coll}/renamed", recurse=False)
+    sess.collections.remove(f"{coll}/renamed", recurse=True, force=True)
+    assert not sess.collections.exists(f"{coll}/renamed/b")
+
+
+# --- data objects ----------------------------------------------------------------------------
+def test_put_small_files_and_read_back(irods, sess, coll, tmp_path):  # noqa: F811
+    for i, size in enumerate([0, 1, 100, 8191, 8192, 100_000, 9 * MiB]):
+        data = os.urandom(size)
+        local = tmp_path / f"f{i}"
+        local.write_bytes(data)
+        sess.data_objects.put(str(local), f"{coll}/f{i}")
+        obj = sess.data_objects.get(f"{coll}/f{i}")
+        assert obj.size == size
+        assert obj.replicas[0].status == "1"
+        with obj.open("r") as f:
+            assert f.read() == data
+        assert irods.vault_path(f"{coll}/f{i}").read_bytes() == data
+    # put into a collection uses the file's basename
+    sess.data_objects.put(str(tmp_path / "f2"), coll)
+    assert sess.data_objects.exists(f"{coll}/f2")
+    # get to a local file
+    sess.data_objects.get(f"{coll}/f5", str(tmp_path / "back"))
+    assert (tmp_path / "back").read_bytes() == (tmp_path / "f5").read_bytes()
+
+
+def test_put_overwrites_and_create(irods, sess, coll, tmp_path):  # noqa: F811
+    local = tmp_path / "x"
+    local.write_bytes(b"first version, long")
+    sess.data_objects.put(str(local), f"{coll}/x", regChksum=True)
+    assert sess.data_objects.get(f"{coll}/x").checksum == sha2(b"first version, long")
+    local.write_bytes(b"second")
+    sess.data_objects.put(str(local), f"{coll}/x")  # no force flag: replaced, like a real server
+    obj = sess.data_objects.get(f"{coll}/x")
+    assert obj.size == 6 and not obj.checksum
+    with obj.open("r") as f:
+        assert f.read() == b"second"
+    created = sess.data_objects.create(f"{coll}/empty")
+    assert created.size == 0
+    sess.data_objects.create(f"{coll}/empty")  # create on an existing object succeeds
+    sess.data_objects.create(f"{coll}/x")
+    assert sess.data_objects.get(f"{coll}/x").size == 0
+    with sess.data_objects.open(f"{coll}/empty", "w") as f:
+        f.write(b"written through open")
+    with sess.data_objects.open(f"{coll}/empty", "r+") as f:
+        f.seek(8)
+        f.write(b"THROUGH")
+        f.seek(0)
+        assert f.read() == b"written THROUGH open"
+    with sess.data_objects.open(f"{coll}/empty", "a") as f:
+        f.write(b"!")
+    with sess.data_objects.open(f"{coll}/empty", "r") as f:
+        assert f.read() == b"written THROUGH open!"
+
+
+def test_unlink_and_rename(irods, sess, coll, tmp_path):  # noqa: F811
+    local = tmp_path / "x"
+    local.write_bytes(b"data")
+    for name in ("a", "b", "c"):
+        sess.data_objects.put(str(local), f"{coll}/{name}")
+    sess.data_objects.unlink(f"{coll}/a", force=True)
+    sess.data_objects.unlink(f"{coll}/b")  # no trash on the test server: deleted too
+    assert not sess.data_objects.exists(f"{coll}/a") and not sess.data_objects.exists(f"{coll}/b")
+    assert not irods.vault_path(f"{coll}/a").exists()
+    with pytest.raises(DataObjectDoesNotExist):
+        sess.data_objects.get(f"{coll}/a")
+    sess.data_objects.move(f"{coll}/c", f"{coll}/d")
+    assert sess.data_objects.exists(f"{coll}/d") and not sess.data_objects.exists(f"{coll}/c")
+    sess.collections.create(f"{coll}/sub")
+    sess.data_objects.move(f"{coll}/d", f"{coll}/sub")
+    obj = sess.data_objects.get(f"{coll}/sub/d")
+    assert obj.replicas[0].path == str(irods.vault_path(f"{coll}/sub/d"))
+    with obj.open("r") as f:
+        assert f.read() == b"data"
+    # a new object where the old one was does not collide with the moved one
+    sess.data_objects.put(str(local), f"{coll}/c")
+    sess.collections.move(f"{coll}/sub", f"{coll}/sub2")
+    with sess.data_objects.open(f"{coll}/sub2/d", "r") as f:
+        assert f.read() == b"data"
+
+
+def test_parallel_put_50_mib(irods, sess, coll, tmp_path):  # noqa: F811
+    data = os.urandom(50 * MiB)
+    local = tmp_path / "big"
+    local.write_bytes(data)
+    sess.data_objects.put(str(local), f"{coll}/big", num_threads=4)
+    obj = sess.data_objects.get(f"{coll}/big")
+    assert obj.size == len(data)
+    assert obj.replicas[0].status == "1"
+    assert irods.vault_path(f"{coll}/big").read_bytes() == data
+    assert sess.data_objects.chksum(f"{coll}/big") == sha2(data)
+    assert sess.data_objects.get(f"{coll}/big").checksum == sha2(data)
+    counters = irods.counters()
+    assert counters["GET_FILE_DESCRIPTOR_INFO"] >= 1
+    assert counters["REPLICA_CLOSE"] >= 1
+    assert counters["DATA_OBJ_WRITE_BYTES"] == len(data)
+    # large get (parallel too)
+    sess.data_objects.get(f"{coll}/big", str(tmp_path / "big.back"), num_threads=4)
+    assert (tmp_path / "big.back").read_bytes() == data
+
+
+def test_register_in_place(irods, sess, coll, tmp_path):  # noqa: F811
+    phys = tmp_path / "reg.dat"
+    phys.write_bytes(b"registered bytes")
+    sess.data_objects.register(str(phys), f"{coll}/reg", regChksum="")
+    obj = sess.data_objects.get(f"{coll}/reg")
+    assert obj.replicas[0].path == str(phys)
+    assert obj.size == len(b"registered bytes")
+    assert obj.checksum == sha2(b"registered bytes")
+    with obj.open("r") as f:
+        assert f.read() == b"registered bytes"
+    assert irods.counters()["PHY_PATH_REG"] == 1
+    with pytest.raises(CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME):
+        sess.data_objects.register(str(phys), f"{coll}/reg")
+    with pytest.raises(UNIX_FILE_STAT_ERR) as exc:
+        sess.data_objects.register(str(tmp_path / "missing"), f"{coll}/missing")
+    assert exc.value.code == -516002
+    unreadable = tmp_path / "unreadable"
+    unreadable.write_bytes(b"secret")
+    unreadable.chmod(0)
+    with pytest.raises(UNIX_FILE_STAT_ERR) as exc:
+        sess.data_objects.register(str(unreadable), f"{coll}/unreadable")
+    assert exc.value.code == -516013
+    assert not sess.data_objects.exists(f"{coll}/unreadable")
+    # verifyChksum computes and stores the checksum too
+    phys2 = tmp_path / "reg2.dat"
+    phys2.write_bytes(b"two")
+    sess.data_objects.register(str(phys2), f"{coll}/reg2", verifyChksum="")
+    assert sess.data_objects.get(f"{coll}/reg2").checksum == sha2(b"two")
+    # unregistering never deletes a file outside the vault
+    sess.data_objects.unlink(f"{coll}/reg2", force=True)
+    assert phys2.exists()
+    # a whole directory
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a").write_bytes(b"a")
+    (tree / "sub" / "b").write_bytes(b"bb")
+    sess.collections.register(str(tree), f"{coll}/tree")
+    assert sess.data_objects.get(f"{coll}/tree/sub/b").replicas[0].path == str(tree / "sub" / "b")
+
+
+def test_chksum(sess, coll, tmp_path):
+    local = tmp_path / "c"
+    local.write_bytes(b"checksum me")
+    sess.data_objects.put(str(local), f"{coll}/c")
+    assert not sess.data_objects.get(f"{coll}/c").checksum
+    assert sess.data_objects.chksum(f"{coll}/c") == sha2(b"checksum me")
+    assert sess.data_objects.get(f"{coll}/c").checksum == sha2(b"checksum me")
+    assert sess.data_objects.chksum(f"{coll}/c", verifyChksum="") == ""
+    assert sess.data_objects.chksum(f"{coll}/c", forceChksum="") == sha2(b"checksum me")
+    sess.data_objects.put(str(local), f"{coll}/v", verifyChksum="")
+    assert sess.data_objects.get(f"{coll}/v").checksum == sha2(b"checksum me")
+
+
+def test_restart_keeps_catalog(irods, tmp_path):  # noqa: F811
+    local = tmp_path / "keep"
+    local.write_bytes(b"kept across restarts")
+    with irods.session() as s:
+        s.collections.create(f"{irods.home}/restart")
+        s.data_objects.put(str(local), f"{irods.home}/restart/keep")
+        s.data_objects.get(f"{irods.home}/restart/keep").metadata.add("k", "v")
+    port = irods.port
+    irods.restart()
+    assert irods.port == port
+    with irods.session() as s:
+        obj = s.data_objects.get(f"{irods.home}/restart/keep")
+        assert obj.metadata.get_one("k").value == "v"
+        with obj.open("r") as f:
+            assert f.read() == b"kept across restarts"
+        s.collections.remove(f"{irods.home}/restart", recurse=True, force=True)
+
+
+def test_sigterm_is_clean(irods_server_factory):  # noqa: F811
+    srv = irods_server_factory()
+    with srv.session() as s:
+        assert s.collections.exists(srv.home)
+    srv.stop()
+    assert srv.last_returncode == 0
+    assert "stopped" in Path(srv.log_path).read_text()
