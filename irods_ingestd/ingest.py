@@ -1,0 +1,665 @@
+"""Ingest one batch of settled files into iRODS: the worker's real work.
+
+Per file (see :func:`ingest_file`):
+
+1. Take the Redis lock of (zone, rel); if another worker holds it, hand the file back to be settled again.
+2. ``lstat`` it again: gone → forgotten; not a regular file → skipped; size or mtime_ns differ from the
+   job's record → ``ledger.forget(..., resettle=True)`` ("changed, resettled", not an error).
+3. Create the target collection (idempotent; "already exists" from a racing worker is success).
+4. Look at the target, its temporary copy and a version set aside, in one query. A version set aside
+   without a final object (an update interrupted between its two renames) is renamed back first; a
+   leftover temporary copy is removed.
+5. The target exists: same size and checksum as the local file (SHA-256, iRODS ``sha2:`` + base64) →
+   done without moving a byte ("already-present"). Other content, and its AVUs say this zone's file
+   made it (``ingestd::zone`` and ``ingestd::source_path``) → an update; anything else is a conflict:
+   fail with the reason, never overwrite.
+6. ``put``: write the bytes to ``<coll>/.<name>.ingestd.part`` (hashing them while reading; PRC's parallel
+   put above 32 MiB with the hash computed alongside), ask iRODS for the copy's checksum
+   (DATA_OBJ_CHKSUM, forced) and compare, check the local file did not change meanwhile, set the AVUs in
+   one atomic call, then rename onto the final name. An update first renames the old object to
+   ``.<name>.ingestd-old.part``, renames the new one in, then removes the old one. So the final name only
+   ever holds a verified, complete copy with its metadata.
+   ``register``: register the landing file's real path (``destRescName`` = the zone's resource,
+   ``regChksum``), compare the server's checksum with the local one (a mismatch unregisters it again),
+   set the AVUs.
+7. After verification only: ``after = delete`` removes the landing file, ``move`` moves it below
+   ``move_to`` (if it is still the very file that was ingested).
+8. ``ledger.mark_done``; one log record per file with the structured INGEST_* fields.
+
+Transient errors (network, iRODS down, SYS_* errors, timeouts) are retried with exponential backoff,
+the session reset between attempts; permanent ones (conflict, permissions, unreadable local file) fail
+at once with ``ledger.mark_failed``.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import irods.exception as iex
+import redis
+from irods.column import In
+from irods.meta import AVUOperation, iRODSMeta
+from irods.models import Collection, DataObject, DataObjectMeta
+
+from . import __version__, names
+from .config import Config, QueueConfig
+from .irods_session import SessionHolder
+from .job import Batch, FileItem, ZoneSpec
+from .ledger import Ledger
+from .locks import FileLock
+from .messages import MessageId
+
+log = logging.getLogger(__name__)
+
+AVU_PREFIX = "ingestd::"
+A_SOURCE_HOST = AVU_PREFIX + "source_host"
+A_SOURCE_PATH = AVU_PREFIX + "source_path"
+A_SIZE = AVU_PREFIX + "size"
+A_MTIME = AVU_PREFIX + "mtime"
+A_INGEST_TIME = AVU_PREFIX + "ingest_time"
+A_ZONE = AVU_PREFIX + "zone"
+A_VERSION = AVU_PREFIX + "version"
+A_ORIGINAL_NAME = AVU_PREFIX + "original_name"
+
+PARALLEL_THRESHOLD = 32 * 1024 * 1024
+CHUNK = 8 * 1024 * 1024
+
+# results
+INGESTED = "ingested"
+ALREADY = "already-present"
+UPDATED = "updated"
+FAILED = "failed"
+CHANGED = "changed, resettled"
+VANISHED = "vanished"
+NOT_REGULAR = "not a regular file"
+LOCKED = "locked by another worker, resettled"
+
+_SUMMARY_KEYS = {INGESTED: "ingested", ALREADY: "already_present", UPDATED: "updated", FAILED: "failed",
+                 CHANGED: "changed", VANISHED: "vanished", NOT_REGULAR: "skipped", LOCKED: "locked"}
+
+
+class PermanentError(Exception):
+    """Retrying cannot help: the file is marked failed with this reason."""
+
+    kind = "permanent"
+
+
+class Conflict(PermanentError):
+    kind = "conflict"
+
+
+class LocalChanged(Exception):
+    """The landing file is not the version the job was made for (or changed while being copied)."""
+
+
+class Vanished(Exception):
+    pass
+
+
+class NotRegular(Exception):
+    pass
+
+
+# iRODS errors that are not worth retrying.
+_PERMANENT_IRODS = tuple(
+    getattr(iex, n) for n in (
+        "CAT_NO_ACCESS_PERMISSION", "CAT_INSUFFICIENT_PRIVILEGE_LEVEL", "SYS_NO_API_PRIV", "UNIX_FILE_STAT_ERR",
+        "UNIX_FILE_OPEN_ERR", "USER_INPUT_PATH_ERR", "SYS_INVALID_FILE_PATH", "SYS_RESC_DOES_NOT_EXIST",
+        "CAT_NAME_EXISTS_AS_COLLECTION", "CAT_NAME_EXISTS_AS_DATAOBJ", "SYS_INVALID_INPUT_PARAM",
+        "CAT_INVALID_ARGUMENT", "SYS_NOT_ALLOWED", "SYS_NOT_SUPPORTED", "HIERARCHY_ERROR",
+        "USER_INCOMPATIBLE_PARAMS", "CAT_UNKNOWN_COLLECTION",
+    ) if hasattr(iex, n)
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Network trouble, a server that is down or slow, SYS_* errors: worth another attempt."""
+    if isinstance(exc, PermanentError | LocalChanged | Vanished | NotRegular):
+        return False
+    if isinstance(exc, iex.NetworkException | ConnectionError | TimeoutError | socket.timeout | EOFError):
+        return True
+    if isinstance(exc, _PERMANENT_IRODS):
+        return False
+    if isinstance(exc, iex.SystemException):
+        return True
+    if isinstance(exc, iex.iRODSException):
+        return False
+    if isinstance(exc, OSError):  # socket errors and the like (local file errors are turned permanent)
+        return True
+    # PRC raises KeyError for error codes it does not know and RuntimeError when a parallel put fails.
+    return isinstance(exc, KeyError | RuntimeError)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, iex.iRODSException):
+        code = getattr(exc, "code", None)
+        msg = str(exc).strip()
+        return f"{type(exc).__name__}" + (f" ({code})" if code else "") + (f": {msg}" if msg else "")
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def irods_checksum(digest: bytes) -> str:
+    return "sha2:" + base64.b64encode(digest).decode()
+
+
+def file_sha256(path: str) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.digest()
+
+
+def backoff_delay(q: QueueConfig, attempt: int) -> float:
+    return float(min(q.backoff * (2 ** attempt), q.backoff_max))
+
+
+@dataclass
+class IngestContext:
+    """What a worker process keeps between jobs."""
+
+    config: Config
+    sessions: SessionHolder
+    ledger: Ledger
+    redis: redis.Redis
+    host: str = field(default_factory=socket.gethostname)
+    sleep: Callable[[float], Any] = time.sleep
+    known_collections: set[str] = field(default_factory=set)
+
+    def lock_ttl(self) -> float:
+        return max(60.0, self.config.queue.job_timeout)
+
+
+@dataclass
+class FileResult:
+    rel: str
+    result: str
+    irods_path: str = ""
+    nbytes: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+    moved_bytes: int = 0
+    digest: bytes = b""
+
+
+@dataclass
+class _Obj:
+    name: str
+    size: int
+    checksum: str
+    paths: list[str]
+
+
+# --------------------------------------------------------------------------------------------------
+# iRODS helpers
+
+
+def ensure_collection(ctx: IngestContext, session: Any, coll: str) -> None:
+    """Create coll and its parents; safe when many workers race for the same tree."""
+    if coll in ctx.known_collections:
+        return
+    try:
+        session.collections.create(coll, recurse=True)
+    except (iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, iex.CAT_NAME_EXISTS_AS_COLLECTION):
+        pass  # another worker made it first: that is what we wanted
+    except iex.CollectionDoesNotExist:
+        # created, but the lookup that PRC does afterwards raced with something; check below
+        pass
+    except iex.iRODSException as e:
+        if is_transient(e) or not session.collections.exists(coll):
+            raise
+    if len(ctx.known_collections) > 100_000:
+        ctx.known_collections.clear()
+    ctx.known_collections.add(coll)
+
+
+def lookup(session: Any, coll: str, wanted: Iterable[str]) -> dict[str, _Obj]:
+    """The data objects called one of `wanted` in coll (good replicas first), in as few queries as may be."""
+    wanted = list(wanted)
+    found: dict[str, _Obj] = {}
+    quoted = [n for n in wanted if "'" in n]
+    plain = [n for n in wanted if "'" not in n]
+    cols = (DataObject.name, DataObject.size, DataObject.checksum, DataObject.path, DataObject.replica_status)
+    queries = []
+    if plain:
+        queries.append(session.query(*cols).filter(Collection.name == coll)
+                       .filter(In(DataObject.name, plain) if len(plain) > 1 else DataObject.name == plain[0]))
+    for n in quoted:  # GenQuery cannot quote ' inside an `in` list; a single `=` works
+        queries.append(session.query(*cols).filter(Collection.name == coll).filter(DataObject.name == n))
+    for q in queries:
+        for row in q:
+            name = row[DataObject.name]
+            o = found.get(name)
+            if o is None:
+                o = found[name] = _Obj(name, int(row[DataObject.size] or 0), row[DataObject.checksum] or "", [])
+            good = str(row[DataObject.replica_status]) == "1"
+            if good:
+                o.size = int(row[DataObject.size] or 0)
+                o.checksum = row[DataObject.checksum] or o.checksum
+            o.paths.append(row[DataObject.path] or "")
+    return found
+
+
+def object_avus(session: Any, coll: str, name: str) -> dict[str, str]:
+    avus: dict[str, str] = {}
+    q = session.query(DataObjectMeta.name, DataObjectMeta.value) \
+        .filter(Collection.name == coll).filter(DataObject.name == name)
+    for row in q:
+        n = row[DataObjectMeta.name]
+        if n and n.startswith(AVU_PREFIX):
+            avus[n] = row[DataObjectMeta.value] or ""
+    return avus
+
+
+def server_checksum(session: Any, path: str, force: bool = False) -> str:
+    kw = {"forceChksum": ""} if force else {}
+    return str(session.data_objects.chksum(path, **kw) or "")
+
+
+def _unlink_quiet(session: Any, path: str) -> None:
+    try:
+        session.data_objects.unlink(path, force=True)
+    except (iex.OBJ_PATH_DOES_NOT_EXIST, iex.DataObjectDoesNotExist, iex.CAT_UNKNOWN_FILE):
+        pass
+
+
+# --------------------------------------------------------------------------------------------------
+# one file
+
+
+@dataclass
+class _Local:
+    path: str
+    st: os.stat_result
+
+
+def _source_path(zone: ZoneSpec, rel: str) -> str:
+    return zone.root.rstrip("/") + "/" + names.display(rel)
+
+
+def _check_local(zone: ZoneSpec, item: FileItem) -> _Local:
+    path = os.path.join(zone.root, item.rel)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise Vanished() from None
+    except OSError as e:
+        raise PermanentError(f"cannot stat the local file: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegular()
+    if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
+        raise LocalChanged()
+    return _Local(path, st)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _recheck_local(local: _Local) -> None:
+    try:
+        st = os.lstat(local.path)
+    except FileNotFoundError:
+        raise LocalChanged() from None
+    if not _same_file(st, local.st):
+        raise LocalChanged()
+
+
+def _local_digest(local: _Local) -> bytes:
+    try:
+        return file_sha256(local.path)
+    except PermissionError as e:
+        raise PermanentError(f"unreadable local file: {e.strerror}") from None
+    except FileNotFoundError:
+        raise LocalChanged() from None
+
+
+def _metadata_ops(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.Target) -> list[AVUOperation]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    avus = [
+        iRODSMeta(A_SOURCE_HOST, ctx.host),
+        iRODSMeta(A_SOURCE_PATH, _source_path(zone, item.rel)),
+        iRODSMeta(A_ZONE, zone.name),
+        iRODSMeta(A_SIZE, str(item.size), "bytes"),
+        iRODSMeta(A_MTIME, str(item.mtime_ns), "ns"),
+        iRODSMeta(A_INGEST_TIME, now),
+        iRODSMeta(A_VERSION, __version__),
+    ]
+    if target.mapped:
+        avus.append(iRODSMeta(A_ORIGINAL_NAME, names.original_name_value(item.rel), "hex"))
+    return [AVUOperation(operation="add", avu=m) for m in avus]
+
+
+def _set_metadata(session: Any, path: str, ops: list[AVUOperation]) -> None:
+    session.metadata.apply_atomic_operations(DataObject, path, *ops)
+
+
+def _made_by_us(avus: dict[str, str], zone: ZoneSpec, item: FileItem, target: names.Target) -> bool:
+    if avus.get(A_ZONE) != zone.name or avus.get(A_SOURCE_PATH) != _source_path(zone, item.rel):
+        return False
+    original = avus.get(A_ORIGINAL_NAME)
+    return original == names.original_name_value(item.rel) if target.mapped else original is None
+
+
+def _copy_small(session: Any, local: _Local, dest: str, opts: dict[str, str]) -> bytes:
+    h = hashlib.sha256()
+    try:
+        fd = os.open(local.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except PermissionError as e:
+        raise PermanentError(f"unreadable local file: {e.strerror}") from None
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP):
+            raise LocalChanged() from None
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if not _same_file(os.fstat(fd), local.st):
+            raise LocalChanged()
+        with session.data_objects.open(dest, "w", **opts) as o:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                o.write(chunk)
+    return h.digest()
+
+
+def _copy_large(session: Any, local: _Local, dest: str, opts: dict[str, str]) -> bytes:
+    """PRC's parallel put, with the SHA-256 computed by a thread reading the same file meanwhile."""
+    result: list[bytes] = []
+    error: list[BaseException] = []
+
+    def hash_it() -> None:
+        try:
+            result.append(file_sha256(local.path))
+        except BaseException as e:  # noqa: B036 - handed to the caller
+            error.append(e)
+
+    if not os.access(local.path, os.R_OK):
+        raise PermanentError("unreadable local file: Permission denied")
+    t = threading.Thread(target=hash_it, name="sha256", daemon=True)
+    t.start()
+    try:
+        session.data_objects.put(local.path, dest, num_threads=0, **opts)
+    finally:
+        t.join()
+    if error:
+        e = error[0]
+        if isinstance(e, PermissionError):
+            raise PermanentError(f"unreadable local file: {e.strerror}")
+        if isinstance(e, FileNotFoundError):
+            raise LocalChanged()
+        raise e
+    return result[0]
+
+
+def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, target: names.Target,
+             res: FileResult) -> str:
+    """One try at one file; returns INGESTED, UPDATED or ALREADY, or raises."""
+    local = _check_local(zone, item)
+    ensure_collection(ctx, session, target.collection)
+    part, old = target.part_name, names.old_name(target.name)
+    objs = lookup(session, target.collection, [target.name, part, old])
+    if target.name not in objs and old in objs:
+        # an update was interrupted between its two renames: put the previous version back first
+        session.data_objects.move(target.old_path, target.path)
+        objs[target.name] = objs.pop(old)
+        objs[target.name].name = target.name
+    if part in objs:
+        _unlink_quiet(session, target.part_path)
+    if old in objs:
+        _unlink_quiet(session, target.old_path)
+
+    realpath = os.path.realpath(local.path) if zone.mode == "register" else ""
+    existing = objs.get(target.name)
+    update = False
+    digest: bytes | None = None
+    if existing is not None:
+        if existing.size == item.size:
+            digest = _local_digest(local)
+            stored = existing.checksum or server_checksum(session, target.path)
+            if stored == irods_checksum(digest):
+                _recheck_local(local)
+                res.digest = digest
+                if zone.mode == "register" and realpath in existing.paths:
+                    avus = object_avus(session, target.collection, target.name)
+                    if A_SOURCE_PATH not in avus:  # registered by us, interrupted before the AVUs
+                        _set_metadata(session, target.path, _metadata_ops(ctx, zone, item, target))
+                return ALREADY
+        avus = object_avus(session, target.collection, target.name)
+        if not _made_by_us(avus, zone, item, target):
+            who = avus.get(A_SOURCE_PATH)
+            why = f"made from {who} in zone {avus.get(A_ZONE)}" if who else "not made by irods-ingestd"
+            raise Conflict(f"conflict: {target.path} exists with other content ({existing.size} bytes, "
+                           f"{existing.checksum or 'no checksum'}), {why}; not overwritten")
+        update = True
+
+    opts: dict[str, str] = {"destRescName": zone.resource} if zone.resource else {}
+    ops = _metadata_ops(ctx, zone, item, target)
+    if zone.mode == "register":
+        if names.needs_mapping(realpath):
+            raise PermanentError("register mode cannot register a path that is not valid UTF-8 text")
+        set_aside = False
+        if update and existing is not None:
+            if realpath in existing.paths:
+                session.data_objects.unregister(target.path)
+            else:
+                session.data_objects.move(target.path, target.old_path)
+                set_aside = True
+        if digest is None:
+            digest = _local_digest(local)
+        session.data_objects.register(realpath, target.path, regChksum="", **opts)
+        got = server_checksum(session, target.path)
+        try:
+            if got != irods_checksum(digest):
+                _recheck_local(local)
+                raise PermanentError(f"checksum mismatch after register: iRODS {got or 'none'}, "
+                                     f"local {irods_checksum(digest)}")
+            _recheck_local(local)
+        except (LocalChanged, PermanentError):
+            session.data_objects.unregister(target.path)
+            if set_aside:
+                session.data_objects.move(target.old_path, target.path)
+            raise
+        _set_metadata(session, target.path, ops)
+        res.digest = digest
+        if set_aside:
+            _unlink_quiet(session, target.old_path)
+        res.moved_bytes = 0
+        return UPDATED if update else INGESTED
+
+    # put: copy to the temporary name, verify, set the AVUs, rename into place
+    try:
+        if item.size > PARALLEL_THRESHOLD:
+            digest = _copy_large(session, local, target.part_path, opts)
+        else:
+            digest = _copy_small(session, local, target.part_path, opts)
+        res.moved_bytes = item.size
+        got = server_checksum(session, target.part_path, force=True)
+        if got != irods_checksum(digest):
+            _recheck_local(local)  # a file that changed while being read is resettled, not failed
+            raise iex.USER_CHKSUM_MISMATCH(f"iRODS has {got or 'no checksum'}, the local file "
+                                           f"{irods_checksum(digest)}")
+        _recheck_local(local)
+        _set_metadata(session, target.part_path, ops)
+        res.digest = digest
+    except BaseException as e:
+        if not is_transient(e):  # leave nothing behind that looks like an ingest (a transient error may
+            try:                 # have taken the connection; the next attempt removes the temp copy)
+                _unlink_quiet(session, target.part_path)
+            except Exception:  # noqa: BLE001
+                pass
+        raise
+    if update:
+        session.data_objects.move(target.path, target.old_path)
+        try:
+            session.data_objects.move(target.part_path, target.path)
+        except BaseException:
+            session.data_objects.move(target.old_path, target.path)
+            raise
+        _unlink_quiet(session, target.old_path)
+        return UPDATED
+    try:
+        session.data_objects.move(target.part_path, target.path)
+    except iex.CAT_NAME_EXISTS_AS_DATAOBJ:
+        _unlink_quiet(session, target.part_path)
+        raise Conflict(f"conflict: {target.path} was created by someone else during the copy; "
+                       f"not overwritten") from None
+    return INGESTED
+
+
+def _after(zone: ZoneSpec, item: FileItem) -> str:
+    """The zone's after-action on a verified file; '' or a warning."""
+    if zone.after not in ("delete", "move") or zone.mode != "put":
+        return ""
+    path = os.path.join(zone.root, item.rel)
+    try:
+        st = os.lstat(path)
+        if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
+            return f"not {zone.after}d: the landing file changed after its ingest"
+        if zone.after == "delete":
+            os.unlink(path)
+        else:
+            assert zone.move_to
+            dest = os.path.join(zone.move_to, item.rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            try:
+                os.rename(path, dest)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                shutil.move(path, dest)
+    except OSError as e:
+        return f"after = {zone.after} failed: {describe(e)}"
+    return ""
+
+
+def _log(zone: ZoneSpec, item: FileItem, res: FileResult, level: int, mid: str) -> None:
+    fields = {"INGEST_ZONE": zone.name, "INGEST_PATH": _source_path(zone, item.rel),
+              "IRODS_PATH": res.irods_path, "INGEST_BYTES": res.moved_bytes,
+              "INGEST_SECONDS": round(res.seconds, 3),
+              "INGEST_RESULT": res.result if res.result != FAILED else f"failed: {res.reason}"}
+    verb = {INGESTED: "ingested", UPDATED: "updated", ALREADY: "already present:", FAILED: "failed to ingest",
+            CHANGED: "changed since settled, resettled:", VANISHED: "vanished before ingest:",
+            NOT_REGULAR: "not a regular file any more:", LOCKED: "locked by another worker, resettled:"}
+    msg = "%s %s" + (" (%s)" if res.reason else "")
+    args: tuple[Any, ...] = (verb.get(res.result, res.result), fields["INGEST_PATH"])
+    if res.reason:
+        args += (res.reason,)
+    log.log(level, msg, *args, extra={"message_id": mid, "fields": fields})
+
+
+def ingest_file(ctx: IngestContext, zone: ZoneSpec, item: FileItem, retries: int | None = None) -> FileResult:
+    """Ingest one file with its lock, retries and ledger record; returns what happened (never raises for
+    the file's own problems)."""
+    q = ctx.config.queue
+    retries = q.retries if retries is None else retries
+    res = FileResult(item.rel, FAILED, nbytes=item.size)
+    t0 = time.monotonic()
+    try:
+        target = names.target_for(zone.collection, item.rel)
+        res.irods_path = target.path
+    except names.BadName as e:
+        return _fail(ctx, zone, item, res, f"bad name: {e}", "permanent", t0)
+
+    lock = FileLock(ctx.redis, ctx.ledger.prefix, zone.name, item.rel, ctx.lock_ttl())
+    if not lock.acquire():
+        ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
+        res.result = LOCKED
+        return _done_log(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
+    try:
+        attempt = 0
+        while True:
+            try:
+                session = ctx.sessions.get()
+                res.result = _attempt(ctx, session, zone, item, target, res)
+                break
+            except LocalChanged:
+                ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
+                res.result = CHANGED
+                return _done_log(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
+            except Vanished:
+                ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns)
+                res.result = VANISHED
+                return _done_log(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
+            except NotRegular:
+                ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns)
+                res.result = NOT_REGULAR
+                return _done_log(zone, item, res, t0, logging.WARNING, MessageId.FILE_SKIPPED)
+            except PermanentError as e:
+                return _fail(ctx, zone, item, res, str(e), e.kind, t0)
+            except Exception as e:  # noqa: BLE001 - classified below
+                if not is_transient(e):
+                    return _fail(ctx, zone, item, res, describe(e), "permanent", t0)
+                ctx.sessions.reset()
+                ctx.known_collections.clear()
+                if attempt >= retries:
+                    return _fail(ctx, zone, item, res, f"{describe(e)} (after {attempt + 1} attempts)",
+                                 "transient", t0)
+                delay = backoff_delay(q, attempt)
+                log.warning("transient error on %s (attempt %d of %d), retrying in %.1fs: %s",
+                            res.irods_path, attempt + 1, retries + 1, delay, describe(e))
+                attempt += 1
+                ctx.sleep(delay)
+                lock.extend()
+    finally:
+        lock.release()
+
+    warning = _after(zone, item) if res.result in (INGESTED, UPDATED, ALREADY) else ""
+    if not ctx.ledger.mark_done(zone.name, item.rel, item.size, item.mtime_ns, res.digest):
+        log.debug("a newer version of %s was queued meanwhile", item.rel)
+    res.reason = warning
+    mid = MessageId.FILE_SKIPPED if res.result == ALREADY else MessageId.FILE_INGESTED
+    return _done_log(zone, item, res, t0, logging.WARNING if warning else logging.INFO, mid)
+
+
+def _done_log(zone: ZoneSpec, item: FileItem, res: FileResult, t0: float, level: int, mid: str) -> FileResult:
+    res.seconds = time.monotonic() - t0
+    _log(zone, item, res, level, mid)
+    return res
+
+
+def _fail(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult, reason: str, kind: str,
+          t0: float) -> FileResult:
+    res.result = FAILED
+    res.reason = reason
+    ctx.ledger.mark_failed(zone.name, item.rel, item.size, item.mtime_ns, reason, kind)
+    return _done_log(zone, item, res, t0, logging.ERROR, MessageId.FILE_FAILED)
+
+
+def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
+    """Every file of a batch; a summary of counts (and bytes moved)."""
+    summary = {k: 0 for k in _SUMMARY_KEYS.values()}
+    summary["bytes"] = 0
+    down = False  # after one file ran out of retries, do not wait again on every other file of the batch
+    for item in batch.files:
+        res = ingest_file(ctx, batch.zone, item, retries=0 if down else None)
+        down = res.result == FAILED and res.reason.endswith("attempts)")
+        summary[_SUMMARY_KEYS[res.result]] += 1
+        summary["bytes"] += res.moved_bytes
+    return summary
+
+
+def retry_failed(ledger: Ledger, zones: Iterable[str]) -> int:
+    """Hand the ledger's failed files back to the daemon: each failure is cleared and the file asked to be
+    settled again (the daemon's resettle list), which queues it anew. Returns how many."""
+    n = 0
+    for zone in zones:
+        for rel, info in list(ledger.failures(zone)):
+            ledger.forget(zone, rel, int(info.get("size", 0)), int(info.get("mtime_ns", 0)), resettle=True)
+            ledger.clear_failure(zone, rel)
+            n += 1
+    return n

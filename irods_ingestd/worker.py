@@ -1,0 +1,90 @@
+"""The RQ worker: non-forking, so one iRODS session serves job after job.
+
+``run_worker(config)`` runs an :class:`IngestWorker` (an ``rq.SimpleWorker``) on the config's queue.
+
+* SIGTERM / SIGINT: RQ's warm shutdown: the running job finishes, then the worker exits. A second
+  signal is a cold shutdown. Under systemd use ``KillMode=mixed`` so only the main process gets it.
+* Heartbeats: a SimpleWorker runs the job in its main thread and would not refresh its heartbeat until
+  the job ends, so the started-job registry would only notice a killed worker after the job timeout.
+  Here a thread refreshes the worker's, the job's and the execution's heartbeat every
+  ``job_monitoring_interval`` seconds with a TTL of a few intervals, so another worker's registry
+  maintenance finds the jobs of a killed worker within about a minute.
+* Jobs without their own timeout get ``[queue].job_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from rq import Queue, SimpleWorker
+from rq.job import Job
+
+from . import tasks
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+JOB_MONITORING_INTERVAL = 10
+
+
+class IngestWorker(SimpleWorker):
+    """A SimpleWorker that keeps its heartbeat alive while a job runs."""
+
+    heartbeat_grace = 30
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return int(2 * self.job_monitoring_interval + self.heartbeat_grace)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.job_monitoring_interval):
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except Exception as e:  # noqa: BLE001 - Redis away for a moment; try again next time
+                    log.debug("heartbeat failed: %s", e)
+
+        t = threading.Thread(target=beat, name="rq-heartbeat", daemon=True)
+        t.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            stop.set()
+            t.join(5)
+        self.set_state("idle")
+
+
+def make_queue_class(default_timeout: float) -> type[Queue]:
+    class IngestQueue(Queue):
+        DEFAULT_TIMEOUT = int(default_timeout)
+
+    return IngestQueue
+
+
+def run_worker(config: Config, queue_name: str | None = None, burst: bool = False, name: str | None = None,
+               job_monitoring_interval: int = JOB_MONITORING_INTERVAL, **work_kwargs: Any) -> bool:
+    """Run a worker until stopped (or, with burst, until the queue is empty); True if it did any work."""
+    ctx = tasks.make_context(config)
+    tasks.set_context(ctx)
+    queue_class = make_queue_class(config.queue.job_timeout)
+    queue = queue_class(queue_name or config.queue.name, connection=ctx.redis)
+    worker_name = name or f"ingestd-{socket.gethostname()}-{os.getpid()}"
+    worker = IngestWorker([queue], connection=ctx.redis, name=worker_name, queue_class=queue_class,
+                          job_monitoring_interval=job_monitoring_interval)
+    log.info("worker %s on queue %s (iRODS session reused across jobs)", worker_name, queue.name)
+    try:
+        return bool(worker.work(burst=burst, with_scheduler=False, logging_level=_rq_level(), **work_kwargs))
+    finally:
+        ctx.sessions.cleanup()
+        tasks.set_context(None)
+
+
+def _rq_level() -> str:
+    level = logging.getLogger().getEffectiveLevel()
+    return logging.getLevelName(max(level, logging.INFO))
