@@ -1,0 +1,33 @@
+#!/bin/bash
+# Install what the tests need beyond the Python venv. Idempotent; .ci/run calls it (as root).
+#   redis-server        RQ's broker for integration tests (and its redis-cli)
+#   systemd-container   systemd-nspawn for the end-to-end tests (a real systemd as PID 1)
+#   debootstrap         builds the Debian 12 rootfs those tests boot (cached outside the checkout)
+#   libsystemd-dev, pkg-config   let pip build systemd-python (the native journald/sd_notify path)
+# systemd itself (systemd-analyze, for tests/integration/test_systemd_units.py) comes with
+# systemd-container.
+set -euo pipefail
+
+apt_packages=(redis-server systemd-container debootstrap libsystemd-dev pkg-config)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "ci-deps: need root to apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python packages for the tests, into the project's venv (VENV, default .venv beside this repo).
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${VENV:-$repo/.venv}
+if [ -x "$venv/bin/pip" ]; then
+    # systemd-python: the journald/sd_notify path the daemon uses in production.
+    "$venv/bin/pip" install -q 'systemd-python>=235'
+fi
