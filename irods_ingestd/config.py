@@ -97,6 +97,7 @@ class ZoneConfig:
     settle: float = 10.0
     watcher: str = "inotify"
     rescan: float = 900.0
+    poll_interval: float = 30.0
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     temp_patterns: tuple[str, ...] = DEFAULT_TEMP_PATTERNS
@@ -127,7 +128,6 @@ class QueueConfig:
     name: str = "irods-ingestd"
     batch_files: int = 50
     batch_bytes: int = 256 << 20
-    batch_wait: float = 0.05
     max_backlog: int = 200_000
     job_timeout: float = 3600.0
     retries: int = 5
@@ -155,12 +155,12 @@ _TOP_KEYS = {"log_level", "redis", "irods", "queue", "zone"}
 _REDIS_KEYS = {"url", "sentinels", "sentinel_master", "prefix"}
 _IRODS_KEYS = {"environment_file", "password_file", "password", "connection_timeout"}
 _QUEUE_KEYS = {
-    "name", "batch_files", "batch_bytes", "batch_wait", "max_backlog", "job_timeout",
+    "name", "batch_files", "batch_bytes", "max_backlog", "job_timeout",
     "retries", "backoff", "backoff_max",
 }
 _ZONE_KEYS = {
-    "name", "path", "collection", "mode", "settle", "watcher", "rescan", "include", "exclude",
-    "temp_patterns", "symlinks", "resource", "after", "move_to",
+    "name", "path", "collection", "mode", "settle", "watcher", "rescan", "poll_interval", "include",
+    "exclude", "temp_patterns", "symlinks", "resource", "after", "move_to",
 }
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -243,6 +243,9 @@ def _check_zone(c: _Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig 
     rescan = c.conv(where, raw, "rescan", parse_duration, 900.0)
     if rescan is not None and rescan < 1:
         c.problems.append(f"{where}.rescan: must be at least 1s")
+    poll_interval = c.conv(where, raw, "poll_interval", parse_duration, 30.0)
+    if poll_interval is not None and poll_interval < 0.1:
+        c.problems.append(f"{where}.poll_interval: must be at least 0.1s")
     watcher = c.choice(where, raw, "watcher", WATCHERS, "inotify")
     symlinks = c.choice(where, raw, "symlinks", SYMLINK_POLICIES, "skip")
     after = c.choice(where, raw, "after", AFTER_ACTIONS, "keep")
@@ -282,7 +285,8 @@ def _check_zone(c: _Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig 
         return None
     return ZoneConfig(
         name=name, path=path, collection=collection, mode=mode, settle=settle, watcher=watcher,
-        rescan=rescan, include=include, exclude=exclude, temp_patterns=temps, symlinks=symlinks,
+        rescan=rescan, poll_interval=poll_interval, include=include, exclude=exclude, temp_patterns=temps,
+        symlinks=symlinks,
         resource=resource, after=after, move_to=move_to,
     )
 
@@ -336,7 +340,6 @@ def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: boo
         name=c.get("[queue]", qraw, "name", str, q.name),
         batch_files=c.get("[queue]", qraw, "batch_files", int, q.batch_files),
         batch_bytes=c.conv("[queue]", qraw, "batch_bytes", parse_size, q.batch_bytes),
-        batch_wait=c.conv("[queue]", qraw, "batch_wait", parse_duration, q.batch_wait),
         max_backlog=c.get("[queue]", qraw, "max_backlog", int, q.max_backlog),
         job_timeout=c.conv("[queue]", qraw, "job_timeout", parse_duration, q.job_timeout),
         retries=c.get("[queue]", qraw, "retries", int, q.retries),

@@ -39,7 +39,8 @@ if old and string.sub(old, 1, 1) == 'Q' then
   if string.sub(old, 2, 17) ~= ARGV[3] then return 0 end
   redis.call('HINCRBY', KEYS[2], 'queued', -1)
 end
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1])
+else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
 if tonumber(ARGV[5]) > 0 then redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[5]) end
 return 1

@@ -1,0 +1,66 @@
+"""`irods-ingestd check-config`: validate the file, then check that Redis and iRODS answer.
+
+Exits non-zero on any problem, listing each one. `--offline` only validates the file (the unit's
+ExecStartPre uses it, so a Redis or iRODS outage does not keep the daemon from starting and waiting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..config import Config, file_is_private, load
+
+log = logging.getLogger(__name__)
+
+
+def security_problems(cfg: Config) -> list[str]:
+    """Secrets readable by other users are refused."""
+    out = []
+    if cfg.irods.password and not file_is_private(Path(cfg.source)):
+        out.append(f"{cfg.source} holds [irods].password and is readable by other users: "
+                   "chmod o-r it, or use password_file / LoadCredential=")
+    if cfg.irods.password_file is not None and cfg.irods.password_file.exists() and \
+            not file_is_private(cfg.irods.password_file):
+        out.append(f"{cfg.irods.password_file} (the iRODS password) is readable by other users: chmod o-r it")
+    return out
+
+
+
+
+def check_services(cfg: Config) -> list[str]:
+    problems = []
+    from ..redisconn import connect
+    try:
+        connect(cfg.redis).ping()
+    except Exception as e:  # noqa: BLE001 - any failure is reported as such
+        problems.append(f"Redis at {cfg.redis.url}: {e}")
+    try:
+        from ..irods_session import make_session
+
+        session = make_session(cfg.irods)
+        try:
+            for z in cfg.zones:
+                parent = z.collection.rsplit("/", 1)[0] or "/"
+                if not session.collections.exists(z.collection) and not session.collections.exists(parent):
+                    problems.append(f"zone {z.name!r}: neither {z.collection} nor its parent exists in iRODS")
+        finally:
+            session.cleanup()
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"iRODS: {type(e).__name__}: {e}")
+    return problems
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load(args.config, check_paths=not args.offline)
+    problems = security_problems(cfg)
+    if not args.offline:
+        problems += check_services(cfg)
+    for p in problems:
+        sys.stderr.write(f"{p}\n")
+    if problems:
+        return 1
+    sys.stdout.write(f"{cfg.source}: OK ({len(cfg.zones)} zones: {', '.join(z.name for z in cfg.zones)})\n")
+    return 0

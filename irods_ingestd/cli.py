@@ -1,0 +1,68 @@
+"""The `irods-ingestd` command: run, worker, check-config, scan, status, retry."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .config import ConfigError
+
+log = logging.getLogger("irods_ingestd")
+
+COMMANDS = {
+    "run": "run the daemon: watch the zones and queue settled files",
+    "worker": "run an RQ worker that ingests queued files into iRODS",
+    "check-config": "validate the configuration and check that Redis and iRODS answer",
+    "scan": "walk the zones once now and queue what is new (for onboarding a large tree)",
+    "status": "show per zone: watching or walking, settling, queued, ingested, failed",
+    "retry": "queue the failed files again",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="irods-ingestd", description="Ingest complete files from landing "
+                                "zones into iRODS.")
+    p.add_argument("--version", action="version", version=f"irods-ingestd {__version__}")
+    p.add_argument("-c", "--config", help="config file (default: $IRODS_INGESTD_CONFIG or "
+                   "/etc/irods-ingestd/config.toml)")
+    p.add_argument("--log-level", help="override the config's log_level")
+    p.add_argument("--log-target", default="auto", choices=("auto", "journal", "stderr"))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_ in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        if name == "worker":
+            sp.add_argument("--queue", help="queue name (default: [queue].name)")
+            sp.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+            sp.add_argument("--name", help="worker name (default: host and pid)")
+        if name == "check-config":
+            sp.add_argument("--offline", action="store_true", help="only validate the file")
+        if name in ("scan", "retry"):
+            sp.add_argument("--zone", action="append", help="only this zone (repeatable)")
+        if name == "status":
+            sp.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from .logsetup import setup_logging
+
+    setup_logging(args.log_level or "info", args.log_target)
+    module = importlib.import_module(f".actions.{args.command.replace('-', '_')}", __package__)
+    try:
+        if args.log_level:
+            logging.getLogger().setLevel(args.log_level.upper())
+        return int(module.run(args))
+    except ConfigError as e:
+        log.error("configuration problem:\n%s", e)
+        sys.stderr.flush()
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Which names a zone ingests: include/exclude globs and the temporary names of copy tools.
+
+Patterns match the file name; a pattern holding a `/` matches the path relative to the zone.
+Special files (FIFOs, sockets, devices) are recognised from the directory entry and never opened.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import stat
+from dataclasses import dataclass
+
+from .config import ZoneConfig
+
+
+def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    names = [fnmatch.translate(p) for p in patterns if "/" not in p]
+    paths = [fnmatch.translate(p) for p in patterns if "/" in p]
+    return (re.compile("|".join(names)) if names else None, re.compile("|".join(paths)) if paths else None)
+
+
+@dataclass(frozen=True)
+class NameFilter:
+    include: tuple[re.Pattern[str] | None, re.Pattern[str] | None]
+    exclude: tuple[re.Pattern[str] | None, re.Pattern[str] | None]
+    temp: tuple[re.Pattern[str] | None, re.Pattern[str] | None]
+
+    @classmethod
+    def for_zone(cls, zone: ZoneConfig) -> NameFilter:
+        return cls(_compile(zone.include), _compile(zone.exclude), _compile(zone.temp_patterns))
+
+    @staticmethod
+    def _hit(pats: tuple[re.Pattern[str] | None, re.Pattern[str] | None], name: str, rel: str) -> bool:
+        n, p = pats
+        return bool((n and n.match(name)) or (p and p.match(rel)))
+
+    def reason_to_skip(self, name: str, rel: str) -> str | None:
+        """None if the file is wanted; else why not ('temporary', 'excluded', 'not included')."""
+        if self._hit(self.temp, name, rel):
+            return "temporary"
+        if self._hit(self.exclude, name, rel):
+            return "excluded"
+        if not self._hit(self.include, name, rel):
+            return "not included"
+        return None
+
+    def dir_excluded(self, name: str, rel: str) -> bool:
+        """Directories are skipped only when an exclude pattern names them."""
+        return self._hit(self.exclude, name, rel)
+
+
+def special_kind(mode: int) -> str | None:
+    """'fifo', 'socket', 'device' for files that must never be opened; None for regular files."""
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return None

@@ -1,0 +1,95 @@
+"""The queue: ready files go to RQ in batches, once per version of a file.
+
+RQ's job id does not de-duplicate, so the ledger keeps the state: a file already queued, ingested or
+failed at the same size and mtime is never queued again. Each pipeline marks files queued in the ledger
+and enqueues their jobs in one Redis transaction, so a crash cannot leave one without the other.
+The backlog (files queued, not yet finished) is bounded: when it is full, `room()` says so and the daemon
+waits instead of growing Redis without limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+from rq import Queue
+
+from .config import QueueConfig
+from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
+from .ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+RESULT_TTL = 600  # seconds a finished job's record stays: its summary is in the ledger and the journal
+FAILURE_TTL = 7 * 86400
+
+
+def make_batches(zone: ZoneSpec, files: Iterable[FileItem], max_files: int, max_bytes: int) -> list[Batch]:
+    """Group files into batches of at most max_files and (unless one file is larger) max_bytes."""
+    out: list[Batch] = []
+    cur: list[FileItem] = []
+    cur_bytes = 0
+    for f in files:
+        if cur and (len(cur) >= max_files or cur_bytes + f.size > max_bytes):
+            out.append(Batch(zone, tuple(cur)))
+            cur, cur_bytes = [], 0
+        cur.append(f)
+        cur_bytes += f.size
+    if cur:
+        out.append(Batch(zone, tuple(cur)))
+    return out
+
+
+class Enqueuer:
+    def __init__(self, r: redis.Redis, ledger: Ledger, cfg: QueueConfig) -> None:
+        self.r = r
+        self.ledger = ledger
+        self.cfg = cfg
+        self.queue = Queue(cfg.name, connection=r)
+        self._backlog = 0
+        self._backlog_at = 0.0
+
+    def backlog(self, max_age: float = 1.0) -> int:
+        """Files queued and not finished, over all zones (cached for max_age seconds)."""
+        now = time.monotonic()
+        if now - self._backlog_at > max_age:
+            self._backlog = self.ledger.outstanding()
+            self._backlog_at = now
+        return self._backlog
+
+    def room(self) -> int:
+        return max(0, self.cfg.max_backlog - self.backlog())
+
+    def unknown(self, zone: str, files: Sequence[FileItem]) -> list[FileItem]:
+        """The files the ledger does not already hold at this size and mtime (queued, done or failed)."""
+        entries = self.ledger.get_many(zone, [f.rel for f in files])
+        return [f for f, e in zip(files, entries, strict=True)
+                if e is None or not e.same_version(f.size, f.mtime_ns)]
+
+    def enqueue(self, zone: ZoneSpec, files: Sequence[FileItem], check: bool = True) -> int:
+        """Queue the files not yet known (all of them with check=False); returns how many were queued."""
+        if check:
+            files = self.unknown(zone.name, files)
+        if not files:
+            return 0
+        batches = make_batches(zone, files, self.cfg.batch_files, self.cfg.batch_bytes)
+        for i in range(0, len(batches), 100):
+            chunk = batches[i:i + 100]
+            pipe = self.r.pipeline(transaction=True)
+            for b in chunk:
+                self.ledger.mark_queued(pipe, zone.name, ((f.rel, f.size, f.mtime_ns) for f in b.files))
+            self.queue.enqueue_many([self._job_data(b) for b in chunk], pipeline=pipe)
+            pipe.execute()
+        self._backlog += len(files)
+        log.debug("queued %d files of zone %s in %d jobs", len(files), zone.name, len(batches))
+        return len(files)
+
+    def _job_data(self, b: Batch) -> Any:
+        return Queue.prepare_data(
+            TASK_FUNC, args=(b.to_record(),), job_id=b.id, timeout=int(self.cfg.job_timeout),
+            result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+            description=f"ingest {len(b.files)} files ({b.bytes} bytes) of zone {b.zone.name}",
+        )

@@ -1,0 +1,113 @@
+"""The settler: a file is ready when it has stopped growing.
+
+A file is ready when its size and mtime have not changed for the zone's settle time and no write event
+came since. One heap serves every file (no thread or timer per file): each settling file has one heap
+entry; an event only moves the file's deadline, and a popped entry whose deadline moved is pushed again.
+Memory grows with the files settling, never with the tree.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Key = tuple[str, str]  # (zone, relative path)
+StatFn = Callable[[str, str], "tuple[int, int] | str | None"]
+
+
+@dataclass(slots=True)
+class Pending:
+    size: int
+    mtime_ns: int
+    deadline: float
+    settle: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    zone: str
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+class Settler:
+    def __init__(self, stat: StatFn, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stat = stat  # (zone, rel) → (size, mtime_ns) | reason to skip | None (gone)
+        self._clock = clock
+        self._pending: dict[Key, Pending] = {}
+        self._heap: list[tuple[float, Key]] = []
+        self.skipped: list[tuple[str, str, str]] = []  # (zone, rel, reason) found at expiry
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def count(self, zone: str) -> int:
+        return sum(1 for z, _ in self._pending if z == zone)
+
+    def observe(self, zone: str, rel: str, size: int, mtime_ns: int, settle: float) -> None:
+        """A file seen (by an event's stat or a walk) with this size and mtime: (re)start its timer
+        if it is new or changed; an unchanged observation leaves the timer running."""
+        key = (zone, rel)
+        p = self._pending.get(key)
+        now = self._clock()
+        if p is None:
+            self._pending[key] = Pending(size, mtime_ns, now + settle, settle)
+            heapq.heappush(self._heap, (now + settle, key))
+        elif p.size != size or p.mtime_ns != mtime_ns:
+            p.size, p.mtime_ns, p.deadline = size, mtime_ns, now + settle
+
+    def touch(self, zone: str, rel: str) -> bool:
+        """A write event for a settling file: restart its timer. False if the file is not settling."""
+        p = self._pending.get((zone, rel))
+        if p is None:
+            return False
+        p.deadline = self._clock() + p.settle
+        return True
+
+    def is_settling(self, zone: str, rel: str) -> bool:
+        return (zone, rel) in self._pending
+
+    def discard(self, zone: str, rel: str | None = None) -> None:
+        """Forget one file, or (rel None) every file of a zone."""
+        if rel is not None:
+            self._pending.pop((zone, rel), None)
+            return
+        for key in [k for k in self._pending if k[0] == zone]:
+            del self._pending[key]
+
+    def next_deadline(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def pop_ready(self, limit: int = 100_000) -> list[Ready]:
+        """Files whose deadline passed and that are unchanged since they were last seen."""
+        out: list[Ready] = []
+        now = self._clock()
+        heap = self._heap
+        while heap and heap[0][0] <= now and len(out) < limit:
+            deadline, key = heapq.heappop(heap)
+            p = self._pending.get(key)
+            if p is None:
+                continue  # discarded
+            if p.deadline > deadline:
+                heapq.heappush(heap, (p.deadline, key))  # an event moved it
+                continue
+            zone, rel = key
+            st = self._stat(zone, rel)
+            if st is None:
+                del self._pending[key]  # vanished while settling
+                continue
+            if isinstance(st, str):
+                del self._pending[key]
+                self.skipped.append((zone, rel, st))
+                continue
+            size, mtime = st
+            if size != p.size or mtime != p.mtime_ns:
+                p.size, p.mtime_ns, p.deadline = size, mtime, now + p.settle
+                heapq.heappush(heap, (p.deadline, key))
+                continue
+            del self._pending[key]
+            out.append(Ready(zone, rel, size, mtime))
+        return out

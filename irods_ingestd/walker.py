@@ -1,0 +1,106 @@
+"""The walker: a function of one directory.
+
+`walk_dir` lists one directory of a zone with `os.scandir`, stats its regular files (lstat: the entry
+itself) and returns the files, the subdirectories to visit and what it skipped. It keeps no state, so a
+tree can be walked by a loop over a stack of directories here, or later by many walk jobs on many hosts.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+
+from .filters import NameFilter, special_kind
+
+
+@dataclass(slots=True)
+class Listing:
+    reldir: str
+    files: list[tuple[str, int, int]] = field(default_factory=list)  # (name, size, mtime_ns)
+    subdirs: list[str] = field(default_factory=list)  # relative paths
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    error: str | None = None  # the directory itself could not be read
+
+
+def join(reldir: str, name: str) -> str:
+    return f"{reldir}/{name}" if reldir else name
+
+
+def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = False) -> Listing:
+    """List root/reldir: regular files wanted by `names`, subdirectories, and skipped entries."""
+    out = Listing(reldir)
+    path = os.path.join(root, reldir) if reldir else root
+    try:
+        it = os.scandir(path)
+    except OSError as e:
+        out.error = f"cannot read directory: {e.strerror or e}"
+        return out
+    with it:
+        while True:
+            try:
+                entry = next(it)
+            except StopIteration:
+                break
+            except OSError as e:  # a directory vanishing or failing mid-listing
+                out.error = f"listing interrupted: {e.strerror or e}"
+                break
+            name = entry.name
+            rel = join(reldir, name)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not names.dir_excluded(name, rel):
+                        out.subdirs.append(rel)
+                    continue
+                if entry.is_symlink():
+                    if not follow_symlinks:
+                        out.skipped.append((rel, "symlink (not followed)"))
+                        continue
+                    st = entry.stat(follow_symlinks=True)
+                    if stat.S_ISDIR(st.st_mode):
+                        out.skipped.append((rel, "symlink to a directory (not followed)"))
+                        continue
+                else:
+                    st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    continue  # vanished between listing and stat
+                reason = "dangling or looping symlink" if e.errno in (errno.ELOOP,) else \
+                    f"cannot stat: {e.strerror or e}"
+                out.skipped.append((rel, reason))
+                continue
+            kind = special_kind(st.st_mode)
+            if kind:
+                out.skipped.append((rel, f"{kind} (never opened)"))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                out.skipped.append((rel, "not a regular file"))
+                continue
+            why = names.reason_to_skip(name, rel)
+            if why:
+                continue  # temporary and excluded names are silently passed over
+            out.files.append((name, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def stat_file(root: str, rel: str, follow_symlinks: bool = False) -> tuple[int, int] | str | None:
+    """(size, mtime_ns) of a regular file; a reason string if it must be skipped; None if it is gone."""
+    try:
+        st = os.stat(os.path.join(root, rel), follow_symlinks=follow_symlinks)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "dangling or looping symlink"
+        return f"cannot stat: {e.strerror or e}"
+    if stat.S_ISLNK(st.st_mode):
+        return "symlink (not followed)"
+    kind = special_kind(st.st_mode)
+    if kind:
+        return f"{kind} (never opened)"
+    if stat.S_ISDIR(st.st_mode):
+        return "directory"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return st.st_size, st.st_mtime_ns

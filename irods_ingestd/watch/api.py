@@ -1,0 +1,87 @@
+"""The watcher interface, kept apart from its backends.
+
+A backend turns what the kernel says into `Change` records for the daemon's main loop. Reading the
+kernel's queue happens in the backend's own thread, which does nothing else, so it never falls behind;
+translating and acting on changes happens in the main loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ZoneConfig
+
+
+class Kind(enum.Enum):
+    WRITE = "write"  # a file was written, closed after writing, or had its times changed
+    ARRIVED = "arrived"  # a file was renamed or moved into place
+    DIR = "dir"  # a directory was created or moved in: watch it and list it
+    GONE = "gone"  # a file was deleted or moved away
+    OVERFLOW = "overflow"  # the kernel dropped events: every zone of this watcher must be walked
+    ZONE_LOST = "zone_lost"  # the zone's root went away or can no longer be watched
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: Kind
+    zone: str | None
+    rel: str = ""
+    detail: str = ""
+
+
+class Inbox:
+    """A thread-safe hand-off from a reader thread to the main loop: append, then wake."""
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._wake = threading.Event()
+
+    def put_many(self, items: Iterable[Any]) -> None:
+        self._items.extend(items)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wait(self, timeout: float) -> None:
+        if not self._items:
+            self._wake.wait(timeout)
+        self._wake.clear()
+
+    def drain(self, limit: int) -> list[Any]:
+        out: list[Any] = []
+        items = self._items
+        while items and len(out) < limit:
+            out.append(items.popleft())
+        return out
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Watcher(ABC):
+    """One backend watching any number of zones."""
+
+    @abstractmethod
+    def add_zone(self, zone: ZoneConfig) -> None:
+        """Start watching a zone's root (subdirectories are added with `watch_dir`)."""
+
+    @abstractmethod
+    def remove_zone(self, name: str) -> None: ...
+
+    @abstractmethod
+    def watch_dir(self, zone: str, reldir: str) -> bool:
+        """Watch one directory of a zone; False if it cannot be watched (the zone must be walked)."""
+
+    @abstractmethod
+    def changes(self, limit: int = 10_000) -> list[Change]:
+        """Translate what the reader collected since the last call (called from the main loop)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
