@@ -57,7 +57,11 @@ def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = 
                     if not follow_symlinks:
                         out.skipped.append((rel, "symlink (not followed)"))
                         continue
-                    st = entry.stat(follow_symlinks=True)
+                    try:
+                        st = entry.stat(follow_symlinks=True)
+                    except OSError:
+                        out.skipped.append((rel, "dangling or looping symlink"))
+                        continue
                     if stat.S_ISDIR(st.st_mode):
                         out.skipped.append((rel, "symlink to a directory (not followed)"))
                         continue
