@@ -133,8 +133,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, _PERMANENT_IRODS):
         return False
-    if isinstance(exc, iex.SystemException):
-        return True
+    if isinstance(exc, iex.SystemException | iex.FileDriverException | iex.USER_CHKSUM_MISMATCH):
+        return True  # SYS_* (connections, agents), storage I/O errors, a copy that did not verify
     if isinstance(exc, iex.iRODSException):
         return False
     if isinstance(exc, OSError):  # socket errors and the like (local file errors are turned permanent)

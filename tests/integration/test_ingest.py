@@ -1,0 +1,469 @@
+"""The worker's ingest against the iRODS test server (real TCP, unmodified python-irodsclient) and real Redis."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from irods.column import Like
+from irods.models import Collection, DataObject
+
+from irods_ingestd import ingest
+from irods_ingestd.config import Config, IrodsConfig, QueueConfig, RedisConfig, ZoneConfig
+from irods_ingestd.irods_session import SessionHolder
+from irods_ingestd.job import Batch, FileItem, ZoneSpec
+from irods_ingestd.ledger import Ledger
+from irods_ingestd.locks import FileLock
+
+MiB = 1 << 20
+
+
+@dataclass
+class Env:
+    tmp: Path
+    root: Path
+    coll: str
+    config: Config
+    irods: Any
+    r: redis.Redis
+    contexts: list[ingest.IngestContext]
+
+    def ctx(self, **zone_kw: Any) -> ingest.IngestContext:
+        cfg = self.config
+        if zone_kw:
+            cfg = replace(cfg, zones=(replace(cfg.zones[0], **zone_kw),))
+        c = ingest.IngestContext(config=cfg, sessions=SessionHolder(cfg.irods), ledger=Ledger(self.r, "ingestd"),
+                                 redis=self.r, sleep=lambda s: None)
+        self.contexts.append(c)
+        return c
+
+    def zone(self, ctx: ingest.IngestContext | None = None) -> ZoneSpec:
+        return ZoneSpec.from_config((ctx.config if ctx else self.config).zones[0])
+
+    def write(self, rel: str, data: bytes) -> FileItem:
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        return self.item(rel)
+
+    def item(self, rel: str) -> FileItem:
+        st = os.lstat(self.root / rel)
+        return FileItem(rel, st.st_size, st.st_mtime_ns)
+
+    def queue(self, zone: str, items: list[FileItem]) -> None:
+        ledger = Ledger(self.r, "ingestd")
+        pipe = self.r.pipeline()
+        ledger.mark_queued(pipe, zone, [(f.rel, f.size, f.mtime_ns) for f in items])
+        pipe.execute()
+
+    def run(self, ctx: ingest.IngestContext, items: list[FileItem]) -> dict[str, int]:
+        self.queue(ctx.config.zones[0].name, items)
+        return ingest.ingest_batch(ctx, Batch(self.zone(ctx), tuple(items)))
+
+    def session(self) -> Any:
+        return self.irods.session()
+
+
+def sha2(data: bytes) -> str:
+    return "sha2:" + base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+@pytest.fixture
+def env(tmp_path: Path, irods: Any, redis_server: Any, redis_conn: redis.Redis) -> Iterator[Env]:
+    root = tmp_path / "landing"
+    root.mkdir()
+    envfile = irods.write_env_file(tmp_path / "irods_environment.json")
+    coll = f"{irods.home}/t-{uuid.uuid4().hex[:8]}"
+    cfg = Config(
+        source="<test>", redis=RedisConfig(url=redis_server.url),
+        irods=IrodsConfig(environment_file=envfile, password=irods.password, connection_timeout=20),
+        queue=QueueConfig(retries=2, backoff=0.01, backoff_max=0.05, job_timeout=120),
+        zones=(ZoneConfig(name="z1", path=root, collection=coll),),
+    )
+    e = Env(tmp_path, root, coll, cfg, irods, redis_conn, [])
+    yield e
+    for c in e.contexts:
+        c.sessions.cleanup()
+
+
+def objects_under(sess: Any, coll: str) -> dict[str, tuple[int, str, str]]:
+    out = {}
+    q = sess.query(Collection.name, DataObject.name, DataObject.size, DataObject.checksum, DataObject.path) \
+        .filter(Like(Collection.name, coll + "%"))
+    for row in q:
+        out[row[Collection.name] + "/" + row[DataObject.name]] = (
+            int(row[DataObject.size]), row[DataObject.checksum] or "", row[DataObject.path])
+    return out
+
+
+def avus(sess: Any, path: str) -> dict[str, str]:
+    return {m.name: m.value for m in sess.metadata.get(DataObject, path)}
+
+
+def mixed_files(env: Env, n: int, seed: int = 1) -> list[FileItem]:
+    rng = random.Random(seed)
+    sizes = [0, 1, 100, 4096, 8191, 8192, 8193, 65536, 1 * MiB + 7, 3 * MiB]
+    items = []
+    for i in range(n):
+        size = sizes[i % len(sizes)] if i < 2 * len(sizes) else rng.randint(0, 200_000)
+        rel = f"d{i % 7}/sub{i % 3}/f{i:04d}.dat" if i % 4 else f"top{i}.bin"
+        items.append(env.write(rel, rng.randbytes(size)))
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_put_mixed_sizes_then_again_moves_nothing(env: Env) -> None:
+    ctx = env.ctx()
+    items = mixed_files(env, 110)
+    items.append(env.write("big/fifty.bin", os.urandom(50 * MiB)))
+    summary: dict[str, int] = {}
+    for i in range(0, len(items), 50):
+        for k, v in env.run(ctx, items[i:i + 50]).items():
+            summary[k] = summary.get(k, 0) + v
+    assert summary["ingested"] == len(items), summary
+    assert summary["failed"] == 0
+
+    with env.session() as sess:
+        objs = objects_under(sess, env.coll)
+        assert len(objs) == len(items)  # no temporary objects left
+        for it in items:
+            path = f"{env.coll}/{it.rel}"
+            data = (env.root / it.rel).read_bytes()
+            size, checksum, phys = objs[path]
+            assert size == len(data)
+            assert checksum == sha2(data)
+            assert Path(phys).read_bytes() == data  # identical bytes in the vault
+        a = avus(sess, f"{env.coll}/{items[3].rel}")
+        assert a["ingestd::source_path"] == f"{env.root}/{items[3].rel}"
+        assert a["ingestd::zone"] == "z1"
+        assert a["ingestd::size"] == str(items[3].size)
+        assert a["ingestd::mtime"] == str(items[3].mtime_ns)
+        assert {"ingestd::source_host", "ingestd::ingest_time", "ingestd::version"} <= set(a)
+        assert "ingestd::original_name" not in a
+    stats = ctx.ledger.stats("z1")
+    assert stats["done"] == len(items) and stats["queued"] == 0
+
+    # the same files again: no bytes, no new objects
+    env.irods.reset_counters()
+    again = env.run(env.ctx(), items)
+    assert again["already_present"] == len(items), again
+    c = env.irods.counters()
+    for api in ("DATA_OBJ_WRITE", "DATA_OBJ_OPEN_CREATE", "DATA_OBJ_CREATE", "PHY_PATH_REG", "DATA_OBJ_RENAME"):
+        assert c.get(api, 0) == 0, (api, c)
+    with env.session() as sess:
+        assert objects_under(sess, env.coll).keys() == objs.keys()
+
+
+def test_register_mode_points_at_the_landing_file(env: Env) -> None:
+    ctx = env.ctx(mode="register")
+    items = [env.write(f"r/{i}.dat", os.urandom(i * 1000)) for i in range(5)]
+    s = env.run(ctx, items)
+    assert s["ingested"] == 5, s
+    with env.session() as sess:
+        objs = objects_under(sess, env.coll)
+        for it in items:
+            size, checksum, phys = objs[f"{env.coll}/{it.rel}"]
+            assert phys == os.path.realpath(env.root / it.rel)
+            assert checksum == sha2((env.root / it.rel).read_bytes())
+            assert avus(sess, f"{env.coll}/{it.rel}")["ingestd::source_path"] == f"{env.root}/{it.rel}"
+    env.irods.reset_counters()
+    s = env.run(env.ctx(mode="register"), items)
+    assert s["already_present"] == 5, s
+    assert env.irods.counters().get("PHY_PATH_REG", 0) == 0
+    assert all((env.root / it.rel).exists() for it in items)
+
+
+def test_register_of_unreadable_file_fails_permanently(env: Env) -> None:
+    ctx = env.ctx(mode="register")
+    it = env.write("secret.dat", b"x" * 10)
+    os.chmod(env.root / it.rel, 0)
+    s = env.run(ctx, [it])
+    assert s["failed"] == 1
+    (rel, info), = ctx.ledger.failures("z1")
+    assert rel == "secret.dat" and info["kind"] == "permanent"
+    assert "unreadable" in info["reason"] or "UNIX_FILE_STAT_ERR" in info["reason"], info
+
+
+def test_four_workers_on_a_deep_tree(env: Env) -> None:
+    deep = "/".join(f"l{i}" for i in range(10))
+    items = []
+    for i in range(80):
+        depth = 1 + i % 10
+        rel = "/".join(deep.split("/")[:depth]) + f"/f{i}.txt"
+        items.append(env.write(rel, f"file {i}\n".encode() * (i + 1)))
+    env.queue("z1", items)
+    chunks = [items[w::4] for w in range(4)]
+    results: list[dict[str, int]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(chunk: list[FileItem]) -> None:
+        try:
+            c = env.ctx()
+            barrier.wait()
+            results.append(ingest.ingest_batch(c, Batch(env.zone(c), tuple(chunk))))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sum(r["ingested"] for r in results) == len(items), results
+    assert sum(r["failed"] for r in results) == 0
+    with env.session() as sess:
+        assert len(objects_under(sess, env.coll)) == len(items)
+
+
+def test_changed_after_settle_is_resettled_not_ingested(env: Env) -> None:
+    ctx = env.ctx()
+    it = env.write("c/changing.log", b"first part\n")
+    env.queue("z1", [it])
+    with open(env.root / it.rel, "ab") as f:
+        f.write(b"more\n")
+    s = ingest.ingest_batch(ctx, Batch(env.zone(), (it,)))
+    assert s["changed"] == 1 and s["ingested"] == 0
+    assert ctx.ledger.pop_resettle("z1") == ["c/changing.log"]
+    assert ctx.ledger.get("z1", it.rel) is None
+    with env.session() as sess:
+        assert not sess.data_objects.exists(f"{env.coll}/{it.rel}")
+    # vanished and not-regular files are reported, not failed
+    gone = env.write("c/gone", b"x")
+    (env.root / "c/gone").unlink()
+    d = env.write("c/dir", b"x")
+    (env.root / "c/dir").unlink()
+    (env.root / "c/dir").mkdir()
+    s = env.run(ctx, [gone, d])
+    assert s["vanished"] == 1 and s["skipped"] == 1 and s["failed"] == 0
+
+
+def _no_final_object(env: Env, rel: str) -> None:
+    with env.session() as sess:
+        names = {p.rsplit("/", 1)[1] for p in objects_under(sess, env.coll)}
+    base = rel.rsplit("/", 1)[-1]
+    assert base not in names, names
+
+
+@pytest.mark.parametrize("api,error", [("DATA_OBJ_WRITE", -115000), ("DATA_OBJ_CLOSE", -513000),
+                                       ("DATA_OBJ_CHKSUM", -115000)])
+def test_fault_mid_put_leaves_nothing_complete_and_retry_completes(env: Env, api: str, error: int) -> None:
+    ctx = env.ctx()
+    data = os.urandom(3 * MiB)
+    it = env.write("f/payload.bin", data)
+    env.irods.fail_next(api, count=1, error=error)
+    env.queue("z1", [it])
+    res = ingest.ingest_file(ctx, env.zone(), it, retries=0)
+    assert res.result == ingest.FAILED, res
+    _no_final_object(env, it.rel)
+    (rel, info), = ctx.ledger.failures("z1")
+    assert info["kind"] == "transient"
+    # the retry (a new attempt) completes it and cleans the temporary copy
+    res = ingest.ingest_file(ctx, env.zone(), it)
+    assert res.result == ingest.INGESTED, res
+    with env.session() as sess:
+        objs = objects_under(sess, env.coll)
+    assert list(objs) == [f"{env.coll}/{it.rel}"]
+    assert Path(objs[f"{env.coll}/{it.rel}"][2]).read_bytes() == data
+    assert list(ctx.ledger.failures("z1")) == []
+
+
+def test_transient_fault_is_retried_within_the_job(env: Env) -> None:
+    ctx = env.ctx()
+    it = env.write("f/retry.bin", os.urandom(100_000))
+    env.irods.fail_next("DATA_OBJ_WRITE", count=2, error=-115000)
+    s = env.run(ctx, [it])
+    assert s["ingested"] == 1, s
+    assert env.irods.counters()["faults_injected"] == 2
+
+
+def test_dropped_connections_mid_put(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    ctx = env.ctx()
+    data = os.urandom(30 * MiB)
+    it = env.write("f/dropped.bin", data)
+    env.irods.set_delay(0.15)  # slow each request so the drop lands mid-transfer
+    out: list[ingest.FileResult] = []
+    t = threading.Thread(target=lambda: out.append(ingest.ingest_file(ctx, env.zone(), it)))
+    env.queue("z1", [it])
+    t.start()
+    deadline = time.monotonic() + 20
+    while env.irods.counters().get("DATA_OBJ_WRITE", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    env.irods.drop_connections()
+    env.irods.set_delay(0)
+    t.join(60)
+    assert out and out[0].result == ingest.INGESTED, out
+    assert "transient error" in caplog.text  # the drop did hit the transfer, and it was retried
+    with env.session() as sess:
+        objs = objects_under(sess, env.coll)
+    assert list(objs) == [f"{env.coll}/{it.rel}"]
+    assert Path(objs[f"{env.coll}/{it.rel}"][2]).read_bytes() == data
+
+
+def test_conflict_is_not_overwritten_and_retry_after_fix_succeeds(env: Env) -> None:
+    ctx = env.ctx()
+    it = env.write("x/report.csv", b"ours\n")
+    target = f"{env.coll}/x/report.csv"
+    other = env.tmp / "other.csv"
+    other.write_bytes(b"somebody else's data\n")
+    with env.session() as sess:
+        sess.collections.create(f"{env.coll}/x", recurse=True)
+        sess.data_objects.put(str(other), target)
+    s = env.run(ctx, [it])
+    assert s["failed"] == 1
+    (rel, info), = ctx.ledger.failures("z1")
+    assert info["kind"] == "conflict"
+    assert "conflict" in info["reason"] and target in info["reason"] and "not overwritten" in info["reason"]
+    with env.session() as sess:
+        with sess.data_objects.open(target, "r") as f:
+            assert f.read() == b"somebody else's data\n"
+        # fix it: the owner removes the object; a retry succeeds
+        sess.data_objects.unlink(target, force=True)
+    assert ingest.retry_failed(ctx.ledger, ["z1"]) == 1
+    assert ctx.ledger.pop_resettle("z1") == ["x/report.csv"]
+    s = env.run(ctx, [it])
+    assert s["ingested"] == 1
+    with env.session() as sess, sess.data_objects.open(target, "r") as f:
+        assert f.read() == b"ours\n"
+
+
+def test_an_updated_file_replaces_its_own_object(env: Env) -> None:
+    ctx = env.ctx()
+    it = env.write("u/data.txt", b"version 1\n")
+    assert env.run(ctx, [it])["ingested"] == 1
+    time.sleep(0.01)
+    it2 = env.write("u/data.txt", b"version 2, longer\n")
+    s = env.run(ctx, [it2])
+    assert s["updated"] == 1, s
+    with env.session() as sess:
+        objs = objects_under(sess, env.coll)
+        assert list(objs) == [f"{env.coll}/u/data.txt"]
+        assert Path(objs[f"{env.coll}/u/data.txt"][2]).read_bytes() == b"version 2, longer\n"
+        assert avus(sess, f"{env.coll}/u/data.txt")["ingestd::size"] == str(it2.size)
+
+
+def test_interrupted_update_is_rolled_back_then_completed(env: Env) -> None:
+    """An update stopped between its two renames leaves the old version aside; the next attempt puts it
+    back and then does the update (proves the rename-aside design)."""
+    ctx = env.ctx()
+    it = env.write("u/swap.txt", b"old\n")
+    assert env.run(ctx, [it])["ingested"] == 1
+    time.sleep(0.01)
+    it2 = env.write("u/swap.txt", b"new content\n")
+    # the first rename (final → aside) succeeds, the second (temp → final) fails
+    env.queue("z1", [it2])
+    calls = {"n": 0}
+    orig = ctx.sessions.get
+
+    def get() -> Any:
+        s = orig()
+        move = s.data_objects.move
+
+        def flaky_move(src: str, dst: str) -> None:
+            calls["n"] += 1
+            if src.endswith(".ingestd.part"):
+                raise ConnectionResetError("simulated crash between renames")
+            move(src, dst)
+        s.data_objects.move = flaky_move
+        return s
+
+    ctx.sessions.get = get  # type: ignore[method-assign]
+    res = ingest.ingest_file(ctx, env.zone(), it2, retries=0)
+    assert res.result == ingest.FAILED
+    ctx.sessions.get = orig  # type: ignore[method-assign]
+    ctx.sessions.reset()
+    with env.session() as sess:
+        objs = objects_under(sess, env.coll)
+        # the old version is still in place under its final name (rolled back), nothing half-done
+        assert Path(objs[f"{env.coll}/u/swap.txt"][2]).read_bytes() == b"old\n"
+    res = ingest.ingest_file(ctx, env.zone(), it2)
+    assert res.result == ingest.UPDATED, res
+    with env.session() as sess:
+        objs = objects_under(sess, env.coll)
+        assert list(objs) == [f"{env.coll}/u/swap.txt"]
+        assert Path(objs[f"{env.coll}/u/swap.txt"][2]).read_bytes() == b"new content\n"
+
+
+def test_after_delete_and_move_only_for_verified_files(env: Env) -> None:
+    ctx = env.ctx(after="delete")
+    ok = env.write("a/ok.dat", b"good")
+    bad = env.write("a/bad.dat", b"will fail")
+    env.irods.fail_next("DATA_OBJ_CHKSUM", count=1, error=-115000)  # first file's verification fails
+    env.queue("z1", [bad, ok])
+    r1 = ingest.ingest_file(ctx, env.zone(ctx), bad, retries=0)
+    r2 = ingest.ingest_file(ctx, env.zone(ctx), ok, retries=0)
+    assert r1.result == ingest.FAILED and r2.result == ingest.INGESTED
+    assert (env.root / bad.rel).exists()
+    assert not (env.root / ok.rel).exists()
+
+    moved_to = env.tmp / "done"
+    ctx = env.ctx(after="move", move_to=moved_to)
+    m = env.write("b/c/moved.dat", b"move me")
+    conflict = env.write("b/c/conflict.dat", b"mine")
+    with env.session() as sess:
+        sess.collections.create(f"{env.coll}/b/c", recurse=True)
+        p = env.tmp / "x"
+        p.write_bytes(b"theirs")
+        sess.data_objects.put(str(p), f"{env.coll}/b/c/conflict.dat")
+    s = env.run(ctx, [m, conflict])
+    assert s["ingested"] == 1 and s["failed"] == 1
+    assert (moved_to / "b/c/moved.dat").read_bytes() == b"move me"
+    assert not (env.root / m.rel).exists()
+    assert (env.root / conflict.rel).exists()
+
+
+def test_locked_file_is_handed_back(env: Env) -> None:
+    ctx = env.ctx()
+    it = env.write("l/held.dat", b"x")
+    env.queue("z1", [it])
+    other = FileLock(env.r, "ingestd", "z1", it.rel, 30)
+    assert other.acquire()
+    res = ingest.ingest_file(ctx, env.zone(), it)
+    assert res.result == ingest.LOCKED
+    assert ctx.ledger.pop_resettle("z1") == [it.rel]
+    assert other.release()
+    assert FileLock(env.r, "ingestd", "z1", it.rel, 30).acquire()
+
+
+def test_undecodable_name_is_mapped_with_original_name(env: Env) -> None:
+    ctx = env.ctx()
+    raw = b"n/caf\xe9 50%.txt"
+    p = os.path.join(os.fsencode(env.root), raw)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(b"bytes")
+    it = env.item(raw.decode("utf-8", "surrogateescape"))
+    assert env.run(ctx, [it])["ingested"] == 1
+    target = f"{env.coll}/n/caf%E9 50%25.txt"
+    with env.session() as sess:
+        a = avus(sess, target)
+    assert bytes.fromhex(a["ingestd::original_name"]) == raw
+    assert env.run(env.ctx(), [it])["already_present"] == 1
+
+
+def test_wrong_password_does_not_leak_it(env: Env) -> None:
+    secret = "s3cr3t-Pa55word"
+    cfg = replace(env.config, irods=replace(env.config.irods, password=secret))
+    ctx = ingest.IngestContext(config=cfg, sessions=SessionHolder(cfg.irods), ledger=Ledger(env.r, "ingestd"),
+                               redis=env.r, sleep=lambda s: None)
+    env.contexts.append(ctx)
+    it = env.write("pw.dat", b"x")
+    res_holder: list[ingest.FileResult] = []
+    res_holder.append(ingest.ingest_file(ctx, env.zone(), it, retries=0))
+    assert res_holder[0].result == ingest.FAILED
+    assert secret not in res_holder[0].reason
+
