@@ -14,9 +14,9 @@ from irods.exception import (
     CAT_INVALID_AUTHENTICATION,
     CAT_UNKNOWN_COLLECTION,
     CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME,
+    UNIX_FILE_STAT_ERR,
     CollectionDoesNotExist,
     DataObjectDoesNotExist,
-    UNIX_FILE_STAT_ERR,
 )
 from irods.session import iRODSSession
 

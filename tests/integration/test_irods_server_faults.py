@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from irods.column import Like
 from irods.exception import (
     CAT_NO_ACCESS_PERMISSION,
     CAT_SQL_ERR,
@@ -13,7 +14,6 @@ from irods.exception import (
     UNIX_FILE_OPEN_ERR,
     NetworkException,
 )
-from irods.column import Like
 from irods.message import iRODSMessage
 from irods.models import Collection, DataObject
 

@@ -6,8 +6,8 @@ import pytest
 from irods.access import iRODSAccess
 from irods.api_number import api_number
 from irods.column import Between, In, Like, NotLike
-from irods.exception import CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, CAT_INVALID_USER
-from irods.message import iRODSMessage, MetadataRequest
+from irods.exception import CAT_INVALID_USER, CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME
+from irods.message import MetadataRequest, iRODSMessage
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta
 

@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    control = f"control-socket {server.control_socket}" if server.control_socket else f"control-port {server.control_port}"
+    if server.control_socket:
+        control = f"control-socket {server.control_socket}"
+    else:
+        control = f"control-port {server.control_port}"
     print(
         f"irods test server listening on {server.host}:{server.port} {control} zone {server.zone} "
         f"version {server.version}",

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import IrodsError, E
+from .errors import E, IrodsError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -60,7 +60,7 @@ ACCESS_ALIASES = {"read": "read_object", "write": "modify_object", "read object"
 
 
 def now_ts() -> str:
-    return "%011d" % int(time.time())
+    return f"{int(time.time()):011d}"
 
 
 # --- GenQuery column table: id -> (table alias, SQL expression, kind) -------------------------------

@@ -36,8 +36,8 @@ from irods.message import (
     OpenedDataObjRequest,
     StartupPack,
 )
-from irods.message import CollectionRequest as CollInpNew
 from irods.message import ClientServerNegotiation as CsNeg
+from irods.message import CollectionRequest as CollInpNew
 
 from .catalog import ACCESS_ALIASES, ACCESS_CODES, Catalog, now_ts
 from .errors import E, IrodsError
