@@ -7,9 +7,12 @@
 * Heartbeats: a SimpleWorker runs the job in its main thread and would not refresh its heartbeat until
   the job ends, so the started-job registry would only notice a killed worker after the job timeout.
   Here a thread refreshes the worker's, the job's and the execution's heartbeat every
-  ``job_monitoring_interval`` seconds with a TTL of a few intervals, so another worker's registry
-  maintenance finds the jobs of a killed worker within about a minute.
+  ``job_monitoring_interval`` seconds (10) with a TTL of three intervals + 5 s, so the started-job
+  registry's cleanup (another worker's maintenance) finds the job of a killed worker ~35 s after its
+  death instead of after ``job_timeout``.
 * Jobs without their own timeout get ``[queue].job_timeout``.
+* Registry maintenance (which is what requeues or fails an abandoned job) runs every
+  ``maintenance_interval`` (60 s, RQ's default is 10 min); an idle worker wakes up for it.
 """
 
 from __future__ import annotations
@@ -34,10 +37,9 @@ JOB_MONITORING_INTERVAL = 10
 class IngestWorker(SimpleWorker):
     """A SimpleWorker that keeps its heartbeat alive while a job runs."""
 
-    heartbeat_grace = 30
-
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        return int(2 * self.job_monitoring_interval + self.heartbeat_grace)
+        """Three missed beats (and a few seconds) and the job counts as abandoned."""
+        return int(3 * self.job_monitoring_interval + 5)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
@@ -68,7 +70,8 @@ def make_queue_class(default_timeout: float) -> type[Queue]:
 
 
 def run_worker(config: Config, queue_name: str | None = None, burst: bool = False, name: str | None = None,
-               job_monitoring_interval: int = JOB_MONITORING_INTERVAL, **work_kwargs: Any) -> bool:
+               job_monitoring_interval: int = JOB_MONITORING_INTERVAL, maintenance_interval: int = 60,
+               **work_kwargs: Any) -> bool:
     """Run a worker until stopped (or, with burst, until the queue is empty); True if it did any work."""
     ctx = tasks.make_context(config)
     tasks.set_context(ctx)
@@ -76,7 +79,8 @@ def run_worker(config: Config, queue_name: str | None = None, burst: bool = Fals
     queue = queue_class(queue_name or config.queue.name, connection=ctx.redis)
     worker_name = name or f"ingestd-{socket.gethostname()}-{os.getpid()}"
     worker = IngestWorker([queue], connection=ctx.redis, name=worker_name, queue_class=queue_class,
-                          job_monitoring_interval=job_monitoring_interval)
+                          job_monitoring_interval=job_monitoring_interval,
+                          maintenance_interval=maintenance_interval, worker_ttl=maintenance_interval + 15)
     log.info("worker %s on queue %s (iRODS session reused across jobs)", worker_name, queue.name)
     try:
         return bool(worker.work(burst=burst, with_scheduler=False, logging_level=_rq_level(), **work_kwargs))
