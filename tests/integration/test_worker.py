@@ -175,3 +175,25 @@ def test_a_killed_workers_job_is_found_by_its_missing_heartbeat(wenv: WEnv) -> N
         assert time.monotonic() - killed_at < 15, "abandoned job not detected"
         time.sleep(0.5)
     assert job.get_status(refresh=True) in (JobStatus.FAILED, JobStatus.QUEUED)
+
+
+def test_plain_rq_worker_context_loads_the_default_config(wenv: WEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a plain `rq worker` nothing sets the context: the job loads $IRODS_INGESTD_CONFIG."""
+    monkeypatch.setenv(config_mod.CONFIG_ENV, str(wenv.cfg_path))
+    tasks.set_context(None)
+    job = wenv.enqueue(["plain/a.dat"])
+    summary = tasks.ingest_batch(job.args[0])
+    assert summary["ingested"] == 1
+    ctx = tasks.get_context()
+    assert ctx.config.source == str(wenv.cfg_path)
+    ctx.sessions.cleanup()
+
+
+def test_retry_failed_hands_failures_back(wenv: WEnv) -> None:
+    cfg = wenv.config()
+    ctx = tasks.make_context(cfg)
+    ctx.ledger.mark_failed("w1", "bad/one", 3, 4, "conflict: x", "conflict")
+    assert tasks.retry_failed(cfg, "w1", ctx=ctx) == 1
+    assert list(ctx.ledger.failures("w1")) == []
+    assert ctx.ledger.get("w1", "bad/one") is None
+    assert ctx.ledger.pop_resettle("w1") == ["bad/one"]
