@@ -6,6 +6,10 @@ import base64
 import hashlib
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +18,14 @@ from irods.exception import (
     CAT_INVALID_AUTHENTICATION,
     CAT_UNKNOWN_COLLECTION,
     CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME,
+    SYS_RESC_DOES_NOT_EXIST,
     UNIX_FILE_STAT_ERR,
     CollectionDoesNotExist,
     DataObjectDoesNotExist,
 )
 from irods.session import iRODSSession
 
+from tests.irods_server.harness import REPO_ROOT
 from tests.irods_server.pytest_plugin import irods, irods_server, irods_server_factory  # noqa: F401
 
 MiB = 1024 * 1024
@@ -261,9 +267,21 @@ def test_register_in_place(irods, sess, coll, tmp_path):  # noqa: F811
     phys2.write_bytes(b"two")
     sess.data_objects.register(str(phys2), f"{coll}/reg2", verifyChksum="")
     assert sess.data_objects.get(f"{coll}/reg2").checksum == sha2(b"two")
-    # unregistering never deletes a file outside the vault
+    # unlinking never deletes a file outside the vault
     sess.data_objects.unlink(f"{coll}/reg2", force=True)
     assert phys2.exists()
+    # unregister (oprType 26) keeps the bytes even of an object in the vault
+    (tmp_path / "put").write_bytes(b"put")
+    sess.data_objects.put(str(tmp_path / "put"), f"{coll}/put")
+    sess.data_objects.unregister(f"{coll}/put")
+    assert not sess.data_objects.exists(f"{coll}/put")
+    assert irods.vault_path(f"{coll}/put").read_bytes() == b"put"
+    # resources: the server has exactly one
+    sess.data_objects.register(str(phys2), f"{coll}/reg3", destRescName="demoResc")
+    with pytest.raises(SYS_RESC_DOES_NOT_EXIST):
+        sess.data_objects.register(str(phys2), f"{coll}/reg4", destRescName="otherResc")
+    with pytest.raises(SYS_RESC_DOES_NOT_EXIST):
+        sess.data_objects.put(str(phys2), f"{coll}/reg4", destRescName="otherResc")
     # a whole directory
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
@@ -311,3 +329,37 @@ def test_sigterm_is_clean(irods_server_factory):  # noqa: F811
     srv.stop()
     assert srv.last_returncode == 0
     assert "stopped" in Path(srv.log_path).read_text()
+
+
+def test_reported_version_5(irods_server_factory, tmp_path):  # noqa: F811
+    srv = irods_server_factory(version="5.0.2")
+    (tmp_path / "f").write_bytes(b"five")
+    with srv.session() as s:
+        assert s.server_version == (5, 0, 2)
+        s.data_objects.put(str(tmp_path / "f"), f"{srv.home}/f")
+        obj = s.data_objects.get(f"{srv.home}/f")  # selects D_ACCESS_TIME (424) on 5.x
+        assert obj.size == 4
+
+
+def test_cli_with_control_socket(tmp_path):
+    sock_path = tmp_path / "ctl.sock"
+    cmd = [sys.executable, "-m", "tests.irods_server", "--port", "0", "--vault", str(tmp_path / "v"),
+           "--catalog", str(tmp_path / "c.db"), "--user", "rods:rods", "--user", "bob:bpw",
+           "--control-socket", str(sock_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "listening on 127.0.0.1:" in line and str(sock_path) in line
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(str(sock_path))
+            c.sendall(b'{"cmd": "ping"}\n{"cmd": "fail", "api": "NO_SUCH_API"}\n')
+            f = c.makefile("r")
+            assert json.loads(f.readline()) == {"ok": True, "port": port}
+            assert json.loads(f.readline())["ok"] is False
+        with iRODSSession(host="127.0.0.1", port=port, user="bob", password="bpw", zone="tempZone") as s:
+            assert s.collections.get("/tempZone/home/bob").owner_name == "bob"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    assert not sock_path.exists()

@@ -74,6 +74,9 @@ class RealIrodsServer:
     restart = refuse_connections = drop_connections = set_delay = fail_next = _skip
     reset_faults = counters = reset_counters = control = _skip
 
+    def vault_path(self, logical: str) -> Path:
+        return self._skip()
+
     @property
     def vault(self) -> Path:
         return self._skip()

@@ -49,7 +49,7 @@ for _name, _num in api_number.items():
     API_NAMES.setdefault(_num, _name.removesuffix("_APN").removesuffix("_AN"))
 
 O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC = 3, 64, 128, 512
-RENAME_DATA_OBJ, RENAME_COLL = 11, 12
+RENAME_DATA_OBJ, RENAME_COLL, UNREG_OPR = 11, 12, 26
 
 
 def api_num(api: int | str) -> int:
@@ -97,7 +97,7 @@ def kvp(msg: Any) -> dict[str, str]:
     return {k: (v or "") for k, v in zip(keys, vals, strict=False) if k is not None}
 
 
-def unpack(cls: type, body: bytes | None) -> Any:
+def unpack(cls: Any, body: bytes | None) -> Any:
     if not body:
         raise IrodsError(E.SYS_API_INPUT_ERR, f"{cls.__name__}: empty request body")
     try:
@@ -723,6 +723,8 @@ class IrodsTestServer:
                 osfd = os.open(primary.path, os.O_RDWR if writable else os.O_RDONLY)
                 return Reply(self._new_desc(primary.data_id, primary.path, path, osfd, writable, False, kw, token,
                                             conn.cid))  # fmt: skip
+            if writable:
+                self._check_resource(kw)
             with self.catalog.tx():
                 row = self.catalog.data(path)
                 if row is None:
@@ -850,9 +852,17 @@ class IrodsTestServer:
         row = self.catalog.data(path)
         if row is None:
             raise IrodsError(E.OBJ_PATH_DOES_NOT_EXIST, path)
+        unregister = (msg._values.get("oprType") or 0) == UNREG_OPR or kvp(msg).get("oprType") == str(UNREG_OPR)
         self.catalog.delete_data(row["data_id"])
-        self._remove_phys(row["data_path"])
+        if not unregister:
+            self._remove_phys(row["data_path"])
         return Reply(0)
+
+    def _check_resource(self, kw: dict) -> None:
+        for key in ("destRescName", "rescName", "defRescName"):
+            name = kw.get(key)
+            if name and name.split(";")[0] != self.resource:
+                raise IrodsError(E.SYS_RESC_DOES_NOT_EXIST, f"resource {name!r} does not exist")
 
     # --- register / checksum -----------------------------------------------------------------
     def _check_readable(self, phys: str) -> os.stat_result:
@@ -875,6 +885,7 @@ class IrodsTestServer:
         if not phys or not phys.startswith("/"):
             raise IrodsError(E.SYS_INVALID_FILE_PATH, f"bad filePath {phys!r}")
         phys = os.path.normpath(phys)
+        self._check_resource(kw)
         if "collection" in kw:
             return self._register_tree(conn, path, phys, kw)
         self._register_file(conn, path, phys, kw)
@@ -1096,7 +1107,7 @@ class IrodsTestServer:
             user = self.catalog.user(msg._values.get("userName") or "")
             if user is None:
                 raise IrodsError(E.CAT_INVALID_USER, msg._values.get("userName") or "")
-            ids = [row["data_id"]] if row is not None else [coll[0]]
+            ids = [row["data_id"]] if row is not None else [coll[0] if coll else 0]
             if coll is not None and recursive:
                 colls = [c[0] for c in self.catalog.subtree_colls(path)]
                 marks = ",".join("?" * len(colls))
