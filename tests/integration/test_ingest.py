@@ -356,7 +356,7 @@ def test_an_updated_file_replaces_its_own_object(env: Env) -> None:
         assert avus(sess, f"{env.coll}/u/data.txt")["ingestd::size"] == str(it2.size)
 
 
-def test_interrupted_update_is_rolled_back_then_completed(env: Env) -> None:
+def test_interrupted_update_is_rolled_back_then_completed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """An update stopped between its two renames leaves the old version aside; the next attempt puts it
     back and then does the update (proves the rename-aside design)."""
     ctx = env.ctx()
@@ -364,38 +364,47 @@ def test_interrupted_update_is_rolled_back_then_completed(env: Env) -> None:
     assert env.run(ctx, [it])["ingested"] == 1
     time.sleep(0.01)
     it2 = env.write("u/swap.txt", b"new content\n")
-    # the first rename (final → aside) succeeds, the second (temp → final) fails
     env.queue("z1", [it2])
-    calls = {"n": 0}
-    orig = ctx.sessions.get
+    real_rename = ingest.rename
+    seen: list[tuple[str, str]] = []
 
-    def get() -> Any:
-        s = orig()
-        move = s.data_objects.move
+    def crash_on_second_rename(session: Any, src: str, dst: str) -> None:
+        seen.append((src, dst))
+        if src.endswith(".ingestd.part") or len(seen) > 2:  # final → aside done; then the process "dies"
+            raise SystemExit("simulated crash between the renames")
+        real_rename(session, src, dst)
 
-        def flaky_move(src: str, dst: str) -> None:
-            calls["n"] += 1
-            if src.endswith(".ingestd.part"):
-                raise ConnectionResetError("simulated crash between renames")
-            move(src, dst)
-        s.data_objects.move = flaky_move
-        return s
-
-    ctx.sessions.get = get  # type: ignore[method-assign]
-    res = ingest.ingest_file(ctx, env.zone(), it2, retries=0)
-    assert res.result == ingest.FAILED
-    ctx.sessions.get = orig  # type: ignore[method-assign]
+    monkeypatch.setattr(ingest, "rename", crash_on_second_rename)
+    with pytest.raises(SystemExit):
+        ingest.ingest_file(ctx, env.zone(), it2, retries=0)
+    monkeypatch.setattr(ingest, "rename", real_rename)
+    assert seen[0] == (f"{env.coll}/u/swap.txt", f"{env.coll}/u/.swap.txt.ingestd-old.part")
     ctx.sessions.reset()
     with env.session() as sess:
         objs = objects_under(sess, env.coll)
-        # the old version is still in place under its final name (rolled back), nothing half-done
-        assert Path(objs[f"{env.coll}/u/swap.txt"][2]).read_bytes() == b"old\n"
+    # crashed state: no final name, the old version aside, the verified new copy under its temp name
+    assert sorted(p.rsplit("/", 1)[1] for p in objs) == [".swap.txt.ingestd-old.part", ".swap.txt.ingestd.part"]
     res = ingest.ingest_file(ctx, env.zone(), it2)
     assert res.result == ingest.UPDATED, res
     with env.session() as sess:
         objs = objects_under(sess, env.coll)
         assert list(objs) == [f"{env.coll}/u/swap.txt"]
         assert Path(objs[f"{env.coll}/u/swap.txt"][2]).read_bytes() == b"new content\n"
+
+
+def test_register_update_reregisters(env: Env) -> None:
+    ctx = env.ctx(mode="register")
+    it = env.write("ru/file.dat", b"one")
+    assert env.run(ctx, [it])["ingested"] == 1
+    time.sleep(0.01)
+    it2 = env.write("ru/file.dat", b"two, longer")
+    assert env.run(ctx, [it2])["updated"] == 1
+    with env.session() as sess:
+        objs = objects_under(sess, env.coll)
+        assert list(objs) == [f"{env.coll}/ru/file.dat"]
+        size, checksum, phys = objs[f"{env.coll}/ru/file.dat"]
+        assert (size, checksum, phys) == (11, sha2(b"two, longer"), os.path.realpath(env.root / it.rel))
+    assert (env.root / it.rel).read_bytes() == b"two, longer"
 
 
 def test_after_delete_and_move_only_for_verified_files(env: Env) -> None:
