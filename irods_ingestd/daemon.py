@@ -84,7 +84,7 @@ class Daemon:
         self.r = r if r is not None else connect(cfg.redis)
         self.ledger = Ledger(self.r, cfg.redis.prefix)
         self.enqueuer = Enqueuer(self.r, self.ledger, cfg.queue)
-        self.reconciler = Reconciler(self.ledger)
+        self.reconciler = Reconciler(self.ledger, stale_queued=4 * cfg.queue.job_timeout + 3600)
         self.settler = Settler(self._stat)
         self.notifier = notifier or Notifier()
         self.once = once  # `scan`: one walk of each zone, wait for what settles, queue, exit
@@ -100,6 +100,7 @@ class Daemon:
         self._redis_down_since: float | None = None
         self._next_status = 0.0
         self._next_housekeeping = 0.0
+        self._next_reap = 0.0
         self._next_watchdog = 0.0
         self._epoch: bytes | None = None
         self._hang_file = os.environ.get(HANG_ENV)
@@ -421,6 +422,9 @@ class Daemon:
             return
         try:
             self._check_epoch()
+            if time.monotonic() >= self._next_reap and not self.once:
+                self._next_reap = time.monotonic() + 5.0
+                self.enqueuer.reap()
             for zs in self.zones.values():
                 for rel in self.ledger.pop_resettle(zs.cfg.name):
                     st = stat_file(zs.root, rel, zs.cfg.symlinks == "follow")

@@ -32,9 +32,10 @@ _VALUE = struct.Struct(">cQqQ")
 
 # Records a worker's result unless a newer version of the file was queued meanwhile.
 # KEYS: dir hash, stats hash. ARGV: field, new value ('' deletes), size+mtime packed (16 bytes),
-# counter to increment ('' none), bytes to add to the `bytes` counter.
+# counter to increment ('' none), bytes to add to the `bytes` counter, '1' to change only a queued entry.
 _RESULT_LUA = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[6] == '1' and not (old and string.sub(old, 1, 1) == 'Q') then return 0 end
 if old and string.sub(old, 1, 1) == 'Q' then
   if string.sub(old, 2, 17) ~= ARGV[3] then return 0 end
   redis.call('HINCRBY', KEYS[2], 'queued', -1)
@@ -145,10 +146,11 @@ class Ledger:
         pipe.hincrby(self.stats_key(zone), "queued", n)
 
     def _record(self, zone: str, rel: str, size: int, mtime_ns: int, value: bytes, counter: str,
-                 nbytes: int = 0) -> bool:
+                 nbytes: int = 0, only_queued: bool = False) -> bool:
         d, name = split_rel(rel)
         keys = [self.dir_key(zone, d), self.stats_key(zone)]
-        args = [name_field(name), value, struct.pack(">Qq", size, mtime_ns), counter, nbytes]
+        args = [name_field(name), value, struct.pack(">Qq", size, mtime_ns), counter, nbytes,
+                "1" if only_queued else "0"]
         return bool(self._result(keys=keys, args=args))
 
     def mark_done(self, zone: str, rel: str, size: int, mtime_ns: int, sha256: bytes) -> bool:
@@ -160,9 +162,12 @@ class Ledger:
         return ok
 
     def mark_failed(self, zone: str, rel: str, size: int, mtime_ns: int, reason: str,
-                    kind: str = "permanent") -> bool:
+                    kind: str = "permanent", only_queued: bool = False) -> bool:
+        """Record a failure; with only_queued, only if the file is still queued at this version (a
+        job that died: its files already done stay done)."""
         now = int(time.time())
-        ok = self._record(zone, rel, size, mtime_ns, _pack(FAILED, size, mtime_ns, now), "")
+        ok = self._record(zone, rel, size, mtime_ns, _pack(FAILED, size, mtime_ns, now), "",
+                          only_queued=only_queued)
         if ok:
             info = {"reason": reason, "kind": kind, "size": size, "mtime_ns": mtime_ns, "at": now}
             self.r.hset(self.failed_key(zone), os.fsencode(rel), json.dumps(info))

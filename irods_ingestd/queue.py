@@ -15,7 +15,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from .config import QueueConfig
 from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 RESULT_TTL = 600  # seconds a finished job's record stays: its summary is in the ledger and the journal
 FAILURE_TTL = 7 * 86400
+JOB_RETRIES = 3  # a job that raised or whose worker died is run again this many times
 
 
 def make_batches(zone: ZoneSpec, files: Iterable[FileItem], max_files: int, max_bytes: int) -> list[Batch]:
@@ -90,6 +94,47 @@ class Enqueuer:
     def _job_data(self, b: Batch) -> Any:
         return Queue.prepare_data(
             TASK_FUNC, args=(b.to_record(),), job_id=b.id, timeout=int(self.cfg.job_timeout),
-            result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+            result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=Retry(max=JOB_RETRIES),
             description=f"ingest {len(b.files)} files ({b.bytes} bytes) of zone {b.zone.name}",
         )
+
+    def reap(self) -> int:
+        """Repair after dead workers and failed jobs; returns the number of files marked failed.
+
+        Jobs whose worker stopped sending heartbeats are retried (RQ's started-registry cleanup, run
+        here too so it does not wait for a worker's maintenance); a job that failed all its retries has
+        the files it still held queued recorded as failed in the ledger, with the job's error, so that
+        `status` lists them and `retry` can queue them again. The job then leaves RQ's failed registry.
+        """
+        StartedJobRegistry(queue=self.queue).cleanup()
+        failed = FailedJobRegistry(queue=self.queue)
+        marked = 0
+        for job_id in failed.get_job_ids(0, 499):
+            try:
+                job = Job.fetch(job_id, connection=self.r)
+            except NoSuchJobError:
+                failed.remove(job_id)
+                continue
+            try:
+                batch = Batch.from_record(job.args[0])
+            except (ValueError, KeyError, IndexError, TypeError):
+                log.error("job %s in the failed registry is not an ingest job of this version; removed "
+                          "(its files are found again by the walks)", job_id)
+                failed.remove(job_id)
+                continue
+            result = job.latest_result()
+            reason = _last_line(result.exc_string if result else None) or "the job failed (worker died or raised)"
+            for f in batch.files:
+                if self.ledger.mark_failed(batch.zone.name, f.rel, f.size, f.mtime_ns,
+                                           f"job failed {JOB_RETRIES + 1} times: {reason}", kind="job",
+                                           only_queued=True):
+                    marked += 1
+            failed.remove(job, delete_job=True)
+            log.error("job %s of zone %s failed for good: %s; %d of its %d files recorded as failed",
+                      job_id, batch.zone.name, reason, marked, len(batch.files))
+        return marked
+
+
+def _last_line(text: str | None) -> str:
+    lines = [x for x in (text or "").strip().splitlines() if x.strip()]
+    return lines[-1].strip()[:500] if lines else ""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .filters import NameFilter
-from .ledger import Ledger, name_field
+from .ledger import QUEUED, Ledger, name_field
 from .walker import Listing, join, walk_dir
 
 
@@ -39,9 +39,12 @@ class Found:
 
 
 class Reconciler:
-    def __init__(self, ledger: Ledger, dirs_per_step: int = 64) -> None:
+    def __init__(self, ledger: Ledger, dirs_per_step: int = 64, stale_queued: float = 5 * 3600) -> None:
         self.ledger = ledger
         self.dirs_per_step = dirs_per_step
+        # a file queued longer than this lost its job (e.g. an RQ record gone): queue it again; the
+        # worker finds an object already ingested and moves no byte
+        self.stale_queued = stale_queued
 
     def step(self, zone: str, root: str, walk: Walk, names: NameFilter, follow_symlinks: bool,
              before_list: Callable[[str], object] | None = None) -> tuple[list[Found], list[Listing]]:
@@ -58,13 +61,15 @@ class Reconciler:
         walk.dirs += len(listings)
         with_files = [lst for lst in listings if lst.files]
         found: list[Found] = []
+        stale = int(time.time() - self.stale_queued)
         if with_files:
             hashes = self.ledger.dirs(zone, [lst.reldir for lst in with_files])
             for lst, entries in zip(with_files, hashes, strict=True):
                 walk.files += len(lst.files)
                 for name, size, mtime in lst.files:
                     e = entries.get(name_field(name)) if entries else None
-                    if e is None or e.size != size or e.mtime_ns != mtime:
+                    if e is None or e.size != size or e.mtime_ns != mtime or \
+                            (e.state == QUEUED and e.extra < stale):
                         found.append(Found(join(lst.reldir, name), size, mtime))
         walk.new += len(found)
         return found, listings
