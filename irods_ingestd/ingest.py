@@ -58,7 +58,7 @@ from irods.models import Collection, DataObject, DataObjectMeta
 
 from . import __version__, names
 from .config import Config, QueueConfig
-from .irods_session import SessionHolder
+from .irods_session import SessionError, SessionHolder
 from .job import Batch, FileItem, ZoneSpec
 from .ledger import Ledger
 from .locks import FileLock
@@ -618,6 +618,8 @@ def ingest_file(ctx: IngestContext, zone: ZoneSpec, item: FileItem, retries: int
                 return _done_log(zone, item, res, t0, logging.WARNING, MessageId.FILE_SKIPPED)
             except PermanentError as e:
                 return _fail(ctx, zone, item, res, str(e), e.kind, t0)
+            except SessionError:
+                raise  # the worker's configuration, not this file: fail the job, keep the files queued
             except Exception as e:  # noqa: BLE001 - classified below
                 if not is_transient(e):
                     return _fail(ctx, zone, item, res, describe(e), "permanent", t0)

@@ -476,3 +476,18 @@ def test_wrong_password_does_not_leak_it(env: Env) -> None:
     assert res_holder[0].result == ingest.FAILED
     assert secret not in res_holder[0].reason
 
+
+
+def test_session_configuration_error_fails_the_job_not_the_files(env: Env) -> None:
+    from irods_ingestd.irods_session import SessionError
+
+    cfg = replace(env.config, irods=replace(env.config.irods, environment_file=env.tmp / "missing.json"))
+    ctx = ingest.IngestContext(config=cfg, sessions=SessionHolder(cfg.irods), ledger=Ledger(env.r, "ingestd"),
+                               redis=env.r, sleep=lambda s: None)
+    it = env.write("cfg.dat", b"x")
+    env.queue("z1", [it])
+    with pytest.raises(SessionError):
+        ingest.ingest_batch(ctx, Batch(env.zone(), (it,)))
+    assert list(ctx.ledger.failures("z1")) == []
+    entry = ctx.ledger.get("z1", it.rel)
+    assert entry is not None and entry.state == b"Q"
