@@ -363,3 +363,13 @@ def test_cli_with_control_socket(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     assert not sock_path.exists()
+
+
+def test_object_is_intermediate_while_open_for_write(irods, sess, coll):  # noqa: F811
+    with irods.session() as other:
+        with sess.data_objects.open(f"{coll}/w", "w") as f:
+            f.write(b"x" * 10_000)
+            replica = other.data_objects.get(f"{coll}/w").replicas[0]
+            assert replica.status == "2"
+        obj = other.data_objects.get(f"{coll}/w")
+        assert obj.replicas[0].status == "1" and obj.size == 10_000
