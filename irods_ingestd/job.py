@@ -7,7 +7,8 @@ so a worker of another version can read it and refuse it clearly when the versio
       "v": 1,                               # JOB_VERSION
       "id": "b-<zone>-<hash>",              # the batch id, also RQ's job id
       "queued_at": 1764201600.0,            # unix seconds
-      "zone": {"name", "root", "collection", "mode", "resource", "after", "move_to"},
+      "zone": {"name", "root", "collection", "mode", "resource", "after", "move_to",
+               "follow_symlinks"},        # follow_symlinks: optional, default false
       "files": [[rel, size, mtime_ns], ...] # rel: path relative to root, str (surrogateescape for
                                             #      bytes that are not UTF-8), "/"-separated
     }
@@ -43,11 +44,13 @@ class ZoneSpec:
     resource: str = ""
     after: str = "keep"
     move_to: str | None = None
+    follow_symlinks: bool = False
 
     @classmethod
     def from_config(cls, z: ZoneConfig) -> ZoneSpec:
         return cls(name=z.name, root=str(z.path), collection=z.collection, mode=z.mode,
-                   resource=z.resource, after=z.after, move_to=str(z.move_to) if z.move_to else None)
+                   resource=z.resource, after=z.after, move_to=str(z.move_to) if z.move_to else None,
+                   follow_symlinks=z.symlinks == "follow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,8 @@ class Batch:
             "id": self.id,
             "queued_at": self.queued_at,
             "zone": {"name": z.name, "root": z.root, "collection": z.collection, "mode": z.mode,
-                     "resource": z.resource, "after": z.after, "move_to": z.move_to},
+                     "resource": z.resource, "after": z.after, "move_to": z.move_to,
+                     "follow_symlinks": z.follow_symlinks},
             "files": [[f.rel, f.size, f.mtime_ns] for f in self.files],
         }
 
@@ -87,7 +91,7 @@ class Batch:
         return cls(
             zone=ZoneSpec(name=z["name"], root=z["root"], collection=z["collection"], mode=z["mode"],
                           resource=z.get("resource", ""), after=z.get("after", "keep"),
-                          move_to=z.get("move_to")),
+                          move_to=z.get("move_to"), follow_symlinks=bool(z.get("follow_symlinks", False))),
             files=tuple(FileItem(rel, int(size), int(mtime)) for rel, size, mtime in rec["files"]),
             queued_at=float(rec.get("queued_at", 0.0)),
         )

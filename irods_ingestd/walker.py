@@ -65,6 +65,9 @@ def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = 
                     if stat.S_ISDIR(st.st_mode):
                         out.skipped.append((rel, "symlink to a directory (not followed)"))
                         continue
+                    if not inside(root, entry.path):
+                        out.skipped.append((rel, "symlink pointing outside the zone (not followed)"))
+                        continue
                 else:
                     st = entry.stat(follow_symlinks=False)
             except OSError as e:
@@ -88,10 +91,17 @@ def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = 
     return out
 
 
+def inside(root: str, path: str) -> bool:
+    """True if path, with every symlink resolved, is below root: a followed link may not leave the zone."""
+    real_root = os.path.realpath(root)
+    return os.path.realpath(path).startswith(real_root.rstrip("/") + "/")
+
+
 def stat_file(root: str, rel: str, follow_symlinks: bool = False) -> tuple[int, int] | str | None:
     """(size, mtime_ns) of a regular file; a reason string if it must be skipped; None if it is gone."""
+    path = os.path.join(root, rel)
     try:
-        st = os.stat(os.path.join(root, rel), follow_symlinks=follow_symlinks)
+        st = os.stat(path, follow_symlinks=follow_symlinks)
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -107,4 +117,6 @@ def stat_file(root: str, rel: str, follow_symlinks: bool = False) -> tuple[int, 
         return "directory"
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
+    if follow_symlinks and os.path.islink(path) and not inside(root, path):
+        return "symlink pointing outside the zone (not followed)"
     return st.st_size, st.st_mtime_ns
