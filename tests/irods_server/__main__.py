@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ctl.add_argument("--control-port", type=int, default=None, help="TCP control port (0 = pick one)")
     ctl.add_argument("--control-socket", default=None, help="unix socket path for the control channel")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process exits")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     users = [parse_user(u, i == 0) for i, u in enumerate(args.user)] or [("rods", "rods", "rodsadmin")]
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         resource=args.resource, cs_neg_policy=args.cs_neg_policy, control_port=args.control_port,
         control_socket=args.control_socket,
     )  # fmt: skip
+    if args.exit_with_parent:
+        server.parent_pid = os.getppid()
     server.bind()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -88,6 +88,7 @@ class IrodsServerProcess:
             "--vault", str(self.vault), "--catalog", str(self.catalog), "--zone", self.zone,
             "--version", self.version, "--user", f"{self.user}:{self.password}",
             "--cs-neg-policy", self.cs_neg_policy, "--control-port", str(self.control_port),
+            "--exit-with-parent",
         ]  # fmt: skip
         for name, pw in self.extra_users:
             cmd += ["--user", f"{name}:{pw}"]

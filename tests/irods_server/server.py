@@ -294,6 +294,7 @@ class IrodsTestServer:
         self.stopping = threading.Event()
         self.control_port = control_port
         self.control_socket = control_socket
+        self.parent_pid: int | None = None  # stop when this process is no longer our parent
         self.listener: socket.socket | None = None
         self.control_listener: socket.socket | None = None
         self.handlers: dict[int, Callable[[ClientConn, bytes, bytearray], Reply]] = {
@@ -336,6 +337,9 @@ class IrodsTestServer:
             try:
                 sock, _addr = self.listener.accept()
             except TimeoutError:
+                if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                    log.warning("parent process %d went away, stopping", self.parent_pid)
+                    break
                 continue
             except OSError:
                 if self.stopping.is_set():
