@@ -303,6 +303,10 @@ def _unlink_quiet(session: Any, path: str) -> None:
 class _Local:
     path: str
     st: os.stat_result
+    follow: bool = False  # the zone follows symlinks: stat the file a link points to
+
+    def stat(self) -> os.stat_result:
+        return os.stat(self.path) if self.follow else os.lstat(self.path)
 
 
 def _source_path(zone: ZoneSpec, rel: str) -> str:
@@ -311,8 +315,9 @@ def _source_path(zone: ZoneSpec, rel: str) -> str:
 
 def _check_local(zone: ZoneSpec, item: FileItem) -> _Local:
     path = os.path.join(zone.root, item.rel)
+    follow = bool(getattr(zone, "follow_symlinks", False))
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
         raise Vanished() from None
     except OSError as e:
@@ -321,7 +326,7 @@ def _check_local(zone: ZoneSpec, item: FileItem) -> _Local:
         raise NotRegular()
     if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
         raise LocalChanged()
-    return _Local(path, st)
+    return _Local(path, st, follow)
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
@@ -330,7 +335,7 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
 
 def _recheck_local(local: _Local) -> None:
     try:
-        st = os.lstat(local.path)
+        st = local.stat()
     except FileNotFoundError:
         raise LocalChanged() from None
     if not _same_file(st, local.st):
@@ -376,7 +381,7 @@ def _made_by_us(avus: dict[str, str], zone: ZoneSpec, item: FileItem, target: na
 def _copy_small(session: Any, local: _Local, dest: str, opts: dict[str, str]) -> bytes:
     h = hashlib.sha256()
     try:
-        fd = os.open(local.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC | (0 if local.follow else os.O_NOFOLLOW))
     except PermissionError as e:
         raise PermanentError(f"unreadable local file: {e.strerror}") from None
     except OSError as e:
@@ -543,7 +548,7 @@ def _after(zone: ZoneSpec, item: FileItem) -> str:
         return ""
     path = os.path.join(zone.root, item.rel)
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if getattr(zone, "follow_symlinks", False) else os.lstat(path)
         if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
             return f"not {zone.after}d: the landing file changed after its ingest"
         if zone.after == "delete":

@@ -491,3 +491,20 @@ def test_session_configuration_error_fails_the_job_not_the_files(env: Env) -> No
     assert list(ctx.ledger.failures("z1")) == []
     entry = ctx.ledger.get("z1", it.rel)
     assert entry is not None and entry.state == b"Q"
+
+
+def test_symlinks_followed_only_when_the_zone_says_so(env: Env) -> None:
+    target = env.write("s/real.dat", b"real bytes")
+    os.symlink("real.dat", env.root / "s/link.dat")
+    st = os.stat(env.root / "s/link.dat")
+    link = FileItem("s/link.dat", st.st_size, st.st_mtime_ns)
+    s = env.run(env.ctx(), [link])
+    assert s["skipped"] == 1  # not following: a symlink is not a regular file
+    ctx = env.ctx(symlinks="follow")
+    zone = env.zone(ctx)
+    assert zone.follow_symlinks
+    env.queue("z1", [link, target])
+    s = ingest.ingest_batch(ctx, Batch(zone, (link, target)))
+    assert s["ingested"] == 2, s
+    with env.session() as sess, sess.data_objects.open(f"{env.coll}/s/link.dat", "r") as f:
+        assert f.read() == b"real bytes"
