@@ -17,6 +17,7 @@ from irods.exception import (
 from irods.message import iRODSMessage
 from irods.models import Collection, DataObject
 
+from tests.irods_server.harness import IrodsServerProcess
 from tests.irods_server.pytest_plugin import irods, irods_server, irods_server_factory  # noqa: F401
 
 MiB = 1024 * 1024
@@ -29,7 +30,8 @@ def coll(irods, request):  # noqa: F811
         if s.collections.exists(path):
             s.collections.remove(path, recurse=True, force=True)
         s.collections.create(path)
-    irods.reset_counters()
+    if isinstance(irods, IrodsServerProcess):
+        irods.reset_counters()
     return path
 
 
@@ -187,6 +189,8 @@ def test_16_clients_put_2000_files(irods, coll, tmp_path):  # noqa: F811
         assert int(rows[0][DataObject.id]) == n_clients * per_client
         rows = s.query(DataObject.size).filter(Collection.name == f"{coll}/c7").filter(DataObject.name == "f9").all()
         assert int(rows[0][DataObject.size]) == len(b"file 9\n") * 10
+    if not isinstance(irods, IrodsServerProcess):
+        return  # a real server has no counters
     c = irods.counters()
     assert c["DATA_OBJ_OPEN_CREATE"] == n_clients * per_client
     assert c["connections_accepted"] >= n_clients
