@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ def run_ceiling(svc: Services, src: Path, coll: str) -> float:
     return time.monotonic() - t0
 
 
-def run_ingestd(svc: Services, src: Path, coll: str, n: int, work: Path, label: str) -> float | str:
+def run_ingestd(svc: Services, src: Path, coll: str, *, n: int, work: Path, label: str) -> float | str:
     zone_dir = work / f"zone-{label}"
     zone_dir.mkdir(parents=True, exist_ok=True)
     cfg = write_config(work / f"tp-{label}.toml", svc, [{
@@ -167,7 +168,7 @@ def run_ingestd(svc: Services, src: Path, coll: str, n: int, work: Path, label: 
     return secs
 
 
-def run_automated_ingest(svc: Services, src: Path, coll: str, work: Path, label: str) -> float | str:
+def run_automated_ingest(svc: Services, src: Path, coll: str, *, work: Path, label: str) -> float | str:
     venv = ensure_ai_venv()
     if venv is None:
         return "automated-ingest 0.7.0 could not be installed"
@@ -219,10 +220,10 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
               flush=True)
         rates: dict[str, float] = {}
         contenders = [
-            ("ingestd", lambda c: run_ingestd(svc, src, c, n, work, label)),
-            ("a: sequential put", lambda c: run_sequential(svc, src, c)),
-            ("b: automated-ingest 0.7.0", lambda c: run_automated_ingest(svc, src, c, work, label)),
-            ("c: 4 procs, no bookkeeping", lambda c: run_ceiling(svc, src, c)),
+            ("ingestd", partial(run_ingestd, svc, src, n=n, work=work, label=label)),
+            ("a: sequential put", partial(run_sequential, svc, src)),
+            ("b: automated-ingest 0.7.0", partial(run_automated_ingest, svc, src, work=work, label=label)),
+            ("c: 4 procs, no bookkeeping", partial(run_ceiling, svc, src)),
         ]
         for name, fn in contenders:
             svc.flush_redis()
