@@ -1,0 +1,833 @@
+"""The fault campaign (`make chaos`, `python -m bench.chaos`): irods-ingestd under kill -9s and outages.
+
+While files of mixed sizes (0 B to a few MiB, a handful of 40 MiB ones) are written into two landing
+zones (`keep`: put, landing files kept; `move`: put, `after = "move"`), it injects on a seeded schedule:
+
+- daemon-kill: `kill -9` of `irods-ingestd run`, restarted;
+- worker-kill: `kill -9` of one or two of the 4 `irods-ingestd worker`s, restarted;
+- worker-kill-large: a 40 MiB file is written, and the worker putting it is killed mid-transfer;
+- redis-aof: `kill -9` of Redis (AOF, appendfsync always), restarted with its data;
+- redis-empty: `kill -9` of Redis, restarted empty (what a Redis without persistence does): the
+  reconcile walks (`rescan` 5 s here) must find again what the lost ledger and queue held;
+- irods-refuse: the iRODS test server refuses new connections (and drops the open ones) for a while;
+- irods-drop: every open iRODS connection is dropped, during a 40 MiB put when the schedule says so;
+- irods-delay: every iRODS reply is delayed for a while;
+- irods-fail: the next 1-3 calls of DATA_OBJ_WRITE (possibly after some MiB), DATA_OBJ_CLOSE,
+  DATA_OBJ_CHKSUM or COLL_CREATE fail with an error code python-irodsclient knows;
+- inotify-overflow: `fs.inotify.max_queued_events` lowered to 64, the daemon restarted (the limit is
+  taken when an inotify instance is made), a burst of small files written, the value restored (in a
+  `finally`) and the daemon restarted again.
+
+After the last fault it waits (bounded) until every file is in iRODS or listed as failed, records the
+failures, runs `irods-ingestd retry` (what an operator does after an outage) and waits again, then checks
+with python-irodsclient and the landing zones: every file exactly once at its path with the right
+checksum and bytes, no stray `.*.ingestd.part` objects, nothing extra, no landing file moved away unless
+its object is right, nothing in RQ's started registry. It prints a table and exits non-zero when anything
+is lost, duplicated, wrong, stray, stuck or unexplained.
+
+Processes run as subprocesses with stderr in `<run dir>/logs/`; kills are SIGKILL. The schedule, names,
+sizes and contents follow `--seed`; the interleaving with the system's own timing does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from bench.chaos_check import Expected, Findings, ZoneLayout, list_objects, quick_state, verify
+from tests.irods_server.harness import IrodsServerProcess
+from tests.redis_harness import RedisServerProcess
+
+REPO = Path(__file__).resolve().parent.parent
+SYSCTL = Path("/proc/sys/fs/inotify/max_queued_events")
+PREFIX = "ingestd"
+QUEUE = "chaos"
+MiB = 1 << 20
+LARGE = 40 * MiB
+WORKERS = 4
+
+KINDS = {
+    "daemon-kill": "daemon kill -9, restart",
+    "worker-kill": "worker kill -9, restart",
+    "worker-kill-large": "worker kill -9 during a 40 MiB put",
+    "redis-aof": "Redis kill -9, restart with AOF",
+    "redis-empty": "Redis kill -9, restart empty",
+    "irods-refuse": "iRODS refuses connections",
+    "irods-drop": "iRODS drops connections",
+    "irods-delay": "iRODS slow replies",
+    "irods-fail": "iRODS fails calls",
+    "inotify-overflow": "inotify queue overflow",
+}
+WEIGHTS = {"daemon-kill": 3, "worker-kill": 3, "worker-kill-large": 2, "redis-aof": 2, "redis-empty": 1.5,
+           "irods-refuse": 2, "irods-drop": 2, "irods-delay": 2, "irods-fail": 3, "inotify-overflow": 1}
+# error codes python-irodsclient knows; the package retries the first kind and fails the file for the second
+FAIL_CODES = {
+    "DATA_OBJ_WRITE": [(-513000, "UNIX_FILE_WRITE_ERR"), (-510013, "UNIX_FILE_OPEN_ERR")],
+    "DATA_OBJ_CLOSE": [(-514000, "UNIX_FILE_CLOSE_ERR"), (-27000, "SYS_COPY_LEN_ERR")],
+    "DATA_OBJ_CHKSUM": [(-512000, "UNIX_FILE_READ_ERR"), (-27000, "SYS_COPY_LEN_ERR")],
+    "COLL_CREATE": [(-806000, "CAT_SQL_ERR"), (-27000, "SYS_COPY_LEN_ERR")],
+}
+
+
+def log(msg: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the plan: files and faults, all from the seed
+
+
+@dataclass
+class FilePlan:
+    zone: str
+    rel: str
+    size: int
+    how: str = "direct"  # direct | rsync (temporary name, then rename) | slow (in pieces, pauses < settle)
+
+
+def file_size(rng: random.Random) -> int:
+    x = rng.random()
+    if x < 0.03:
+        return 0
+    if x < 0.30:
+        return rng.randint(1, 1024)
+    if x < 0.85:
+        return rng.randint(1025, 256 * 1024)
+    if x < 0.97:
+        return rng.randint(256 * 1024, 2 * MiB)
+    return rng.randint(2 * MiB, 4 * MiB)
+
+
+def plan_files(rng: random.Random, n: int, large: int) -> list[FilePlan]:
+    out: list[FilePlan] = []
+    names = ["sample", "reads", "image", "run data", "résumé", "plate"]
+    for i in range(n):
+        zone = "keep" if i % 2 == 0 else "move"
+        top = f"batch{i // 100:03d}"
+        sub = f"lane{rng.randint(1, 4)}"
+        name = f"{rng.choice(names)}-{i:05d}.dat"
+        how = rng.choices(["direct", "rsync", "slow"], [0.86, 0.1, 0.04])[0]
+        out.append(FilePlan(zone, f"{top}/{sub}/{name}", file_size(rng), how))
+    for k in range(large):  # spread through the writer's stream
+        i = rng.randrange(len(out)) if out else 0
+        out.insert(i, FilePlan(rng.choice(["keep", "move"]), f"large/big-{k:02d}.bin", LARGE))
+    return out
+
+
+@dataclass
+class Fault:
+    kind: str
+    gap: float  # seconds of quiet before it
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_faults(rng: random.Random, n: int, short: bool) -> list[Fault]:
+    kinds = list(KINDS)
+    chosen = list(kinds) if n >= len(kinds) else rng.sample(kinds, n)
+    while len(chosen) < n:
+        chosen.append(rng.choices(kinds, [WEIGHTS[k] for k in kinds])[0])
+    rng.shuffle(chosen)
+    gap = (1.0, 3.5) if short else (2.0, 7.0)
+    out = []
+    for kind in chosen:
+        p: dict[str, Any] = {}
+        if kind == "daemon-kill":
+            p["down"] = round(rng.uniform(0.0, 2.0), 2)
+        elif kind == "worker-kill":
+            p["count"] = rng.choice([1, 1, 2])
+            p["down"] = round(rng.uniform(0.0, 3.0), 2)
+        elif kind == "worker-kill-large":
+            p["zone"] = rng.choice(["keep", "move"])
+            p["wait"] = round(rng.uniform(0.0, 0.6), 2)
+        elif kind in ("redis-aof", "redis-empty"):
+            p["down"] = round(rng.uniform(0.3, 3.0), 2)
+        elif kind == "irods-refuse":
+            p["hold"] = round(rng.uniform(2.0, 5.0 if short else 8.0), 2)
+        elif kind == "irods-drop":
+            p["large"] = rng.random() < 0.5
+            p["zone"] = rng.choice(["keep", "move"])
+            p["wait"] = round(rng.uniform(0.0, 0.6), 2)
+        elif kind == "irods-delay":
+            p["seconds"] = round(rng.uniform(0.02, 0.2), 3)
+            p["hold"] = round(rng.uniform(3.0, 5.0 if short else 8.0), 2)
+        elif kind == "irods-fail":
+            api = rng.choice(sorted(FAIL_CODES))
+            code, name = rng.choice(FAIL_CODES[api])
+            p.update(api=api, error=code, error_name=name, count=rng.randint(1, 3))
+            if api == "DATA_OBJ_WRITE" and rng.random() < 0.5:
+                p["after_bytes"] = rng.randint(1, 24) * MiB
+        elif kind == "inotify-overflow":
+            p["files"] = 150 if short else 300
+        out.append(Fault(kind, round(rng.uniform(*gap), 2), p))
+    return out
+
+
+def content(seed: int, key: str, size: int) -> bytes:
+    return random.Random(f"{seed}:{key}").randbytes(size)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the campaign
+
+
+@dataclass
+class Options:
+    seed: int = 1
+    files: int = 2000
+    faults: int = 55
+    short: bool = False
+    large: int = 4  # 40 MiB files in the writer's stream (the large-put faults write one each as well)
+    drain_timeout: float = 600.0
+    job_timeout: str = "60s"
+    workdir: str | None = None
+    keep_data: bool = False
+
+
+@dataclass
+class Result:
+    seed: int
+    run_dir: Path
+    faults: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    findings: Findings | None = None
+    files: int = 0
+    bytes: int = 0
+    drained: bool = False
+    drain_seconds: float | None = None
+    retry_drain_seconds: float | None = None
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # zone, rel, reason
+    unexplained_failures: list[tuple[str, str, str]] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
+    overflows_seen: int = 0
+    fail_calls_fired: int = 0
+    ledger_queued_after: int = 0
+    runtime: float = 0.0
+    inotify_skipped: str = ""
+
+    @property
+    def ok(self) -> bool:
+        f = self.findings
+        return bool(f is not None and not f.problems() and self.drained and not self.unexplained_failures
+                    and not self.crashes)
+
+
+class Proc:
+    def __init__(self, name: str, argv: list[str], logfile: Path) -> None:
+        self.name, self.argv, self.logfile = name, argv, logfile
+        self.p: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        with open(self.logfile, "ab") as f:
+            f.write(f"=== chaos: start #{self.starts} at {time.strftime('%H:%M:%S')} ===\n".encode())
+            f.flush()
+            self.p = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                                      start_new_session=True)
+
+    def kill9(self) -> None:
+        p, self.p = self.p, None
+        if p is not None and p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        p, self.p = self.p, None
+        if p is None or p.poll() is not None:
+            return
+        os.kill(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+class Campaign:
+    def __init__(self, opts: Options) -> None:
+        self.o = opts
+        self.rng = random.Random(opts.seed)
+        base = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix=f"ingestd-chaos-s{opts.seed}-"))
+        base.mkdir(parents=True, exist_ok=True)
+        self.dir = base
+        self.logs = base / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.res = Result(opts.seed, base)
+        self.redis = RedisServerProcess(base / "redis", persistence=True)
+        self.irods = IrodsServerProcess(base / "irods")
+        self.root_coll = ""
+        self.zones: dict[str, ZoneLayout] = {}
+        self.expected: dict[tuple[str, str], Expected] = {}
+        self.lock = threading.Lock()
+        self.procs: dict[str, Proc] = {}
+        self.worker_gen = Counter()
+        self.stop_monitor = threading.Event()
+        self.host = socket.gethostname()
+        self.large_extra = 0
+        self.burst_no = 0
+        self.cfg_path = base / "config.toml"
+        self.sysctl_orig: str | None = None
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.redis.start()
+        self.irods.start()
+        env = self.irods.write_env_file(self.dir / "irods_environment.json")
+        pw = self.dir / "irods-password"
+        pw.write_text(self.irods.password + "\n")
+        pw.chmod(0o600)
+        self.root_coll = f"/{self.irods.zone}/home/{self.irods.user}/chaos"
+        with self.irods.session() as s:
+            s.collections.create(self.root_coll)
+        for name, after in (("keep", "keep"), ("move", "move")):
+            landing = self.dir / "landing" / name
+            landing.mkdir(parents=True, exist_ok=True)
+            move_to = self.dir / "moved" / name if after == "move" else None
+            if move_to:
+                move_to.mkdir(parents=True, exist_ok=True)
+            self.zones[name] = ZoneLayout(name, landing, f"{self.root_coll}/{name}", after, move_to)
+        zones_toml = ""
+        for z in self.zones.values():
+            zones_toml += f"""
+[[zone]]
+name = "{z.name}"
+path = "{z.landing}"
+collection = "{z.collection}"
+mode = "put"
+settle = "2s"
+rescan = "5s"
+after = "{z.after}"
+""" + (f'move_to = "{z.move_to}"\n' if z.move_to else "")
+        self.cfg_path.write_text(f"""# written by bench/chaos.py (seed {self.o.seed})
+log_level = "info"
+
+[redis]
+url = "{self.redis.url}"
+prefix = "{PREFIX}"
+
+[irods]
+environment_file = "{env}"
+password_file = "{pw}"
+connection_timeout = "30s"
+
+[queue]
+name = "{QUEUE}"
+batch_files = 20
+batch_bytes = "64MiB"
+job_timeout = "{self.o.job_timeout}"
+retries = 5
+backoff = "1s"
+backoff_max = "10s"
+""" + zones_toml)
+        self.cfg_path.chmod(0o600)
+        exe = [sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c", str(self.cfg_path)]
+        subprocess.run(exe + ["check-config"], check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+                       stderr=open(self.logs / "check-config.log", "wb"))
+        self.exe = exe
+        self.procs["daemon"] = Proc("daemon", exe + ["run"], self.logs / "daemon.log")
+        self.procs["daemon"].start()
+        for i in range(WORKERS):
+            self._new_worker(i)
+        log(f"run directory {self.dir}; logs in {self.logs} (daemon.log, worker-N.log, "
+            f"{self.redis.workdir / 'redis.log'}, {self.irods.log_path})")
+
+    def _new_worker(self, i: int) -> None:
+        key = f"worker-{i}"
+        self.worker_gen[i] += 1
+        argv = self.exe + ["worker", "--name", f"chaos-w{i}-g{self.worker_gen[i]}"]
+        p = self.procs.get(key)
+        if p is None:
+            p = self.procs[key] = Proc(key, argv, self.logs / f"worker-{i}.log")
+        p.argv = argv
+        p.start()
+
+    # -- a supervisor, as systemd would be: a process that exits by itself is a crash, restarted -------
+    def monitor(self) -> None:
+        while not self.stop_monitor.wait(0.5):
+            with self.lock:
+                for key, p in self.procs.items():
+                    if p.p is not None and p.p.poll() is not None:
+                        rc = p.p.returncode
+                        self.res.crashes.append(f"{key} (pid {p.p.pid}) exited with {rc} at "
+                                                f"{time.strftime('%H:%M:%S')}; see {p.logfile}")
+                        log(f"CRASH: {self.res.crashes[-1]}; restarting it")
+                        p.p = None
+                        time.sleep(1.0)
+                        if key.startswith("worker-"):
+                            self._new_worker(int(key.split("-")[1]))
+                        else:
+                            p.start()
+
+    # -- writing files --------------------------------------------------------------------------------
+    def write_file(self, fp: FilePlan) -> None:
+        z = self.zones[fp.zone]
+        data = content(self.o.seed, f"{fp.zone}/{fp.rel}", fp.size)
+        path = z.landing / fp.rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            self.expected[(fp.zone, fp.rel)] = Expected(fp.zone, fp.rel, fp.size, hashlib.sha256(data).digest())
+        if fp.how == "rsync":
+            tmp = path.parent / f".{path.name}.{self.rng_token(fp.rel)}"
+            tmp.write_bytes(data)
+            os.rename(tmp, path)
+        elif fp.how == "slow" and fp.size > 4:
+            step = (fp.size + 3) // 4
+            with open(path, "wb") as f:
+                for k in range(0, fp.size, step):
+                    f.write(data[k:k + step])
+                    f.flush()
+                    time.sleep(0.7)  # below the zones' 2 s settle
+        else:
+            with open(path, "wb") as f:
+                for k in range(0, max(fp.size, 1), 4 * MiB):
+                    f.write(data[k:k + 4 * MiB])
+
+    @staticmethod
+    def rng_token(rel: str) -> str:
+        return hashlib.blake2b(rel.encode(), digest_size=3).hexdigest()
+
+    def writer(self, plan: list[FilePlan], seconds: float, done: threading.Event) -> None:
+        t0 = time.monotonic()
+        try:
+            for i, fp in enumerate(plan):
+                due = t0 + seconds * i / max(1, len(plan))
+                if (d := due - time.monotonic()) > 0:
+                    time.sleep(d)
+                if fp.how == "slow":
+                    threading.Thread(target=self.write_file, args=(fp,), daemon=True).start()
+                else:
+                    self.write_file(fp)
+        finally:
+            done.set()
+
+    # -- observation ----------------------------------------------------------------------------------
+    def r(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.redis.socket), socket_timeout=10)
+
+    def daemon_status(self) -> dict[str, Any] | None:
+        try:
+            raw = self.r().get(f"{PREFIX}:daemon:{self.host}")
+        except redis.RedisError:
+            return None
+        return json.loads(raw) if raw else None
+
+    def started_jobs(self) -> list[tuple[str, str | None]]:
+        """(job id, worker name) of RQ's started registry, read without its cleanup."""
+        r = self.r()
+        q = Queue(QUEUE, connection=r)
+        out = []
+        for jid, _exe in StartedJobRegistry(queue=q).get_job_and_execution_ids(cleanup=False):
+            try:
+                out.append((jid, Job.fetch(jid, connection=r).worker_name))
+            except Exception:  # noqa: BLE001 - gone meanwhile
+                continue
+        return out
+
+    def job_holding(self, zone: str, rel: str) -> str | None:
+        r = self.r()
+        for jid, worker in self.started_jobs():
+            try:
+                job = Job.fetch(jid, connection=r)
+                rec = job.args[0]
+            except Exception:  # noqa: BLE001
+                continue
+            if rec.get("zone", {}).get("name") == zone and any(f[0] == rel if isinstance(f, list | tuple)
+                                                                else f.get("rel") == rel
+                                                                for f in rec.get("files", [])):
+                return worker
+        return None
+
+    def part_in_flight(self, zone: str, rel: str) -> bool:
+        from irods.models import Collection, DataObject
+
+        z = self.zones[zone]
+        coll, _, name = f"{z.collection}/{rel}".rpartition("/")
+        try:
+            with self.irods.session() as s:
+                rows = list(s.query(DataObject.name).filter(Collection.name == coll)
+                            .filter(DataObject.name == f".{name}.ingestd.part"))
+            return bool(rows)
+        except Exception:  # noqa: BLE001 - the collection may not exist yet
+            return False
+
+    # -- faults ---------------------------------------------------------------------------------------
+    def apply(self, f: Fault) -> None:
+        p = f.params
+        k = f.kind
+        getattr(self, "f_" + k.replace("-", "_"))(p)
+        self.res.faults[k] += 1
+
+    def f_daemon_kill(self, p: dict[str, Any]) -> None:
+        with self.lock:
+            self.procs["daemon"].kill9()
+        time.sleep(p["down"])
+        with self.lock:
+            self.procs["daemon"].start()
+
+    def _kill_workers(self, idx: list[int], down: float) -> None:
+        with self.lock:
+            for i in idx:
+                self.procs[f"worker-{i}"].kill9()
+        time.sleep(down)
+        with self.lock:
+            for i in idx:
+                self._new_worker(i)
+
+    def f_worker_kill(self, p: dict[str, Any]) -> None:
+        idx = self.rng.sample(range(WORKERS), p["count"])
+        self._kill_workers(idx, p["down"])
+
+    def _large_put(self, zone: str) -> tuple[str, bool]:
+        """Write one more 40 MiB file and wait until its put is under way; (rel, caught in flight)."""
+        self.large_extra += 1
+        fp = FilePlan(zone, f"large/fault-{self.large_extra:02d}.bin", LARGE)
+        self.write_file(fp)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.part_in_flight(zone, fp.rel):
+                return fp.rel, True
+            time.sleep(0.1)
+        return fp.rel, False
+
+    def f_worker_kill_large(self, p: dict[str, Any]) -> None:
+        rel, caught = self._large_put(p["zone"])
+        time.sleep(p["wait"])
+        worker = self.job_holding(p["zone"], rel) if caught else None
+        idx = [int(worker.split("-")[1][1:])] if worker and worker.startswith("chaos-w") else []
+        if not idx:
+            self.res.notes.append(f"worker-kill-large: the put of {rel} was not caught in flight; "
+                                  "killed a random worker instead")
+            idx = [self.rng.randrange(WORKERS)]
+        self._kill_workers(idx, 0.5)
+
+    def _redis_kill(self, down: float, wipe: bool) -> None:
+        self.redis.stop(kill=True)
+        if wipe:
+            for name in ("appendonlydir", "dump.rdb", "appendonly.aof"):
+                path = self.redis.workdir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        time.sleep(down)
+        self.redis.start()
+
+    def f_redis_aof(self, p: dict[str, Any]) -> None:
+        self._redis_kill(p["down"], wipe=False)
+
+    def f_redis_empty(self, p: dict[str, Any]) -> None:
+        self._redis_kill(p["down"], wipe=True)
+
+    def f_irods_refuse(self, p: dict[str, Any]) -> None:
+        self.irods.refuse_connections(True)
+        self.irods.drop_connections()
+        try:
+            time.sleep(p["hold"])
+        finally:
+            self.irods.refuse_connections(False)
+
+    def f_irods_drop(self, p: dict[str, Any]) -> None:
+        if p["large"]:
+            rel, caught = self._large_put(p["zone"])
+            time.sleep(p["wait"])
+            if not caught:
+                self.res.notes.append(f"irods-drop: the put of {rel} was not caught in flight")
+        self.irods.drop_connections()
+
+    def f_irods_delay(self, p: dict[str, Any]) -> None:
+        self.irods.set_delay(p["seconds"])
+        try:
+            time.sleep(p["hold"])
+        finally:
+            self.irods.set_delay(0)
+
+    def f_irods_fail(self, p: dict[str, Any]) -> None:
+        self.irods.fail_next(p["api"], count=p["count"], error=p["error"], after_bytes=p.get("after_bytes"))
+        self.injected_errors.add(p["error_name"])
+
+    def f_inotify_overflow(self, p: dict[str, Any]) -> None:
+        if self.res.inotify_skipped:
+            raise SkipFault(self.res.inotify_skipped)
+        try:
+            self.sysctl_orig = SYSCTL.read_text().strip()
+            SYSCTL.write_text("64\n")
+        except OSError as e:
+            self.res.inotify_skipped = f"cannot write {SYSCTL}: {e}"
+            raise SkipFault(self.res.inotify_skipped) from None
+        try:
+            with self.lock:
+                self.procs["daemon"].kill9()
+                self.procs["daemon"].start()  # its new inotify instance has a queue of 64 events
+            deadline = time.monotonic() + 15
+            st = None
+            while time.monotonic() < deadline:
+                st = self.daemon_status()
+                if st and st.get("pid") == self.procs["daemon"].p.pid:  # type: ignore[union-attr]
+                    break
+                time.sleep(0.2)
+            self.burst_no += 1
+            for i in range(p["files"]):
+                zone = "keep" if i % 2 == 0 else "move"
+                self.write_file(FilePlan(zone, f"burst{self.burst_no:02d}/d{i % 7}/b{i:04d}.txt",
+                                         self.rng.randint(0, 2048)))
+            time.sleep(2.0)
+            st = self.daemon_status()
+            seen = int(st.get("overflows", 0)) if st else 0
+            self.res.overflows_seen += 1 if seen else 0
+            if not seen:
+                self.res.notes.append(f"inotify-overflow #{self.burst_no}: the daemon reported no overflow")
+        finally:
+            SYSCTL.write_text(self.sysctl_orig + "\n")
+            with self.lock:  # a daemon with an ordinary queue again
+                self.procs["daemon"].kill9()
+                self.procs["daemon"].start()
+
+    # -- drain and check ------------------------------------------------------------------------------
+    def failed_lists(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        r = self.r()
+        for z in self.zones:
+            out[z] = {os.fsdecode(x) for x in r.hkeys(f"{PREFIX}:f:{z}")}
+        return out
+
+    def wait_drained(self, timeout: float, failed_ok: bool) -> float | None:
+        """Seconds until every file is in iRODS and verified (after-action done) or, with failed_ok,
+        listed as failed, RQ's queue empty and its started registry empty; None on timeout."""
+        t0 = time.monotonic()
+        expected = list(self.expected.values())
+        last = ""
+        while time.monotonic() - t0 < timeout:
+            try:
+                r = self.r()
+                q = Queue(QUEUE, connection=r)
+                waiting = q.count
+                started = StartedJobRegistry(queue=q).get_job_count(cleanup=False)
+                failed = self.failed_lists() if failed_ok else {}
+                with self.irods.session() as s:
+                    objs = list_objects(s, self.root_coll)
+                done, todo = quick_state(objs, expected, self.zones, failed)
+                line = f"drain: {done}/{len(expected)} files done, {waiting} jobs waiting, {started} running"
+                if line != last:
+                    log(line)
+                    last = line
+                if todo == 0 and waiting == 0 and started == 0:
+                    return time.monotonic() - t0
+            except Exception as e:  # noqa: BLE001 - a slow moment; look again
+                log(f"drain check: {type(e).__name__}: {e}")
+            time.sleep(2.0)
+        return None
+
+    def explain(self, reason: str) -> bool:
+        return any(name in reason for name in self.injected_errors)
+
+    def run(self) -> Result:
+        t_start = time.monotonic()
+        self.injected_errors: set[str] = set()
+        o = self.o
+        plan = plan_files(self.rng, o.files, o.large)
+        faults = plan_faults(self.rng, o.faults, o.short)
+        try:
+            self.sysctl_orig = SYSCTL.read_text().strip()
+        except OSError:
+            self.sysctl_orig = None
+        monitor = threading.Thread(target=self.monitor, daemon=True)
+        try:
+            self.setup()
+            monitor.start()
+            est = sum(f.gap for f in faults) + len(faults) * (2.5 if o.short else 4.0)
+            written = threading.Event()
+            wt = threading.Thread(target=self.writer, args=(plan, est * 0.8, written), daemon=True)
+            wt.start()
+            log(f"seed {o.seed}: {len(plan)} files over ~{est * 0.8:.0f}s, {len(faults)} faults")
+            for n, f in enumerate(faults, 1):
+                time.sleep(f.gap)
+                log(f"fault {n}/{len(faults)}: {f.kind} {f.params}")
+                try:
+                    self.apply(f)
+                except SkipFault as e:
+                    self.res.notes.append(f"{f.kind} skipped: {e}")
+            wt.join()
+            self.irods.reset_faults()  # a fail_next still armed would fire during the drain
+            self.res.fail_calls_fired = self.irods.counters().get("faults_injected", 0)
+            t_last = time.monotonic()
+            log(f"last fault done after {t_last - t_start:.0f}s; waiting for the drain "
+                f"(at most {o.drain_timeout:.0f}s)")
+            d = self.wait_drained(o.drain_timeout, failed_ok=True)
+            self.res.drain_seconds = d
+            st = json.loads(subprocess.run(self.exe + ["status", "--json"], cwd=REPO, capture_output=True,
+                                           text=True, check=True).stdout)
+            for zname, z in st["zones"].items():
+                for ff in z["failed_files"]:
+                    item = (zname, ff["path"], str(ff.get("reason")))
+                    self.res.failures.append(item)
+                    if not self.explain(item[2]):
+                        self.res.unexplained_failures.append(item)
+            if self.res.failures:
+                log(f"{len(self.res.failures)} files listed as failed; `irods-ingestd retry`, then drain again")
+                subprocess.run(self.exe + ["retry"], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+                               stderr=open(self.logs / "retry.log", "ab"))
+                self.res.retry_drain_seconds = self.wait_drained(o.drain_timeout, failed_ok=False)
+                self.res.drained = d is not None and self.res.retry_drain_seconds is not None
+            else:
+                self.res.drained = d is not None
+            # the checks
+            self.res.files = len(self.expected)
+            self.res.bytes = sum(e.size for e in self.expected.values())
+            with self.irods.session() as s:
+                objs = list_objects(s, self.root_coll)
+            fnd = verify(objs, list(self.expected.values()), self.zones, self.root_coll)
+            r = self.r()
+            q = Queue(QUEUE, connection=r)
+            fnd.jobs_started = StartedJobRegistry(queue=q).get_job_count(cleanup=False)
+            fnd.jobs_waiting = q.count
+            fnd.jobs_failed = FailedJobRegistry(queue=q).get_job_count(cleanup=False)
+            for z in self.zones:
+                fnd.failed_listed += [f"{z}:{x}" for x in self.failed_lists()[z]]
+                self.res.ledger_queued_after += int(r.hget(f"{PREFIX}:s:{z}", "queued") or 0)
+            self.res.findings = fnd
+            if not self.res.ok:
+                self.diagnose(fnd)
+        finally:
+            self.stop_monitor.set()
+            if self.sysctl_orig is not None:
+                try:
+                    if SYSCTL.read_text().strip() != self.sysctl_orig:
+                        SYSCTL.write_text(self.sysctl_orig + "\n")
+                except OSError:
+                    pass
+            monitor.join(5) if monitor.is_alive() else None
+            for p in self.procs.values():
+                p.stop()
+            self.irods.stop()
+            self.redis.stop()
+            self.res.runtime = time.monotonic() - t_start
+        if self.res.ok and not o.keep_data:
+            for d in (self.dir / "landing", self.dir / "moved", self.irods.vault):
+                shutil.rmtree(d, ignore_errors=True)
+        return self.res
+
+    def diagnose(self, fnd: Findings) -> None:
+        """For each lost or wrong file: what the ledger says and whether a temporary object is there."""
+        from irods_ingestd.ledger import Ledger
+
+        led = Ledger(self.r(), PREFIX)
+        lines = []
+        for path in (fnd.lost + [w.split(":")[0] for w in fnd.wrong])[:30]:
+            for z in self.zones.values():
+                if path.startswith(z.collection + "/"):
+                    rel = path[len(z.collection) + 1:]
+                    e = led.get(z.name, rel)
+                    landing = (z.landing / rel).exists()
+                    moved = bool(z.move_to and (z.move_to / rel).exists())
+                    lines.append(f"  {z.name}:{rel}: ledger {e}; landing file {'present' if landing else 'absent'}"
+                                 + (f", moved copy {'present' if moved else 'absent'}" if z.move_to else ""))
+        if lines:
+            (self.logs / "diagnosis.txt").write_text("\n".join(lines) + "\n")
+            self.res.notes.append(f"per-file diagnosis of lost/wrong files in {self.logs / 'diagnosis.txt'}")
+
+
+class SkipFault(Exception):
+    pass
+
+
+def table(res: Result) -> str:
+    f = res.findings
+    rows: list[tuple[str, str]] = []
+    for k, label in KINDS.items():
+        v = str(res.faults.get(k, 0))
+        if k == "irods-fail":
+            v += f" (calls failed: {res.fail_calls_fired})"
+        if k == "inotify-overflow":
+            v += f" (overflow reported: {res.overflows_seen})" if not res.inotify_skipped else " (skipped)"
+        rows.append((f"fault: {label}", v))
+    rows.append(("faults injected", str(sum(res.faults.values()))))
+    rows.append(("files", f"{res.files} ({res.bytes / MiB:.0f} MiB)"))
+    if f is not None:
+        rows += [("lost", str(len(f.lost))), ("duplicated", str(len(f.duplicated))), ("wrong", str(len(f.wrong))),
+                 ("stray temporary objects", str(len(f.stray))), ("extra objects", str(len(f.extra))),
+                 ("landing files removed unverified", str(len(f.removed_unverified))),
+                 ("after = move not done", str(len(f.after_pending))),
+                 ("landing files changed", str(len(f.landing_changed))),
+                 ("RQ started registry after drain", str(f.jobs_started)),
+                 ("RQ jobs waiting / failed registry", f"{f.jobs_waiting} / {f.jobs_failed}"),
+                 ("listed failed at the end", str(len(f.failed_listed)))]
+    rows.append(("failed before retry (unexplained)",
+                 f"{len(res.failures)} ({len(res.unexplained_failures)})"))
+    rows.append(("process crashes", str(len(res.crashes))))
+    rows.append(("ledger 'queued' counter at the end", str(res.ledger_queued_after)))
+    rows.append(("time to drain after the last fault",
+                 f"{res.drain_seconds:.1f} s" if res.drain_seconds is not None else "NOT DRAINED"))
+    if res.failures:
+        rows.append(("time to drain after retry",
+                     f"{res.retry_drain_seconds:.1f} s" if res.retry_drain_seconds is not None else "NOT DRAINED"))
+    rows.append(("runtime", f"{res.runtime:.0f} s"))
+    rows.append(("result", "PASS" if res.ok else "FAIL"))
+    w = max(len(a) for a, _ in rows)
+    out = [f"fault campaign, seed {res.seed}", "-" * (w + 12)]
+    out += [f"{a:<{w}}  {b}" for a, b in rows]
+    return "\n".join(out)
+
+
+def report(res: Result) -> str:
+    lines = [table(res)]
+    f = res.findings
+    if f is not None:
+        for p in f.problems():
+            lines.append("PROBLEM " + p)
+    for z, rel, reason in res.failures[:20]:
+        tag = "unexplained" if (z, rel, reason) in res.unexplained_failures else "explained"
+        lines.append(f"failed ({tag}): {z}:{rel}: {reason}")
+    for c in res.crashes:
+        lines.append("CRASH " + c)
+    for n in res.notes:
+        lines.append("note: " + n)
+    lines.append(f"logs: {res.run_dir / 'logs'} (Redis: {res.run_dir / 'redis' / 'redis.log'}, "
+                 f"iRODS test server: {res.run_dir / 'irods' / 'server.log'})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--files", type=int, default=None, help="files written by the writer (default 2000; "
+                    "300 with --short); inotify bursts and large-put faults add more")
+    ap.add_argument("--faults", type=int, default=None, help="faults injected (default 55; 18 with --short)")
+    ap.add_argument("--short", action="store_true", help="the CI version: a few hundred files, ~18 faults")
+    ap.add_argument("--drain-timeout", type=float, default=None, help="seconds (default 600; 150 with --short)")
+    ap.add_argument("--job-timeout", default="60s", help="[queue].job_timeout of the campaign's config (a "
+                    "worker's file lock lasts max(60 s, this))")
+    ap.add_argument("--workdir", help="run directory (default: a new one under $TMPDIR)")
+    ap.add_argument("--keep-data", action="store_true", help="keep landing, moved and vault data after a pass")
+    a = ap.parse_args(argv)
+    o = Options(seed=a.seed, short=a.short, job_timeout=a.job_timeout, workdir=a.workdir, keep_data=a.keep_data)
+    o.files = a.files if a.files is not None else (300 if a.short else 2000)
+    o.faults = a.faults if a.faults is not None else (18 if a.short else 55)
+    o.large = 1 if a.short else 4
+    o.drain_timeout = a.drain_timeout if a.drain_timeout is not None else (150.0 if a.short else 600.0)
+    res = Campaign(o).run()
+    print(report(res), flush=True)
+    return 0 if res.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
