@@ -219,6 +219,8 @@ class Result:
     unexplained_failures: list[tuple[str, str, str]] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
     overflows_seen: int = 0
+    large_kills_in_flight: int = 0
+    large_drops_in_flight: int = 0
     fail_calls_fired: int = 0
     ledger_queued_after: int = 0
     runtime: float = 0.0
@@ -267,6 +269,7 @@ class Campaign:
     def __init__(self, opts: Options) -> None:
         self.o = opts
         self.rng = random.Random(opts.seed)
+        self.frng = random.Random(opts.seed)
         base = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix=f"ingestd-chaos-s{opts.seed}-"))
         base.mkdir(parents=True, exist_ok=True)
         self.dir = base
@@ -471,7 +474,8 @@ backoff_max = "10s"
             return False
 
     # -- faults ---------------------------------------------------------------------------------------
-    def apply(self, f: Fault) -> None:
+    def apply(self, n: int, f: Fault) -> None:
+        self.frng = random.Random(f"{self.o.seed}:fault:{n}")  # choices made while applying it
         p = f.params
         k = f.kind
         getattr(self, "f_" + k.replace("-", "_"))(p)
@@ -494,30 +498,34 @@ backoff_max = "10s"
                 self._new_worker(i)
 
     def f_worker_kill(self, p: dict[str, Any]) -> None:
-        idx = self.rng.sample(range(WORKERS), p["count"])
+        idx = self.frng.sample(range(WORKERS), p["count"])
         self._kill_workers(idx, p["down"])
 
-    def _large_put(self, zone: str) -> tuple[str, bool]:
-        """Write one more 40 MiB file and wait until its put is under way; (rel, caught in flight)."""
+    def _large_put(self, zone: str, wait: float) -> tuple[str, str | None, bool]:
+        """Write one more 40 MiB file, wait until a worker's put of it is under way (its temporary object
+        exists), then `wait` seconds more; (rel, the worker's name, caught in flight)."""
         self.large_extra += 1
         fp = FilePlan(zone, f"large/fault-{self.large_extra:02d}.bin", LARGE)
         self.write_file(fp)
         deadline = time.monotonic() + 60
+        worker = None
         while time.monotonic() < deadline:
-            if self.part_in_flight(zone, fp.rel):
-                return fp.rel, True
-            time.sleep(0.1)
-        return fp.rel, False
+            worker = self.job_holding(zone, fp.rel)
+            if worker and self.part_in_flight(zone, fp.rel):
+                time.sleep(wait)
+                return fp.rel, worker, True
+            time.sleep(0.05)
+        return fp.rel, worker, False
 
     def f_worker_kill_large(self, p: dict[str, Any]) -> None:
-        rel, caught = self._large_put(p["zone"])
-        time.sleep(p["wait"])
-        worker = self.job_holding(p["zone"], rel) if caught else None
-        idx = [int(worker.split("-")[1][1:])] if worker and worker.startswith("chaos-w") else []
-        if not idx:
+        rel, worker, caught = self._large_put(p["zone"], min(p["wait"], 0.2))
+        idx = [int(worker.split("-")[1][1:])] if caught and worker and worker.startswith("chaos-w") else []
+        if idx:
+            self.res.large_kills_in_flight += 1
+        else:
             self.res.notes.append(f"worker-kill-large: the put of {rel} was not caught in flight; "
                                   "killed a random worker instead")
-            idx = [self.rng.randrange(WORKERS)]
+            idx = [self.frng.randrange(WORKERS)]
         self._kill_workers(idx, 0.5)
 
     def _redis_kill(self, down: float, wipe: bool) -> None:
@@ -548,9 +556,10 @@ backoff_max = "10s"
 
     def f_irods_drop(self, p: dict[str, Any]) -> None:
         if p["large"]:
-            rel, caught = self._large_put(p["zone"])
-            time.sleep(p["wait"])
-            if not caught:
+            rel, _worker, caught = self._large_put(p["zone"], min(p["wait"], 0.2))
+            if caught:
+                self.res.large_drops_in_flight += 1
+            else:
                 self.res.notes.append(f"irods-drop: the put of {rel} was not caught in flight")
         self.irods.drop_connections()
 
@@ -586,11 +595,15 @@ backoff_max = "10s"
                     break
                 time.sleep(0.2)
             self.burst_no += 1
-            for i in range(p["files"]):
-                zone = "keep" if i % 2 == 0 else "move"
-                self.write_file(FilePlan(zone, f"burst{self.burst_no:02d}/d{i % 7}/b{i:04d}.txt",
-                                         self.rng.randint(0, 2048)))
-            time.sleep(2.0)
+            # the daemon stalls (SIGSTOP, as a process that is not scheduled for a moment) while the burst
+            # is written: its reader thread keeps up with a quick writer on an idle machine otherwise
+            daemon_pid = self.procs["daemon"].p.pid  # type: ignore[union-attr]
+            os.kill(daemon_pid, signal.SIGSTOP)
+            try:
+                self._burst(p["files"])
+            finally:
+                os.kill(daemon_pid, signal.SIGCONT)
+            time.sleep(3.0)
             st = self.daemon_status()
             seen = int(st.get("overflows", 0)) if st else 0
             self.res.overflows_seen += 1 if seen else 0
@@ -601,6 +614,13 @@ backoff_max = "10s"
             with self.lock:  # a daemon with an ordinary queue again
                 self.procs["daemon"].kill9()
                 self.procs["daemon"].start()
+
+    def _burst(self, n: int) -> None:
+        for i in range(n):
+            zone = "keep" if i % 2 == 0 else "move"
+            # into the zone's top directory, which is watched (a new directory's files make no events
+            # until the daemon has walked it and placed its watch)
+            self.write_file(FilePlan(zone, f"burst{self.burst_no:02d}-{i:04d}.txt", self.frng.randint(0, 2048)))
 
     # -- drain and check ------------------------------------------------------------------------------
     def failed_lists(self) -> dict[str, set[str]]:
@@ -663,7 +683,7 @@ backoff_max = "10s"
                 time.sleep(f.gap)
                 log(f"fault {n}/{len(faults)}: {f.kind} {f.params}")
                 try:
-                    self.apply(f)
+                    self.apply(n, f)
                 except SkipFault as e:
                     self.res.notes.append(f"{f.kind} skipped: {e}")
             wt.join()
@@ -757,6 +777,10 @@ def table(res: Result) -> str:
         v = str(res.faults.get(k, 0))
         if k == "irods-fail":
             v += f" (calls failed: {res.fail_calls_fired})"
+        if k == "worker-kill-large":
+            v += f" (caught in flight: {res.large_kills_in_flight})"
+        if k == "irods-drop":
+            v += f" (during a 40 MiB put: {res.large_drops_in_flight})"
         if k == "inotify-overflow":
             v += f" (overflow reported: {res.overflows_seen})" if not res.inotify_skipped else " (skipped)"
         rows.append((f"fault: {label}", v))
