@@ -23,6 +23,7 @@ reported as a conflict.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -64,12 +65,24 @@ class Target:
         return f"{self.collection}/{old_name(self.name)}"
 
 
+# Vaults on POSIX file systems hold each name component in at most 255 bytes, temporary names included.
+MAX_COMPONENT_BYTES = 255
+
+
+def _aside(name: str, suffix: str) -> str:
+    """`.name<suffix>`, or for a name too long to take the suffix, a deterministic hashed stand-in."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) + len(suffix) + 1 <= MAX_COMPONENT_BYTES:
+        return f".{name}{suffix}"
+    return f".ingestd-{hashlib.blake2b(raw, digest_size=12).hexdigest()}{suffix}"
+
+
 def part_name(name: str) -> str:
-    return f".{name}{PART_SUFFIX}"
+    return _aside(name, PART_SUFFIX)
 
 
 def old_name(name: str) -> str:
-    return f".{name}{OLD_SUFFIX}"
+    return _aside(name, OLD_SUFFIX)
 
 
 def needs_mapping(component: str) -> bool:

@@ -27,9 +27,11 @@ class Pipeline:
     irods: Any  # IrodsServerProcess or RealIrodsServer
     zone: dict[str, Any] = field(default_factory=dict)
     name: str = "z"
+    root: Path | None = None  # default tmp/landing
 
     def __post_init__(self) -> None:
-        self.root = self.tmp / "landing"
+        if self.root is None:
+            self.root = self.tmp / "landing"
         self.root.mkdir(exist_ok=True)
         self.collection = f"{self.irods.home}/ingest-{self.tmp.name[-20:]}"
         env = self.irods.write_env_file(self.tmp / "irods_environment.json")
@@ -63,6 +65,37 @@ class Pipeline:
         """One burst of a real worker in this (main) thread."""
         run_worker(self.cfg, burst=True, name=f"test-{time.monotonic_ns()}")
 
+    def work_direct(self) -> int:
+        """Run the queued jobs' ingest in this thread without RQ (e.g. under tests.privileges.fs_user):
+        Redis and iRODS connections are opened before, so only the landing files are read inside."""
+        from rq import Queue
+
+        from irods_ingestd import ingest
+        from irods_ingestd.job import Batch
+
+        ctx = tasks.make_context(self.cfg)
+        ctx.sessions.get()
+        ctx.redis.ping()
+        n = 0
+        try:
+            q = Queue(self.cfg.queue.name, connection=self.r)
+            for job in q.get_jobs():
+                with self._as_user():
+                    ingest.ingest_batch(ctx, Batch.from_record(job.args[0]))
+                q.remove(job)
+                job.delete()
+                n += 1
+        finally:
+            ctx.sessions.cleanup()
+        return n
+
+    def _as_user(self) -> Any:
+        from contextlib import nullcontext
+
+        return self.user_context() if self.user_context else nullcontext()
+
+    user_context: Any = None
+
     def quiet(self) -> bool:
         d = self.daemon.daemon if self.daemon else None
         busy = d is not None and (len(d.settler) or d.ready or any(zs.walk for zs in d.zones.values()))
@@ -88,14 +121,16 @@ class Pipeline:
 
         s = self.irods.session()
         try:
-            out = {}
-            q = s.query(Collection.name, DataObject.name, DataObject.size, DataObject.checksum)
-            for row in q.filter(Collection.name == self.collection).all():
-                out[f"{row[Collection.name]}/{row[DataObject.name]}"] = row
             from irods.column import Like
 
-            for row in q.filter(Like(Collection.name, self.collection + "/%")).all():
-                out[f"{row[Collection.name]}/{row[DataObject.name]}"] = row
+            def q():  # type: ignore[no-untyped-def]
+                return s.query(Collection.name, DataObject.name, DataObject.size, DataObject.checksum)
+
+            out = {}
+            for cond in (Collection.name == self.collection, Like(Collection.name, self.collection + "/%")):
+                # PRC's filter() changes the query it is called on; all() stops after one page: iterate
+                for row in q().filter(cond):
+                    out[f"{row[Collection.name]}/{row[DataObject.name]}"] = row
             return out
         finally:
             s.cleanup()

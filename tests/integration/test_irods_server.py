@@ -26,7 +26,6 @@ from irods.exception import (
 from irods.session import iRODSSession
 
 from tests.irods_server.harness import REPO_ROOT
-from tests.irods_server.pytest_plugin import irods, irods_server, irods_server_factory  # noqa: F401
 
 MiB = 1024 * 1024
 

@@ -18,7 +18,6 @@ from irods.message import iRODSMessage
 from irods.models import Collection, DataObject
 
 from tests.irods_server.harness import IrodsServerProcess
-from tests.irods_server.pytest_plugin import irods, irods_server, irods_server_factory  # noqa: F401
 
 MiB = 1024 * 1024
 

@@ -11,8 +11,6 @@ from irods.message import MetadataRequest, iRODSMessage
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta
 
-from tests.irods_server.pytest_plugin import irods, irods_server, irods_server_factory  # noqa: F401
-
 
 @pytest.fixture
 def sess(irods):  # noqa: F811

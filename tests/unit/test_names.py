@@ -112,3 +112,14 @@ def test_full_path_round_trip() -> None:
         for g, p in zip(got, parts, strict=True):
             ps = p.decode("utf-8", "surrogateescape")
             assert (unmap_component(g) if names.needs_mapping(ps) else g.encode()) == p
+
+
+def test_temporary_names_fit_a_255_byte_component():
+    from irods_ingestd.names import MAX_COMPONENT_BYTES, old_name, part_name
+
+    long = "x" * 255
+    for f in (part_name, old_name):
+        assert len(f(long).encode()) <= MAX_COMPONENT_BYTES
+        assert f(long) == f(long) and f(long) != f("y" * 255)  # deterministic, distinct
+        assert f("short.txt") == f"{f('short.txt')}" and f("short.txt").startswith(".short.txt")
+    assert part_name(long) != old_name(long)
