@@ -68,7 +68,9 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
     svc.flush_redis()
     r = svc.redis.client()
     t0 = time.monotonic()
+    mem0 = int(r.info("memory")["used_memory"])
     mark_done_pipelined(r, "walk", list_tree(root))
+    per_file = (int(r.info("memory")["used_memory"]) - mem0) / n
     print(f"  ledger filled (Ledger.mark_done, pipelined) in {time.monotonic() - t0:.1f}s", flush=True)
     led = Ledger(r, ZONE_PREFIX)
     names = zone_filter(svc, root, "walk")
@@ -90,5 +92,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
     res.add("walk", f"reconcile pass, {n} files", f"{n / rc / 1e3:.0f}k files/s ({rc:.2f}s, median of {RUNS})")
     res.add("walk", "  of which walk_dir alone (no Redis)", f"{n / p / 1e3:.0f}k files/s ({p:.2f}s)")
     res.add("walk", "reconcile/find", f"{f / rc:.2f}x", ">=0.5x", f / rc >= 0.5)
+    res.add("walk", f"Redis per ingested file ({n} in ledger, {per_dir}/dir)", f"{per_file:.0f} bytes",
+            "<150 B", per_file < 150)
     subprocess.run(["rm", "-rf", str(root)], check=False)
     svc.flush_redis()
