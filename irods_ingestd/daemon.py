@@ -101,6 +101,7 @@ class Daemon:
         self._next_status = 0.0
         self._next_housekeeping = 0.0
         self._next_reap = 0.0
+        self._backlog_full = False
         self._next_watchdog = 0.0
         self._epoch: bytes | None = None
         self._hang_file = os.environ.get(HANG_ENV)
@@ -356,6 +357,7 @@ class Daemon:
             return
         try:
             room = self.enqueuer.room()
+            self._backlog_full = room < len(self.ready)
             if room <= 0:
                 return
             take, self.ready = self.ready[:room], self.ready[room:]
@@ -473,7 +475,7 @@ class Daemon:
         return {
             "host": self.host, "pid": os.getpid(), "version": __version__, "started": self.started,
             "updated": time.time(), "zones": zones, "ready_waiting": len(self.ready),
-            "backlog_full": bool(self.ready) and self.enqueuer.room() <= 0,
+            "backlog_full": self._backlog_full and bool(self.ready),
             "redis_down": self._redis_down_since is not None, "queued_since_start": self.counters.queued,
             "skipped": self.counters.skipped, "overflows": self.counters.overflows,
         }
@@ -493,7 +495,7 @@ class Daemon:
             line += f"; ingested {done}; failed {failed}"
         except redis.RedisError:
             line += "; Redis down"
-        if self.ready and self._redis_down_since is None and self.enqueuer.room() <= 0:
+        if self.ready and self._backlog_full:
             line += f"; waiting: backlog full ({len(self.ready)} ready)"
         return line
 

@@ -11,4 +11,5 @@ def run(args: argparse.Namespace) -> int:
     from ..worker import run_worker
 
     cfg = load(args.config, check_paths=False)
-    return int(bool(run_worker(cfg, queue_name=args.queue, burst=args.burst, name=args.name) is False))
+    run_worker(cfg, queue_name=args.queue, burst=args.burst, name=args.name)
+    return 0

@@ -186,3 +186,24 @@ def test_fifo_unreadable_and_non_utf8_names(tmp_path, redis_server, redis_conn, 
         assert ("z1", "locked") in skipped
     assert skipped[("z1", "a.fifo")].startswith("fifo")
     assert "a.fifo" in caplog.text
+
+
+def test_redis_down_then_back_without_its_data(tmp_path, redis_server, redis_conn, zone_dir, caplog):
+    """Redis goes away (and comes back empty): files keep settling, the outage is logged once, and
+    everything not in iRODS is queued again when Redis answers."""
+    cfg = cfg_for(tmp_path, redis_server, zone_dir)
+    (zone_dir / "early").write_bytes(b"e")
+    with DaemonThread(cfg, redis_conn) as dt:
+        wait_for(lambda: rels(redis_conn) == ["early"], timeout=10)
+        redis_server.stop(kill=True)
+        for i in range(5):
+            (zone_dir / f"during{i}").write_bytes(b"d")
+        # the client retries with backoff for a few seconds before it gives up
+        assert wait_for(lambda: dt.daemon.status()["redis_down"], timeout=20)
+        time.sleep(3)  # a few failed reconnection attempts: logged once
+        redis_server.start()  # no persistence: the queue and the ledger are gone
+        r2 = redis_server.client()
+        assert wait_for(lambda: len(rels(r2)) == 6, timeout=20), rels(r2)
+    assert rels(r2) == ["during0", "during1", "during2", "during3", "during4", "early"]
+    assert caplog.text.count("Redis is not answering") == 1
+    assert "Redis lost its data" in caplog.text
