@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rq.job import Job
@@ -38,6 +38,10 @@ QUEUE = "bench-latency"
 SETTLE = 0.2
 RATE = 100.0
 WORKERS = 4
+
+
+def _ts(dt: datetime) -> float:
+    return dt.replace(tzinfo=UTC).timestamp() if dt.tzinfo is None else dt.timestamp()
 
 
 def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
@@ -86,14 +90,15 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
             time.sleep(0.01)
         wp.wait(60)
         started: dict[str, float] = {}
+        enqueued: dict[str, float] = {}
         reg = FinishedJobRegistry(QUEUE, connection=r)
         for job in Job.fetch_many(reg.get_job_ids(), connection=r):
             if job is None or job.started_at is None:
                 continue
-            t = job.started_at.replace(tzinfo=UTC).timestamp() if job.started_at.tzinfo is None else \
-                job.started_at.timestamp()
+            t, te = _ts(job.started_at), _ts(job.enqueued_at)
             for rel, _size, _mtime in job.args[0]["files"]:
                 started[rel] = min(t, started.get(rel, t))
+                enqueued[rel] = min(te, enqueued.get(rel, te))
     closed = {}
     for line in times_file.read_text().split("\n"):
         if line:
@@ -105,10 +110,13 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
                  f"in iRODS (see {log})")
         return
     to_start = [(started[rel] - closed[rel] - SETTLE) * 1000 for rel in closed if rel in started]
+    to_queue = [(enqueued[rel] - closed[rel] - SETTLE) * 1000 for rel in closed if rel in enqueued]
     to_done = [(done_at[rel] - closed[rel] - SETTLE) * 1000 for rel in closed]
     print(f"  load {loadavg()}; {len(to_start)} of {n} files with a job start time")
     res.add("latency", f"close→job start - settle, {n} files @{RATE:.0f}/s",
             f"p50 {pct(to_start, 50):.0f} ms, p99 {pct(to_start, 99):.0f} ms", "p50<=20ms", pct(to_start, 50) <= 20)
+    res.add("latency", "  of which close→enqueued - settle (daemon)",
+            f"p50 {pct(to_queue, 50):.0f} ms, p99 {pct(to_queue, 99):.0f} ms")
     res.add("latency", "close→in iRODS - settle",
             f"p50 {pct(to_done, 50):.0f} ms, p99 {pct(to_done, 99):.0f} ms", "p50<=250ms", pct(to_done, 50) <= 250)
     svc.remove_collection(coll)

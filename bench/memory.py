@@ -9,11 +9,13 @@ The daemon is `irods-ingestd run` (inotify zone, so one watch per directory); it
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 from .common import (
+    ZONE_PREFIX,
     Procs,
     Results,
     Services,
@@ -27,6 +29,7 @@ from .common import (
 )
 
 PER_DIR = 1000
+STATUS_KEY = f"{ZONE_PREFIX}:daemon:{socket.gethostname()}"
 
 
 def used_memory(r: object) -> int:
@@ -69,6 +72,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
         res.add("memory", f"Redis per ingested file ({n} in ledger, {PER_DIR}/dir)", f"{mem / n:.0f} bytes",
                 "<150 B", mem / n < 150)
         log = work / "memory.log"
+        r.delete(STATUS_KEY)  # the previous daemon's status must not be read as this one's
         with Procs() as procs:
             d = procs.ingestd(cfg, log, "run")
             t2 = time.monotonic()

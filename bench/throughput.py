@@ -230,6 +230,8 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
             coll = f"{svc.home}/bench-tp-{label}-{name.split(':')[0]}-{int(time.time())}"
             target = f"{coll}/run" if name == "ingestd" else coll
             print(f"    {name} → {coll} (load {loadavg()})", flush=True)
+            if not svc.real_irods:
+                svc.irods.reset_counters()
             try:
                 out = fn(coll)
             except Exception as e:  # noqa: BLE001 - reported, the other contenders still run
@@ -246,7 +248,12 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
                 svc.remove_collection(coll)
                 continue
             rates[name] = n / out
-            res.add("throughput", what, f"{n / out:.1f} files/s, {nbytes / out / 1e6:.1f} MB/s ({out:.2f}s)")
+            calls = ""
+            if not svc.real_irods:
+                c = svc.irods.counters()
+                api = sum(v for k, v in c.items() if k.isupper() and k != "DATA_OBJ_WRITE_BYTES")
+                calls = f"; {api / n:.1f} API calls/file, {c.get('connections_accepted', 0)} connections"
+            res.add("throughput", what, f"{n / out:.1f} files/s, {nbytes / out / 1e6:.1f} MB/s ({out:.2f}s{calls})")
             svc.remove_collection(coll)
         if "ingestd" in rates:
             goals = {"a": 3.0, "b": 2.0, "c": 0.9} if label == "small" else {}
