@@ -217,6 +217,7 @@ class Result:
     retry_drain_seconds: float | None = None
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # zone, rel, reason
     unexplained_failures: list[tuple[str, str, str]] = field(default_factory=list)
+    logged_failures: list[tuple[str, str, str]] = field(default_factory=list)  # `failed to ingest` records
     crashes: list[str] = field(default_factory=list)
     overflows_seen: int = 0
     large_kills_in_flight: int = 0
@@ -371,7 +372,9 @@ backoff_max = "10s"
                 for key, p in self.procs.items():
                     if p.p is not None and p.p.poll() is not None:
                         rc = p.p.returncode
-                        self.res.crashes.append(f"{key} (pid {p.p.pid}) exited with {rc} at "
+                        why = (" (status 0: the shipped unit's Restart=on-failure would NOT restart it)"
+                               if rc == 0 else "")
+                        self.res.crashes.append(f"{key} (pid {p.p.pid}) exited by itself with {rc}{why} at "
                                                 f"{time.strftime('%H:%M:%S')}; see {p.logfile}")
                         log(f"CRASH: {self.res.crashes[-1]}; restarting it")
                         p.p = None
@@ -657,6 +660,18 @@ backoff_max = "10s"
             time.sleep(2.0)
         return None
 
+    def logged_failures(self) -> list[tuple[str, str, str]]:
+        """(zone, landing path, reason) of every `failed to ingest` record in the workers' logs."""
+        out = []
+        for log_file in sorted(self.logs.glob("worker-*.log")):
+            for line in log_file.read_text(errors="replace").splitlines():
+                if "failed to ingest" not in line or "INGEST_RESULT=failed: " not in line:
+                    continue
+                zone = line.partition("INGEST_ZONE=")[2].partition(" ")[0]
+                path = line.partition("INGEST_PATH=")[2].partition(" IRODS_PATH=")[0]
+                out.append((zone, path, line.partition("INGEST_RESULT=failed: ")[2]))
+        return out
+
     def explain(self, reason: str) -> bool:
         return any(name in reason for name in self.injected_errors)
 
@@ -702,6 +717,10 @@ backoff_max = "10s"
                     self.res.failures.append(item)
                     if not self.explain(item[2]):
                         self.res.unexplained_failures.append(item)
+            for item in self.logged_failures():
+                self.res.logged_failures.append(item)
+                if not self.explain(item[2]):
+                    self.res.unexplained_failures.append(item)
             if self.res.failures:
                 log(f"{len(self.res.failures)} files listed as failed; `irods-ingestd retry`, then drain again")
                 subprocess.run(self.exe + ["retry"], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
@@ -795,8 +814,9 @@ def table(res: Result) -> str:
                  ("RQ started registry after drain", str(f.jobs_started)),
                  ("RQ jobs waiting / failed registry", f"{f.jobs_waiting} / {f.jobs_failed}"),
                  ("listed failed at the end", str(len(f.failed_listed)))]
-    rows.append(("failed before retry (unexplained)",
-                 f"{len(res.failures)} ({len(res.unexplained_failures)})"))
+    rows.append(("files failed for good, in the workers' logs", str(len(res.logged_failures))))
+    rows.append(("listed failed at the drain, before retry", str(len(res.failures))))
+    rows.append(("failures not explained by an injected error", str(len(res.unexplained_failures))))
     rows.append(("process crashes", str(len(res.crashes))))
     rows.append(("ledger 'queued' counter at the end", str(res.ledger_queued_after)))
     rows.append(("time to drain after the last fault",
@@ -819,8 +839,12 @@ def report(res: Result) -> str:
         for p in f.problems():
             lines.append("PROBLEM " + p)
     for z, rel, reason in res.failures[:20]:
-        tag = "unexplained" if (z, rel, reason) in res.unexplained_failures else "explained"
-        lines.append(f"failed ({tag}): {z}:{rel}: {reason}")
+        lines.append(f"listed failed: {z}:{rel}: {reason}")
+    for z, rel, reason in res.unexplained_failures[:20]:
+        lines.append(f"UNEXPLAINED failure: {z}:{rel}: {reason}")
+    reasons = Counter(r for _z, _p, r in res.logged_failures)
+    for reason, n in reasons.most_common(10):
+        lines.append(f"failed for good in the logs, {n}x: {reason}")
     for c in res.crashes:
         lines.append("CRASH " + c)
     for n in res.notes:
