@@ -157,6 +157,7 @@ class Daemon:
                         extra={"message_id": MessageId.ZONE_WALKING,
                                "fields": {"INGEST_ZONE": zs.cfg.name, "INGEST_RESULT": why}})
         zs.state = "walking"
+        zs.next_walk = min(zs.next_walk, time.monotonic() + zs.walk_interval())
         if zs.walk is None or not zs.walk.full:
             zs.walk = Walk()
 
@@ -268,6 +269,8 @@ class Daemon:
 
         def before(reldir: str) -> None:
             if not watcher.watch_dir(zs.cfg.name, reldir):
+                if zs.walk is not None:
+                    zs.walk.unwatched += 1
                 if zs.trust_events and getattr(watcher, "limit_hit", False):
                     zs.trust_events = False
                     self._untrust_quiet(zs, "the inotify watch limit was reached")
@@ -278,6 +281,7 @@ class Daemon:
                     extra={"message_id": MessageId.ZONE_WALKING,
                            "fields": {"INGEST_ZONE": zs.cfg.name, "INGEST_RESULT": why}})
         zs.state = "walking"
+        zs.next_walk = min(zs.next_walk, time.monotonic() + zs.walk_interval())
 
     def _finish_walk(self, zs: ZoneState, walk: Walk) -> None:
         zs.walk = None
@@ -285,6 +289,8 @@ class Daemon:
         if walk.full:
             zs.walks_done += 1
             zs.last_walk_seconds = secs
+            if zs.inotify and not zs.trust_events and walk.unwatched == 0 and os.path.isdir(zs.cfg.path):
+                zs.trust_events = True  # every directory is watched again (the limit was raised)
             zs.next_walk = time.monotonic() + zs.walk_interval()
             log.info("zone %s: walked %d directories, %d files, %d new or changed in %.1fs", zs.cfg.name,
                      walk.dirs, walk.files, walk.new, secs, extra={"fields": {"INGEST_ZONE": zs.cfg.name}})

@@ -25,6 +25,7 @@ class Walk:
     dirs: int = 0
     files: int = 0
     new: int = 0
+    unwatched: int = 0  # directories that could not be watched during this walk
 
     @property
     def done(self) -> bool:

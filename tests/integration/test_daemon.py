@@ -207,3 +207,37 @@ def test_redis_down_then_back_without_its_data(tmp_path, redis_server, redis_con
     assert rels(r2) == ["during0", "during1", "during2", "during3", "during4", "early"]
     assert caplog.text.count("Redis is not answering") == 1
     assert "Redis lost its data" in caplog.text
+
+
+def test_watch_limit_falls_back_to_walking(tmp_path, redis_server, redis_conn, zone_dir, caplog):
+    """When the kernel refuses more watches (ENOSPC, fs.inotify.max_user_watches), the zone is walked on
+    its poll interval instead, and files in unwatched directories are still queued."""
+    import errno
+
+    for i in range(5):
+        (zone_dir / f"d{i}").mkdir()
+    cfg = cfg_for(tmp_path, redis_server, zone_dir, poll_interval="1s")
+    with DaemonThread(cfg, redis_conn) as dt:
+        wait_for(lambda: dt.daemon._inotify is not None and "z1" in dt.daemon.zones, timeout=5)
+        ino = dt.daemon._inotify._ino
+        real_add = ino.add_watch
+
+        def limited(path, mask):  # type: ignore[no-untyped-def]
+            if os.path.basename(path).startswith("new"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_add(path, mask)
+
+        ino.add_watch = limited
+        time.sleep(0.3)
+        (zone_dir / "new1").mkdir()
+        (zone_dir / "new1" / "inside").write_bytes(b"x")
+        time.sleep(1.5)
+        (zone_dir / "new1" / "later").write_bytes(b"y")  # no watch on new1: only a walk finds it
+        assert wait_for(lambda: len(rels(redis_conn)) >= 2, timeout=10)
+        assert dt.daemon.zones["z1"].state == "walking"
+        ino.add_watch = real_add  # the administrator raised the limit
+        assert wait_for(lambda: dt.daemon.zones["z1"].state == "watching", timeout=10)
+        (zone_dir / "new1" / "watched").write_bytes(b"z")
+        assert wait_for(lambda: len(rels(redis_conn)) >= 3, timeout=10)
+    assert rels(redis_conn) == ["new1/inside", "new1/later", "new1/watched"]
+    assert "inotify watch limit reached" in caplog.text
