@@ -7,6 +7,7 @@ watched runs alternate with four unwatched ones, as the machine is shared and no
 from __future__ import annotations
 
 import json
+import socket
 import statistics
 import subprocess
 import time
@@ -19,10 +20,11 @@ from rq.job import Job
 from irods_ingestd.job import Batch
 from irods_ingestd.ledger import Ledger
 
-from .common import PY, ROOT, Procs, Results, Services, daemon_status, loadavg, wait_until, write_config
+from .common import PY, ROOT, ZONE_PREFIX, Procs, Results, Services, daemon_status, loadavg, wait_until, write_config
 
 QUEUE = "bench-burst"
 PAIRS = 3
+STATUS_KEY = f"{ZONE_PREFIX}:daemon:{socket.gethostname()}"
 
 
 def _secs(xs: list[float]) -> str:
@@ -73,6 +75,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
     # unwatched and watched runs alternate (the machine is shared and noisy); medians are compared
     for k in range(PAIRS):
         unwatched(k)
+        r.delete(STATUS_KEY)  # the previous daemon's status must not be read as this one's
         with Procs() as procs:
             procs.ingestd(cfg, log, "run")
             if not wait_until(lambda: (daemon_status(r) or {}).get("zones", {}).get("burst", {}).get("walks", 0)
