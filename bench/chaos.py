@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -65,6 +66,7 @@ QUEUE = "chaos"
 MiB = 1 << 20
 LARGE = 40 * MiB
 WORKERS = 4
+FIELD = re.compile(r'\b([A-Z_]+)=("(?:[^"\\]|\\.)*"|\S+)')  # KEY=value fields of the stderr log lines
 
 KINDS = {
     "daemon-kill": "daemon kill -9, restart",
@@ -665,11 +667,13 @@ backoff_max = "10s"
         out = []
         for log_file in sorted(self.logs.glob("worker-*.log")):
             for line in log_file.read_text(errors="replace").splitlines():
-                if "failed to ingest" not in line or "INGEST_RESULT=failed: " not in line:
+                if "failed to ingest" not in line:
                     continue
-                zone = line.partition("INGEST_ZONE=")[2].partition(" ")[0]
-                path = line.partition("INGEST_PATH=")[2].partition(" IRODS_PATH=")[0]
-                out.append((zone, path, line.partition("INGEST_RESULT=failed: ")[2]))
+                fields = {k: v[1:-1].replace('\\"', '"') if v.startswith('"') else v
+                          for k, v in FIELD.findall(line)}
+                reason = fields.get("INGEST_RESULT", "")
+                if reason.startswith("failed: "):
+                    out.append((fields.get("INGEST_ZONE", "?"), fields.get("INGEST_PATH", "?"), reason[8:]))
         return out
 
     def explain(self, reason: str) -> bool:
@@ -754,7 +758,8 @@ backoff_max = "10s"
                         SYSCTL.write_text(self.sysctl_orig + "\n")
                 except OSError:
                     pass
-            monitor.join(5) if monitor.is_alive() else None
+            if monitor.is_alive():
+                monitor.join(5)
             for p in self.procs.values():
                 p.stop()
             self.irods.stop()
