@@ -184,8 +184,6 @@ class IngestContext:
     sleep: Callable[[float], Any] = time.sleep
     known_collections: set[str] = field(default_factory=set)
 
-    def lock_ttl(self) -> float:
-        return max(60.0, self.config.queue.job_timeout)
 
 
 @dataclass
@@ -597,7 +595,7 @@ def ingest_file(ctx: IngestContext, zone: ZoneSpec, item: FileItem, retries: int
     except names.BadName as e:
         return _fail(ctx, zone, item, res, f"bad name: {e}", "permanent", t0)
 
-    lock = FileLock(ctx.redis, ctx.ledger.prefix, zone.name, item.rel, ctx.lock_ttl())
+    lock = FileLock(ctx.redis, ctx.ledger.prefix, zone.name, item.rel)
     if not lock.acquire():
         ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
         res.result = LOCKED
@@ -638,7 +636,6 @@ def ingest_file(ctx: IngestContext, zone: ZoneSpec, item: FileItem, retries: int
                             res.irods_path, attempt + 1, retries + 1, delay, describe(e))
                 attempt += 1
                 ctx.sleep(delay)
-                lock.extend()
     finally:
         lock.release()
 

@@ -2,17 +2,24 @@
 
 ``SET key token NX PX ttl`` takes it; a compare-and-delete script releases it only if it still holds
 this worker's token, so a lock that expired and was taken by another worker is never released by the
-first. The TTL bounds how long a killed worker blocks the file.
+first. The TTL is short (a killed worker blocks the file for at most that long): while a file is being
+ingested a keeper thread renews it every third of the TTL, however long the transfer takes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
+import threading
 from types import TracebackType
 
 import redis
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL = 35.0
 
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -33,32 +40,55 @@ def lock_key(prefix: str, zone: str, rel: str) -> str:
 class FileLock:
     """``with FileLock(...) as held:`` — held is False when another worker has the file."""
 
-    def __init__(self, r: redis.Redis, prefix: str, zone: str, rel: str, ttl: float) -> None:
+    def __init__(self, r: redis.Redis, prefix: str, zone: str, rel: str, ttl: float = DEFAULT_TTL,
+                 keep_alive: bool = True) -> None:
         self.r = r
         self.key = lock_key(prefix, zone, rel)
         self.ttl_ms = max(1000, int(ttl * 1000))
         self.token = secrets.token_hex(16).encode()
         self.held = False
+        self.keep_alive = keep_alive
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     def acquire(self) -> bool:
         self.held = bool(self.r.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        if self.held and self.keep_alive:
+            self._stop.clear()
+            self._keeper = threading.Thread(target=self._keep, name="lock-keeper", daemon=True)
+            self._keeper.start()
         return self.held
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                if not self.extend():
+                    log.warning("lost the lock %s (expired while held)", self.key)
+                    return
+            except redis.RedisError as e:  # Redis away for a moment: the lock expires by itself if it stays away
+                log.debug("could not renew the lock %s: %s", self.key, e)
 
     def extend(self) -> bool:
         """Push the expiry out again (for long transfers); False if the lock was lost."""
         return bool(self.r.eval(_EXTEND_LUA, 1, self.key, self.token, self.ttl_ms))
 
     def release(self) -> bool:
+        """Give the lock up; never raises (a lock that cannot be released expires after its TTL)."""
         if not self.held:
             return False
         self.held = False
-        return bool(self.r.eval(_RELEASE_LUA, 1, self.key, self.token))
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join(5)
+            self._keeper = None
+        try:
+            return bool(self.r.eval(_RELEASE_LUA, 1, self.key, self.token))
+        except redis.RedisError as e:
+            log.warning("could not release the lock %s (it expires by itself): %s", self.key, e)
+            return False
 
     def __enter__(self) -> bool:
         return self.acquire()
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        try:
-            self.release()
-        except redis.RedisError:
-            pass  # it expires by itself
+        self.release()

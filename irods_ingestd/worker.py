@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from typing import Any
 
+import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
@@ -77,16 +79,56 @@ def run_worker(config: Config, queue_name: str | None = None, burst: bool = Fals
     tasks.set_context(ctx)
     queue_class = make_queue_class(config.queue.job_timeout)
     queue = queue_class(queue_name or config.queue.name, connection=ctx.redis)
-    worker_name = name or f"ingestd-{socket.gethostname()}-{os.getpid()}"
-    worker = IngestWorker([queue], connection=ctx.redis, name=worker_name, queue_class=queue_class,
-                          job_monitoring_interval=job_monitoring_interval,
-                          maintenance_interval=maintenance_interval, worker_ttl=maintenance_interval + 15)
-    log.info("worker %s on queue %s (iRODS session reused across jobs)", worker_name, queue.name)
+    base_name = name or f"ingestd-{socket.gethostname()}-{os.getpid()}"
+    worked = False
+    restarts = 0
     try:
-        return bool(worker.work(burst=burst, with_scheduler=False, logging_level=_rq_level(), **work_kwargs))
+        while True:
+            # a worker that died of an error may still be registered under its name until its TTL runs out
+            worker_name = base_name if restarts == 0 else f"{base_name}-r{restarts}"
+            worker: IngestWorker | None = None
+            try:
+                worker = IngestWorker([queue], connection=ctx.redis, name=worker_name, queue_class=queue_class,
+                                      job_monitoring_interval=job_monitoring_interval,
+                                      maintenance_interval=maintenance_interval,
+                                      worker_ttl=maintenance_interval + 15)
+                log.info("worker %s on queue %s (iRODS session reused across jobs)", worker_name, queue.name)
+                worked = worker.work(burst=burst, with_scheduler=False, logging_level=_rq_level(),
+                                     **work_kwargs) or worked
+            except (redis.RedisError, ValueError) as e:  # Redis away while starting or registering
+                log.error("worker %s could not run: %s", worker_name, e)
+            if burst or (worker is not None and _stop_was_requested(worker)):
+                return worked
+            # RQ's loop ends on an error it does not handle (Redis going away mid-job, most often): the
+            # running job, if any, is retried after its heartbeat expires. Wait for Redis, then go on.
+            restarts += 1
+            delay = min(30.0, 2.0 * restarts)
+            log.error("worker %s stopped on an error; starting again in %.0fs", worker_name, delay)
+            if _wait_or_stop(delay):
+                return worked
     finally:
         ctx.sessions.cleanup()
         tasks.set_context(None)
+
+
+def _stop_was_requested(worker: IngestWorker) -> bool:
+    """SIGTERM/SIGINT reached RQ's handlers (an idle worker records only the date of the request)."""
+    return bool(worker._stop_requested or getattr(worker, "_shutdown_requested_date", None))
+
+
+def _wait_or_stop(seconds: float) -> bool:
+    """Sleep, unless SIGTERM/SIGINT comes meanwhile; True if it did."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return stop.wait(seconds)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _rq_level() -> str:

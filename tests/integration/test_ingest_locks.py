@@ -41,3 +41,24 @@ def test_context_manager(redis_conn: redis.Redis) -> None:
         with FileLock(redis_conn, "ingestd", "z", "y", ttl=5) as held2:
             assert not held2
     assert FileLock(redis_conn, "ingestd", "z", "y", ttl=5).acquire()
+
+
+def test_a_held_lock_is_kept_alive_past_its_ttl_and_expires_when_its_holder_dies(redis_conn: redis.Redis) -> None:
+    a = FileLock(redis_conn, "ingestd", "z", "long", ttl=1)
+    assert a.acquire()
+    time.sleep(2.5)  # a long transfer: the keeper renews the lock
+    assert not FileLock(redis_conn, "ingestd", "z", "long", ttl=1, keep_alive=False).acquire()
+    a._stop.set()  # the holder dies (its keeper stops renewing)
+    time.sleep(1.5)
+    assert FileLock(redis_conn, "ingestd", "z", "long", ttl=1, keep_alive=False).acquire()
+
+
+def test_release_never_raises_when_redis_is_away(redis_server) -> None:  # type: ignore[no-untyped-def]
+    r = redis_server.client()
+    a = FileLock(r, "ingestd", "z", "gone", ttl=5)
+    assert a.acquire()
+    redis_server.stop(kill=True)
+    try:
+        assert a.release() is False
+    finally:
+        redis_server.start()

@@ -197,3 +197,39 @@ def test_retry_failed_hands_failures_back(wenv: WEnv) -> None:
     assert list(ctx.ledger.failures("w1")) == []
     assert ctx.ledger.get("w1", "bad/one") is None
     assert ctx.ledger.pop_resettle("w1") == ["bad/one"]
+
+
+def test_worker_survives_redis_going_away_mid_job_and_stops_on_sigterm_when_idle(wenv: WEnv,
+                                                                                 redis_server: Any) -> None:
+    proc = wenv.spawn()
+    try:
+        wenv.wait_worker()
+        wenv.irods.set_delay(0.1)
+        job = wenv.enqueue([f"before/{i}.dat" for i in range(3)])
+        deadline = time.monotonic() + 15
+        while job.get_status(refresh=True) != JobStatus.STARTED:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        redis_server.stop(kill=True)  # mid-job (no persistence: the queue is gone too)
+        wenv.irods.set_delay(0)
+        time.sleep(8.0)  # the job ends while Redis is away: RQ's own loop gives up
+        redis_server.start()
+        wenv.r = redis_server.client()
+        time.sleep(3.0)
+        assert proc.poll() is None, "the worker quit when Redis went away:\n" + proc.communicate()[0]
+        job2 = wenv.enqueue(["after/a.dat"])
+        deadline = time.monotonic() + 40
+        while job2.get_status(refresh=True) != JobStatus.FINISHED:
+            assert time.monotonic() < deadline, "the worker did not come back"
+            assert proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # idle now: stops at once, exit 0
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert "stopped on an error; starting again" in out, out
+    finally:
+        wenv.irods.set_delay(0)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
