@@ -29,6 +29,7 @@ import redis
 
 QUEUED, DONE, FAILED = b"Q", b"D", b"F"
 _VALUE = struct.Struct(">cQqQ")
+_VERSION = struct.Struct(">Qq")
 
 # Records a worker's result unless a newer version of the file was queued meanwhile.
 # KEYS: dir hash, stats hash. ARGV: field, new value ('' deletes), size+mtime packed (16 bytes),
@@ -69,7 +70,20 @@ def name_field(name: str) -> bytes:
     return hashlib.blake2b(os.fsencode(name), digest_size=8).digest()
 
 
-def _unpack(raw: bytes) -> Entry:
+def version_bytes(size: int, mtime_ns: int) -> bytes:
+    """The 16 bytes of a packed entry that say which version of a file it is (after the state byte)."""
+    return _VERSION.pack(size, mtime_ns)
+
+
+def is_current(raw: bytes | None, size: int, mtime_ns: int, stale_before: int) -> bool:
+    """True if a packed entry holds this version of the file and is not a queued entry older than
+    stale_before (unix seconds): such a file needs nothing. Compares bytes, builds no object."""
+    if raw is None or raw[1:17] != _VERSION.pack(size, mtime_ns):
+        return False
+    return raw[:1] != QUEUED or int.from_bytes(raw[17:25], "big") >= stale_before
+
+
+def unpack(raw: bytes) -> Entry:
     state, size, mtime, extra = _VALUE.unpack(raw)
     return Entry(state, size, mtime, extra)
 
@@ -98,19 +112,30 @@ class Ledger:
         return f"{self.prefix}:r:{zone}"
 
     # reads
-    def dirs(self, zone: str, reldirs: Sequence[str]) -> list[dict[bytes, Entry]]:
-        """The entries of several directories, one pipeline: field (name hash) → Entry."""
+    def dirs(self, zone: str, reldirs: Sequence[str]) -> list[dict[bytes, bytes]]:
+        """The entries of several directories, one pipeline: field (name hash) → packed value (read
+        with `is_current` in the walk's hot loop, or `unpack`)."""
         pipe = self.r.pipeline(transaction=False)
         for d in reldirs:
             pipe.hgetall(self.dir_key(zone, d))
-        return [{k: _unpack(v) for k, v in h.items()} for h in pipe.execute()]
+        return pipe.execute()
 
     def get_many(self, zone: str, rels: Sequence[str]) -> list[Entry | None]:
-        pipe = self.r.pipeline(transaction=False)
-        for rel in rels:
+        """The entries of these files: one HMGET a directory, all in one pipeline."""
+        by_dir: dict[str, list[int]] = {}
+        fields: list[bytes] = []
+        for i, rel in enumerate(rels):
             d, name = split_rel(rel)
-            pipe.hget(self.dir_key(zone, d), name_field(name))
-        return [_unpack(v) if v else None for v in pipe.execute()]
+            by_dir.setdefault(d, []).append(i)
+            fields.append(name_field(name))
+        pipe = self.r.pipeline(transaction=False)
+        for d, idx in by_dir.items():
+            pipe.hmget(self.dir_key(zone, d), [fields[i] for i in idx])
+        out: list[Entry | None] = [None] * len(rels)
+        for idx, values in zip(by_dir.values(), pipe.execute(), strict=True):
+            for i, v in zip(idx, values, strict=True):
+                out[i] = unpack(v) if v else None
+        return out
 
     def get(self, zone: str, rel: str) -> Entry | None:
         return self.get_many(zone, [rel])[0]
@@ -134,22 +159,29 @@ class Ledger:
         return total
 
     # writes
-    def mark_queued(self, pipe: Any, zone: str, files: Iterable[tuple[str, int, int]]) -> None:
-        """Add to a (transactional) pipeline: these files are queued now."""
+    def mark_queued(self, pipe: Any, zone: str, files: Iterable[tuple[str, int, int]],
+                    clear_failed: Iterable[str] = ()) -> None:
+        """Add to a (transactional) pipeline: these files are queued now (one HSET a directory); the
+        failures listed for `clear_failed` (earlier versions that failed) are dropped."""
         now = int(time.time())
+        by_dir: dict[str, dict[bytes, bytes]] = {}
         n = 0
         for rel, size, mtime_ns in files:
             d, name = split_rel(rel)
-            pipe.hset(self.dir_key(zone, d), name_field(name), _pack(QUEUED, size, mtime_ns, now))
-            pipe.hdel(self.failed_key(zone), os.fsencode(rel))
+            by_dir.setdefault(d, {})[name_field(name)] = _pack(QUEUED, size, mtime_ns, now)
             n += 1
+        for d, mapping in by_dir.items():
+            pipe.hset(self.dir_key(zone, d), mapping=mapping)
+        failed = [os.fsencode(rel) for rel in clear_failed]
+        if failed:
+            pipe.hdel(self.failed_key(zone), *failed)
         pipe.hincrby(self.stats_key(zone), "queued", n)
 
     def _record(self, zone: str, rel: str, size: int, mtime_ns: int, value: bytes, counter: str,
                  nbytes: int = 0, only_queued: bool = False) -> bool:
         d, name = split_rel(rel)
         keys = [self.dir_key(zone, d), self.stats_key(zone)]
-        args = [name_field(name), value, struct.pack(">Qq", size, mtime_ns), counter, nbytes,
+        args = [name_field(name), value, _VERSION.pack(size, mtime_ns), counter, nbytes,
                 "1" if only_queued else "0"]
         return bool(self._result(keys=keys, args=args))
 

@@ -22,7 +22,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from .config import QueueConfig
 from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
-from .ledger import Ledger
+from .ledger import FAILED, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +67,27 @@ class Enqueuer:
     def room(self) -> int:
         return max(0, self.cfg.max_backlog - self.backlog())
 
-    def unknown(self, zone: str, files: Sequence[FileItem]) -> list[FileItem]:
-        """The files the ledger does not already hold at this size and mtime (queued, done or failed)."""
+    def unknown(self, zone: str, files: Sequence[FileItem]) -> tuple[list[FileItem], list[str]]:
+        """The files the ledger does not already hold at this size and mtime (queued, done or failed),
+        and which of them had an earlier version fail."""
         entries = self.ledger.get_many(zone, [f.rel for f in files])
-        return [f for f, e in zip(files, entries, strict=True)
-                if e is None or not e.same_version(f.size, f.mtime_ns)]
+        new = [(f, e) for f, e in zip(files, entries, strict=True)
+               if e is None or not e.same_version(f.size, f.mtime_ns)]
+        return [f for f, _ in new], [f.rel for f, e in new if e is not None and e.state == FAILED]
 
     def enqueue(self, zone: ZoneSpec, files: Sequence[FileItem], check: bool = True) -> int:
         """Queue the files not yet known (all of them with check=False); returns how many were queued."""
+        failed: list[str] = []
         if check:
-            files = self.unknown(zone.name, files)
+            files, failed = self.unknown(zone.name, files)
         if not files:
             return 0
         batches = make_batches(zone, files, self.cfg.batch_files, self.cfg.batch_bytes)
         for i in range(0, len(batches), 100):
             chunk = batches[i:i + 100]
             pipe = self.r.pipeline(transaction=True)
-            for b in chunk:
-                self.ledger.mark_queued(pipe, zone.name, ((f.rel, f.size, f.mtime_ns) for f in b.files))
+            self.ledger.mark_queued(pipe, zone.name, ((f.rel, f.size, f.mtime_ns) for b in chunk for f in b.files),
+                                    clear_failed=failed if i == 0 else ())
             self.queue.enqueue_many([self._job_data(b) for b in chunk], pipeline=pipe)
             pipe.execute()
         self._backlog += len(files)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .filters import NameFilter
-from .ledger import QUEUED, Ledger, name_field
+from .ledger import Ledger, is_current, name_field
 from .walker import Listing, join, walk_dir
 
 
@@ -67,10 +67,9 @@ class Reconciler:
             hashes = self.ledger.dirs(zone, [lst.reldir for lst in with_files])
             for lst, entries in zip(with_files, hashes, strict=True):
                 walk.files += len(lst.files)
+                get = entries.get
                 for name, size, mtime in lst.files:
-                    e = entries.get(name_field(name)) if entries else None
-                    if e is None or e.size != size or e.mtime_ns != mtime or \
-                            (e.state == QUEUED and e.extra < stale):
+                    if not is_current(get(name_field(name)), size, mtime, stale):
                         found.append(Found(join(lst.reldir, name), size, mtime))
         walk.new += len(found)
         return found, listings

@@ -20,7 +20,9 @@ from .api import Change, Inbox, Kind, Watcher
 
 log = logging.getLogger(__name__)
 
-DIR_MASK = (F.CLOSE_WRITE | F.MODIFY | F.ATTRIB | F.CREATE | F.MOVED_TO | F.MOVED_FROM | F.DELETE
+# No IN_MODIFY: it comes with every write() and the settler needs none of them (a file still growing
+# changes size or mtime between the settler's two looks; CLOSE_WRITE and ATTRIB restart its timer).
+DIR_MASK = (F.CLOSE_WRITE | F.ATTRIB | F.CREATE | F.MOVED_TO | F.MOVED_FROM | F.DELETE
             | F.DELETE_SELF | F.MOVE_SELF | F.ONLYDIR | F.EXCL_UNLINK)
 _WRITE = F.CLOSE_WRITE | F.MODIFY | F.ATTRIB | F.CREATE
 _ROOT_LOST = F.DELETE_SELF | F.MOVE_SELF | F.UNMOUNT | F.IGNORED
