@@ -37,6 +37,8 @@ def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = 
     except OSError as e:
         out.error = f"cannot read directory: {e.strerror or e}"
         return out
+    files = out.files
+    wanted = names.wanted
     with it:
         while True:
             try:
@@ -47,6 +49,15 @@ def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = 
                 out.error = f"listing interrupted: {e.strerror or e}"
                 break
             name = entry.name
+            if entry.is_file(follow_symlinks=False):  # the hot path: a regular file, by d_type
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    st = None
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    if wanted(name, lambda: join(reldir, name)):  # noqa: B023 - called at once
+                        files.append((name, st.st_size, st.st_mtime_ns))
+                    continue
             rel = join(reldir, name)
             try:
                 if entry.is_dir(follow_symlinks=False):

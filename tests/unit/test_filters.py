@@ -55,3 +55,17 @@ def test_walk_dir_lists_one_directory_and_never_opens_special_files(tmp_path):
     assert "dangling" in dict(followed.skipped)
     deep = walk_dir(str(tmp_path), "sub", NameFilter.for_zone(zone()))
     assert [n for n, _, _ in deep.files] == ["deep.txt"] and deep.reldir == "sub"
+
+
+def test_fast_path_agrees_with_the_full_filter():
+    names = ["a.txt", ".a.txt.Ab12Cd", "x.part", "notes~", "data.md5", "raw", "r.fastq.gz", ".hidden", "x.tmpx",
+             "scratch", "~lock", ".~lock.x#", "é.txt", "a b.txt"]
+    zones = [zone(), zone(exclude=("*.md5", "scratch")), zone(include=("*.fastq.gz",)),
+             zone(exclude=("sub/*",)), zone(temp_patterns=())]
+    for z in zones:
+        f = NameFilter.for_zone(z)
+        for n in names:
+            for rel in (n, f"sub/{n}"):
+                assert f.wanted(n, lambda r=rel: r) == (f.reason_to_skip(n, rel) is None), (z, n, rel)
+    assert NameFilter.for_zone(zones[1]).fast is not None  # the usual case takes the fast path
+    assert NameFilter.for_zone(zones[2]).fast is None and NameFilter.for_zone(zones[3]).fast is None
