@@ -200,7 +200,7 @@ class Options:
     short: bool = False
     large: int = 4  # 40 MiB files in the writer's stream (the large-put faults write one each as well)
     drain_timeout: float = 600.0
-    job_timeout: str = "60s"
+    job_timeout: str = "1h"
     workdir: str | None = None
     keep_data: bool = False
 
@@ -867,8 +867,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", type=int, default=None, help="faults injected (default 55; 18 with --short)")
     ap.add_argument("--short", action="store_true", help="the CI version: a few hundred files, ~18 faults")
     ap.add_argument("--drain-timeout", type=float, default=None, help="seconds (default 600; 150 with --short)")
-    ap.add_argument("--job-timeout", default="60s", help="[queue].job_timeout of the campaign's config (a "
-                    "worker's file lock lasts max(60 s, this))")
+    ap.add_argument("--job-timeout", default="1h", help="[queue].job_timeout of the campaign's config (the "
+                    "product's default: a killed worker's job is found by its missing heartbeat, not by this)")
     ap.add_argument("--workdir", help="run directory (default: a new one under $TMPDIR)")
     ap.add_argument("--keep-data", action="store_true", help="keep landing, moved and vault data after a pass")
     a = ap.parse_args(argv)

@@ -111,6 +111,10 @@ class Vanished(Exception):
     pass
 
 
+class StaleLookup(Exception):
+    """The batch's look-up said the object was absent, but it exists now: look again (once)."""
+
+
 class NotRegular(Exception):
     pass
 
@@ -183,6 +187,8 @@ class IngestContext:
     host: str = field(default_factory=socket.gethostname)
     sleep: Callable[[float], Any] = time.sleep
     known_collections: set[str] = field(default_factory=set)
+    # (collection, name) → what one query per collection found for a batch's files (see ingest_batch)
+    prefetched: dict[tuple[str, str], dict[str, _Obj]] = field(default_factory=dict)
 
 
 
@@ -431,7 +437,10 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
     local = _check_local(zone, item)
     ensure_collection(ctx, session, target.collection)
     part, old = target.part_name, names.old_name(target.name)
-    objs = lookup(session, target.collection, [target.name, part, old])
+    objs = ctx.prefetched.pop((target.collection, target.name), None)
+    prefetched = objs is not None
+    if objs is None:
+        objs = lookup(session, target.collection, [target.name, part, old])
     if target.name not in objs and old in objs:
         # an update was interrupted between its two renames: put the previous version back first
         rename(session, target.old_path, target.path)
@@ -535,6 +544,8 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
         rename(session, target.part_path, target.path)
     except iex.CAT_NAME_EXISTS_AS_DATAOBJ:
         _unlink_quiet(session, target.part_path)
+        if prefetched:  # the batch's look-up is older than this file's lock: look again before judging
+            raise StaleLookup() from None
         raise Conflict(f"conflict: {target.path} was created by someone else during the copy; "
                        f"not overwritten") from None
     return INGESTED
@@ -607,6 +618,8 @@ def ingest_file(ctx: IngestContext, zone: ZoneSpec, item: FileItem, retries: int
                 session = ctx.sessions.get()
                 res.result = _attempt(ctx, session, zone, item, target, res)
                 break
+            except StaleLookup:
+                continue  # the next attempt looks the object up afresh (the prefetched entry is gone)
             except LocalChanged:
                 ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
                 res.result = CHANGED
@@ -665,6 +678,7 @@ def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
     """Every file of a batch; a summary of counts (and bytes moved)."""
     summary = {k: 0 for k in _SUMMARY_KEYS.values()}
     summary["bytes"] = 0
+    _prefetch(ctx, batch)
     down = False  # after one file ran out of retries, do not wait again on every other file of the batch
     for item in batch.files:
         res = ingest_file(ctx, batch.zone, item, retries=0 if down else None)
@@ -672,6 +686,43 @@ def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
         summary[_SUMMARY_KEYS[res.result]] += 1
         summary["bytes"] += res.moved_bytes
     return summary
+
+
+LOOKUP_CHUNK_BYTES = 2000  # names in one GenQuery `in (...)` condition, kept short for any server
+
+
+def _prefetch(ctx: IngestContext, batch: Batch) -> None:
+    """One GenQuery per collection (per ~2 kB of names) for the whole batch instead of one per file.
+    What it finds is used once per file; anything that goes wrong here just leaves the per-file look-up."""
+    ctx.prefetched.clear()
+    by_coll: dict[str, list[names.Target]] = {}
+    for item in batch.files:
+        try:
+            t = names.target_for(batch.zone.collection, item.rel)
+        except names.BadName:
+            continue
+        by_coll.setdefault(t.collection, []).append(t)
+    if sum(len(ts) for ts in by_coll.values()) < 2:
+        return
+    try:
+        session = ctx.sessions.get()
+        for coll, targets in by_coll.items():
+            chunks: list[list[names.Target]] = [[]]
+            size = 0
+            for t in targets:
+                if size >= LOOKUP_CHUNK_BYTES:
+                    chunks.append([])
+                    size = 0
+                chunks[-1].append(t)
+                size += 3 * len(t.name.encode("utf-8", "surrogateescape")) + 40
+            for chunk in chunks:
+                three = {c.name: (c.name, c.part_name, names.old_name(c.name)) for c in chunk}
+                found = lookup(session, coll, [n for ns in three.values() for n in ns])
+                for name, ns in three.items():
+                    ctx.prefetched[(coll, name)] = {n: found[n] for n in ns if n in found}
+    except Exception as e:  # noqa: BLE001 - the per-file path looks again and handles the error properly
+        log.debug("batch look-up failed, looking up file by file: %s", e)
+        ctx.prefetched.clear()
 
 
 def retry_failed(ledger: Ledger, zones: Iterable[str]) -> int:

@@ -508,3 +508,26 @@ def test_symlinks_followed_only_when_the_zone_says_so(env: Env) -> None:
     assert s["ingested"] == 2, s
     with env.session() as sess, sess.data_objects.open(f"{env.coll}/s/link.dat", "r") as f:
         assert f.read() == b"real bytes"
+
+
+def test_one_lookup_query_per_collection_for_a_batch(env: Env) -> None:
+    """The batch's objects are looked up with one GenQuery per collection, not one per file; a file whose
+    object appeared after that look-up is judged by a fresh one (here: already present, not a conflict)."""
+    items = [env.write(f"flat/f{i:03}", os.urandom(100)) for i in range(40)]
+    ctx = env.ctx()
+    env.run(ctx, items[:1])  # creates the collection
+    env.irods.reset_counters()
+    s = env.run(ctx, items[1:])
+    assert s["ingested"] == 39, s
+    queries = env.irods.counters().get("GEN_QUERY", 0)
+    assert queries <= 3, queries  # the batch look-up (+ nothing per file)
+    # an object that another worker made after the batch's look-up
+    late = env.write("flat/late", b"late content")
+    other = env.ctx()
+    ingest._prefetch(ctx, Batch(env.zone(ctx), (late,)))
+    ingest._prefetch(ctx, Batch(env.zone(ctx), (late, items[0])))
+    assert (f"{env.coll}/flat", "late") in ctx.prefetched  # says: absent
+    assert env.run(other, [late])["ingested"] == 1
+    env.queue("z1", [late])
+    res = ingest.ingest_file(ctx, env.zone(ctx), late)
+    assert res.result == ingest.ALREADY, res
