@@ -653,7 +653,8 @@ def ingest_file(ctx: IngestContext, zone: ZoneSpec, item: FileItem, retries: int
         lock.release()
 
     warning = _after(zone, item) if res.result in (INGESTED, UPDATED, ALREADY) else ""
-    if not ctx.ledger.mark_done(zone.name, item.rel, item.size, item.mtime_ns, res.digest):
+    gone = zone.after in ("delete", "move") and not warning  # the landing file left: keep no entry
+    if not ctx.ledger.mark_done(zone.name, item.rel, item.size, item.mtime_ns, res.digest, keep=not gone):
         log.debug("a newer version of %s was queued meanwhile", item.rel)
     res.reason = warning
     mid = MessageId.FILE_SKIPPED if res.result == ALREADY else MessageId.FILE_INGESTED

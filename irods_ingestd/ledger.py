@@ -185,10 +185,13 @@ class Ledger:
                 "1" if only_queued else "0"]
         return bool(self._result(keys=keys, args=args))
 
-    def mark_done(self, zone: str, rel: str, size: int, mtime_ns: int, sha256: bytes) -> bool:
-        """Record an ingested file; False if a newer version was queued meanwhile (nothing changed)."""
+    def mark_done(self, zone: str, rel: str, size: int, mtime_ns: int, sha256: bytes, keep: bool = True) -> bool:
+        """Record an ingested file; False if a newer version was queued meanwhile (nothing changed).
+        keep=False counts it but holds no entry: the landing file was deleted or moved away after ingest,
+        so nothing on disk will ever be compared with it (a file of that name arriving later is new)."""
         extra = int.from_bytes(sha256[:8], "big") if sha256 else 0
-        ok = self._record(zone, rel, size, mtime_ns, _pack(DONE, size, mtime_ns, extra), "done", size)
+        value = _pack(DONE, size, mtime_ns, extra) if keep else b""
+        ok = self._record(zone, rel, size, mtime_ns, value, "done", size)
         if ok:
             self.r.hdel(self.failed_key(zone), os.fsencode(rel))
         return ok

@@ -433,6 +433,10 @@ def test_after_delete_and_move_only_for_verified_files(env: Env) -> None:
     assert (moved_to / "b/c/moved.dat").read_bytes() == b"move me"
     assert not (env.root / m.rel).exists()
     assert (env.root / conflict.rel).exists()
+    # the ledger counts them but keeps no entry for files that left the zone: it does not grow forever
+    assert ctx.ledger.get("z1", ok.rel) is None and ctx.ledger.get("z1", m.rel) is None
+    assert ctx.ledger.get("z1", conflict.rel) is not None
+    assert ctx.ledger.stats("z1")["done"] == 2
 
 
 def test_locked_file_is_handed_back(env: Env) -> None:
