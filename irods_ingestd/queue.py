@@ -78,6 +78,8 @@ class Enqueuer:
     def enqueue(self, zone: ZoneSpec, files: Sequence[FileItem], check: bool = True) -> int:
         """Queue the files not yet known (all of them with check=False); returns how many were queued."""
         failed: list[str] = []
+        if len({f.rel for f in files}) < len(files):  # one file ready twice (a walk and an event): once
+            files = list({f.rel: f for f in files}.values())
         if check:
             files, failed = self.unknown(zone.name, files)
         if not files:

@@ -94,3 +94,13 @@ def test_a_job_that_fails_all_retries_leaves_its_files_failed_not_queued(redis_c
     assert "missing.toml" in failed[fs[1].rel]["reason"]
     assert ledger.get("z", fs[1].rel).state == FAILED
     assert ledger.stats("z")["queued"] == 0
+
+
+def test_a_file_offered_twice_at_once_is_queued_once(redis_conn):
+    ledger = Ledger(redis_conn)
+    e = Enqueuer(redis_conn, ledger, QueueConfig(name="q3"))
+    f = FileItem("d/twice", 5, 5)
+    assert e.enqueue(ZONE, [f, FileItem("d/other", 1, 1), f]) == 2
+    assert ledger.stats("z")["queued"] == 2
+    jobs = Queue("q3", connection=redis_conn).get_jobs()
+    assert sorted(x.rel for j in jobs for x in Batch.from_record(j.args[0]).files) == ["d/other", "d/twice"]
