@@ -44,7 +44,7 @@ class InotifyWatcher(Watcher):
         ino = self._ino
         while not self._stop.is_set():
             try:
-                events = ino.read(timeout=500)
+                events = ino.read(timeout=500, read_delay=2)
             except (OSError, ValueError):
                 if self._stop.is_set():
                     return
