@@ -98,6 +98,8 @@ def run_worker(config: Config, queue_name: str | None = None, burst: bool = Fals
             except (redis.RedisError, ValueError) as e:  # Redis away while starting or registering
                 log.error("worker %s could not run: %s", worker_name, e)
             if burst or (worker is not None and _stop_was_requested(worker)):
+                if not burst:
+                    log.info("worker %s stopped on request (warm shutdown: no job was left running)", worker_name)
                 return worked
             # RQ's loop ends on an error it does not handle (Redis going away mid-job, most often): the
             # running job, if any, is retried after its heartbeat expires. Wait for Redis, then go on.
@@ -132,5 +134,8 @@ def _wait_or_stop(seconds: float) -> bool:
 
 
 def _rq_level() -> str:
+    """RQ's own records: four lines a job at INFO ("Job OK", "result is kept ..."), which repeat what the
+    per-file records say and cost the journal a line per few milliseconds under load; so WARNING, unless
+    the log level is debug."""
     level = logging.getLogger().getEffectiveLevel()
-    return logging.getLevelName(max(level, logging.INFO))
+    return "DEBUG" if level <= logging.DEBUG else logging.getLevelName(max(level, logging.WARNING))
