@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 HANG_ENV = "INGESTD_TEST_HANG_FILE"  # tests: while this file exists the main loop hangs (watchdog test)
 STATUS_TTL = 30
+HOLD_MAX = 0.1  # seconds a ready file may be held to fill a batch while every worker is busy
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Daemon:
         self._next_housekeeping = 0.0
         self._next_reap = 0.0
         self._backlog_full = False
+        self._ready_since: float | None = None
         self._next_watchdog = 0.0
         self._epoch: bytes | None = None
         self._hang_file = os.environ.get(HANG_ENV)
@@ -197,8 +199,10 @@ class Daemon:
         """One turn of the main loop (tests drive the daemon with this)."""
         now = time.monotonic()
         wait = max_wait
-        if any(zs.walk for zs in self.zones.values()) or self.ready:
+        if any(zs.walk for zs in self.zones.values()):
             wait = 0.0
+        elif self.ready:
+            wait = 0.0 if self._ready_since is None else min(wait, 0.01)
         nd = self.settler.next_deadline()
         if nd is not None:
             wait = min(wait, max(0.0, nd - now))
@@ -362,6 +366,8 @@ class Daemon:
         if not self.ready or self._redis_down():
             return
         try:
+            if self._hold_for_batch():
+                return
             room = self.enqueuer.room()
             self._backlog_full = room < len(self.ready)
             if room <= 0:
@@ -381,6 +387,22 @@ class Daemon:
                     raise
         except redis.RedisError as e:
             self._on_redis_error(e)
+
+    def _hold_for_batch(self) -> bool:
+        """While jobs are already waiting for a worker, a few ready files are held (at most HOLD_MAX
+        seconds, or until a batch is full) to make fewer, larger jobs: a file would wait in the queue
+        anyway, and RQ's cost per job is what saturated workers have least time for. With idle workers
+        nothing is held."""
+        now = time.monotonic()
+        if self._ready_since is None:
+            self._ready_since = now
+        if self.once or len(self.ready) >= self.cfg.queue.batch_files or now - self._ready_since >= HOLD_MAX:
+            self._ready_since = None
+            return False
+        if self.enqueuer.waiting_jobs() == 0:
+            self._ready_since = None
+            return False
+        return True
 
     # -- Redis health -----------------------------------------------------------------------------------
     def _on_redis_error(self, e: Exception) -> None:

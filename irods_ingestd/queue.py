@@ -64,6 +64,10 @@ class Enqueuer:
             self._backlog_at = now
         return self._backlog
 
+    def waiting_jobs(self) -> int:
+        """Jobs in the queue that no worker has taken yet."""
+        return int(self.queue.count)
+
     def room(self) -> int:
         return max(0, self.cfg.max_backlog - self.backlog())
 
