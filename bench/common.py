@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,66 +17,11 @@ import redis
 
 from tests.irods_server.harness import IrodsServerProcess
 from tests.irods_server.pytest_plugin import ENV_VAR, PASSWORD_VAR, RealIrodsServer
+from tests.redis_harness import RedisServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 ZONE_PREFIX = "ingestd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class RedisTcp:
-    """A private redis-server on 127.0.0.1:PORT and a unix socket (automated-ingest needs TCP)."""
-
-    workdir: Path
-    port: int = 0
-    proc: subprocess.Popen | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.workdir / "redis.sock"
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
-
-    @property
-    def tcp_url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.socket))
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if not exe:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", str(self.socket),
-                "--unixsocketperm", "700", "--dir", str(self.workdir), "--daemonize", "no",
-                "--loglevel", "warning", "--logfile", str(self.workdir / "redis.log"),
-                "--appendonly", "no", "--save", ""]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return
-            except (redis.ConnectionError, FileNotFoundError):
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
 
 
 @dataclass
@@ -85,12 +29,12 @@ class Services:
     """Redis plus the iRODS test server (or a real iRODS from INGESTD_TEST_IRODS_ENV)."""
 
     tmp: Path
-    redis: RedisTcp = field(init=False)
+    redis: RedisServerProcess = field(init=False)
     irods: Any = field(init=False)
     real_irods: bool = False
 
     def __post_init__(self) -> None:
-        self.redis = RedisTcp(self.tmp / "redis")
+        self.redis = RedisServerProcess(self.tmp / "redis", tcp=True)  # automated-ingest needs TCP
         env_file = os.environ.get(ENV_VAR)
         if env_file:
             self.irods = RealIrodsServer(Path(env_file), os.environ.get(PASSWORD_VAR, ""))

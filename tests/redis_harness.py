@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -11,10 +12,20 @@ from pathlib import Path
 import redis
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @dataclass
 class RedisServerProcess:
+    """With tcp=True it listens on 127.0.0.1 too (tools that speak only TCP, like Celery's broker)."""
+
     workdir: Path
     persistence: bool = False
+    tcp: bool = False
+    port: int = 0
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -25,6 +36,10 @@ class RedisServerProcess:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    @property
+    def tcp_url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
     def client(self) -> redis.Redis:
         return redis.Redis(unix_socket_path=str(self.socket))
 
@@ -33,7 +48,10 @@ class RedisServerProcess:
         if not exe:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [exe, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+        if self.tcp and not self.port:
+            self.port = free_port()
+        listen = ["--port", str(self.port), "--bind", "127.0.0.1"] if self.tcp else ["--port", "0"]
+        args = [exe, *listen, "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                 "--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning",
                 "--logfile", str(self.workdir / "redis.log")]
         if self.persistence:
