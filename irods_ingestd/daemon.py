@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from . import __version__
+from . import __version__, names
 from .config import Config, ConfigError, ZoneConfig, load
 from .filters import NameFilter
 from .job import FileItem, ZoneSpec
@@ -597,5 +597,6 @@ class Daemon:
 
 
 def _printable(rel: str) -> str:
-    """A path for logs: bytes that are not UTF-8 shown as \\xNN rather than failing to encode."""
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A path for logs, in the same mapped form the workers log and put into iRODS (%XX for bytes that are
+    not UTF-8 or are control characters)."""
+    return names.display(rel)

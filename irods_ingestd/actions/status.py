@@ -10,6 +10,7 @@ from typing import Any
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from .. import names
 from ..config import Config, load
 from ..ledger import Ledger
 from ..redisconn import connect
@@ -33,8 +34,7 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
         for i, (rel, info) in enumerate(ledger.failures(z.name)):
             if i >= failed_limit:
                 break
-            failed.append({"path": rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
-                           **info})
+            failed.append({"path": names.display(rel), **info})
         d = live.get(z.name, {})
         zones[z.name] = {
             "state": d.get("state", "daemon not running"), "path": str(z.path), "collection": z.collection,
