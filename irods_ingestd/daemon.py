@@ -16,7 +16,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -75,7 +75,6 @@ class Counters:
     skipped: int = 0
     overflows: int = 0
     redis_errors: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Daemon:
