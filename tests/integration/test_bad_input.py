@@ -7,8 +7,6 @@ rescan every second, so a case reported in a loop would show up as repeated reco
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
 import shutil
@@ -26,12 +24,9 @@ from irods_ingestd import names
 from irods_ingestd.daemon import Daemon
 from irods_ingestd.messages import MessageId
 from tests.daemon_harness import DaemonThread, make_config, queued
+from tests.expect import sha2
 from tests.pipeline_harness import Pipeline
 from tests.privileges import can_switch, fs_user
-
-
-def sha2(data: bytes) -> str:
-    return "sha2:" + base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def records(caplog: pytest.LogCaptureFixture, message_id: str, needle: str) -> list[logging.LogRecord]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import random
 import threading
@@ -25,6 +23,7 @@ from irods_ingestd.irods_session import SessionHolder
 from irods_ingestd.job import Batch, FileItem, ZoneSpec
 from irods_ingestd.ledger import Ledger
 from irods_ingestd.locks import FileLock
+from tests.expect import sha2
 
 MiB = 1 << 20
 
@@ -73,10 +72,6 @@ class Env:
 
     def session(self) -> Any:
         return self.irods.session()
-
-
-def sha2(data: bytes) -> str:
-    return "sha2:" + base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import signal
@@ -25,28 +23,10 @@ from irods.exception import (
 )
 from irods.session import iRODSSession
 
+from tests.expect import sha2
 from tests.irods_server.harness import REPO_ROOT
 
 MiB = 1024 * 1024
-
-
-def sha2(data: bytes) -> str:
-    return "sha2:" + base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
-@pytest.fixture
-def sess(irods):  # noqa: F811
-    with irods.session() as s:
-        yield s
-
-
-@pytest.fixture
-def coll(sess, irods, request):  # noqa: F811
-    path = f"{irods.home}/{request.node.name}"
-    if sess.collections.exists(path):
-        sess.collections.remove(path, recurse=True, force=True)
-    sess.collections.create(path)
-    return path
 
 
 # --- connection and authentication -----------------------------------------------------------

@@ -12,21 +12,6 @@ from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta
 
 
-@pytest.fixture
-def sess(irods):  # noqa: F811
-    with irods.session() as s:
-        yield s
-
-
-@pytest.fixture
-def coll(sess, irods, request):  # noqa: F811
-    path = f"{irods.home}/{request.node.name}"
-    if sess.collections.exists(path):
-        sess.collections.remove(path, recurse=True, force=True)
-    sess.collections.create(path)
-    return path
-
-
 def raw_avu(sess, *args):
     """imeta operations PRC has no method for (rmw, mod, adda)."""
     body = MetadataRequest(*args)
