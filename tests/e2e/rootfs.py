@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,29 +102,18 @@ def nspawn_run(
     _run([*args, "--", *cmd], stdin=subprocess.DEVNULL)
 
 
-def base_rootfs() -> Path:
-    """The debootstrap'd rootfs, built once and cached."""
-    target = CACHE_ROOT / base_key()
+def _cached(target: Path, label: str, build: Callable[[Path], None]) -> Path:
+    """``target`` if a complete copy is cached; else build it into a temporary directory beside it (under
+    a lock, so parallel test runs build it once) and move it into place only when ``build`` succeeded."""
     if (target / ".complete").exists():
         return target
-    with _locked("base"):
+    with _locked(label):
         if (target / ".complete").exists():
             return target
         t0 = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=CACHE_ROOT))
         try:
-            _run(
-                [
-                    "debootstrap",
-                    "--variant=minbase",
-                    "--include=" + ",".join(PACKAGES),
-                    SUITE,
-                    str(tmp),
-                    MIRROR,
-                ],
-                stdin=subprocess.DEVNULL,
-            )
-            _prepare_base(tmp)
+            build(tmp)
             (tmp / ".complete").write_text(f"built in {time.monotonic() - t0:.0f}s\n")
             if target.exists():
                 shutil.rmtree(target)
@@ -132,8 +121,28 @@ def base_rootfs() -> Path:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        log(f"base rootfs {target} built in {time.monotonic() - t0:.0f}s")
+        log(f"{label} rootfs {target} built in {time.monotonic() - t0:.0f}s")
     return target
+
+
+def base_rootfs() -> Path:
+    """The debootstrap'd rootfs, built once and cached."""
+
+    def build(tmp: Path) -> None:
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(PACKAGES),
+                SUITE,
+                str(tmp),
+                MIRROR,
+            ],
+            stdin=subprocess.DEVNULL,
+        )
+        _prepare_base(tmp)
+
+    return _cached(CACHE_ROOT / base_key(), "base", build)
 
 
 def _prepare_base(root: Path) -> None:
@@ -259,39 +268,25 @@ def deps_rootfs() -> Path:
     """Base rootfs + /opt/irods-ingestd venv with the project's dependencies (cached)."""
     base = base_rootfs()
     wheels = deps_wheelhouse(target_python_version(base))
-    target = CACHE_ROOT / ("deps-" + _hash(base.name, wheels.name))
-    if (target / ".complete").exists():
-        return target
-    with _locked("deps"):
-        if (target / ".complete").exists():
-            return target
-        t0 = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=CACHE_ROOT))
+
+    def build(tmp: Path) -> None:
         tmp.rmdir()
-        try:
-            _run(["cp", "-a", "--reflink=auto", str(base), str(tmp)])
-            (tmp / ".complete").unlink()
-            nspawn_run(tmp, "/usr/bin/python3", "-m", "venv", VENV)
-            nspawn_run(
-                tmp,
-                f"{VENV}/bin/pip",
-                "install",
-                "-q",
-                "--no-index",
-                "--find-links=/mnt/wheels",
-                "-r",
-                "/mnt/wheels/requirements.txt",
-                binds=((wheels, "/mnt/wheels"),),
-            )
-            (tmp / ".complete").write_text(f"built in {time.monotonic() - t0:.0f}s\n")
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        log(f"deps rootfs {target} built in {time.monotonic() - t0:.0f}s")
-    return target
+        _run(["cp", "-a", "--reflink=auto", str(base), str(tmp)])
+        (tmp / ".complete").unlink()
+        nspawn_run(tmp, "/usr/bin/python3", "-m", "venv", VENV)
+        nspawn_run(
+            tmp,
+            f"{VENV}/bin/pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--find-links=/mnt/wheels",
+            "-r",
+            "/mnt/wheels/requirements.txt",
+            binds=((wheels, "/mnt/wheels"),),
+        )
+
+    return _cached(CACHE_ROOT / ("deps-" + _hash(base.name, wheels.name)), "deps", build)
 
 
 def project_wheelhouse(dest: Path) -> Path:
