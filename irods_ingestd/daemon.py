@@ -126,6 +126,7 @@ class Daemon:
         zs = ZoneState(cfg=z, spec=ZoneSpec.from_config(z), names=NameFilter.for_zone(z), watcher=watcher,
                        inotify=inotify)
         self.zones[z.name] = zs
+        self.enqueuer.zones.add(z.name)
         watcher.add_zone(z)
         if not os.path.isdir(z.path):
             self._lose(zs, f"{z.path} is not a directory (missing or unmounted?)")

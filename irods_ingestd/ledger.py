@@ -151,12 +151,13 @@ class Ledger:
         for rel, info in self.r.hscan_iter(self.failed_key(zone), count=1000):
             yield os.fsdecode(rel), json.loads(info)
 
-    def outstanding(self) -> int:
-        """Files queued and not yet finished, over all zones: the backlog the daemon bounds."""
-        total = 0
-        for key in self.r.scan_iter(f"{self.prefix}:s:*", count=100):
-            total += int(self.r.hget(key, "queued") or 0)
-        return total
+    def outstanding(self, zones: Iterable[str]) -> int:
+        """Files queued and not yet finished in these zones: the backlog the daemon bounds (one pipeline;
+        no SCAN, which would walk a keyspace of millions of directory hashes)."""
+        pipe = self.r.pipeline(transaction=False)
+        for zone in zones:
+            pipe.hget(self.stats_key(zone), "queued")
+        return sum(int(v or 0) for v in pipe.execute())
 
     # writes
     def mark_queued(self, pipe: Any, zone: str, files: Iterable[tuple[str, int, int]],

@@ -55,12 +55,13 @@ class Enqueuer:
         self.queue = Queue(cfg.name, connection=r)
         self._backlog = 0
         self._backlog_at = 0.0
+        self.zones: set[str] = set()  # the zones whose backlog counts (the daemon's, and any queued for)
 
     def backlog(self, max_age: float = 1.0) -> int:
-        """Files queued and not finished, over all zones (cached for max_age seconds)."""
+        """Files queued and not finished, over the zones (cached for max_age seconds)."""
         now = time.monotonic()
         if now - self._backlog_at > max_age:
-            self._backlog = self.ledger.outstanding()
+            self._backlog = self.ledger.outstanding(self.zones)
             self._backlog_at = now
         return self._backlog
 
@@ -88,6 +89,7 @@ class Enqueuer:
             files, failed = self.unknown(zone.name, files)
         if not files:
             return 0
+        self.zones.add(zone.name)
         batches = make_batches(zone, files, self.cfg.batch_files, self.cfg.batch_bytes)
         for i in range(0, len(batches), 100):
             chunk = batches[i:i + 100]
