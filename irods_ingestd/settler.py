@@ -39,13 +39,22 @@ class Settler:
         self._clock = clock
         self._pending: dict[Key, Pending] = {}
         self._heap: list[tuple[float, Key]] = []
+        self._per_zone: dict[str, int] = {}  # files settling, by zone (the status asks every second)
         self.skipped: list[tuple[str, str, str]] = []  # (zone, rel, reason) found at expiry
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def count(self, zone: str) -> int:
-        return sum(1 for z, _ in self._pending if z == zone)
+        return self._per_zone.get(zone, 0)
+
+    def _drop(self, key: Key) -> None:
+        if self._pending.pop(key, None) is not None:
+            n = self._per_zone[key[0]] - 1
+            if n:
+                self._per_zone[key[0]] = n
+            else:
+                del self._per_zone[key[0]]
 
     def observe(self, zone: str, rel: str, size: int, mtime_ns: int, settle: float) -> None:
         """A file seen (by an event's stat or a walk) with this size and mtime: (re)start its timer
@@ -55,6 +64,7 @@ class Settler:
         now = self._clock()
         if p is None:
             self._pending[key] = Pending(size, mtime_ns, now + settle, settle)
+            self._per_zone[zone] = self._per_zone.get(zone, 0) + 1
             heapq.heappush(self._heap, (now + settle, key))
         elif p.size != size or p.mtime_ns != mtime_ns:
             p.size, p.mtime_ns, p.deadline = size, mtime_ns, now + settle
@@ -73,10 +83,10 @@ class Settler:
     def discard(self, zone: str, rel: str | None = None) -> None:
         """Forget one file, or (rel None) every file of a zone."""
         if rel is not None:
-            self._pending.pop((zone, rel), None)
+            self._drop((zone, rel))
             return
         for key in [k for k in self._pending if k[0] == zone]:
-            del self._pending[key]
+            self._drop(key)
 
     def next_deadline(self) -> float | None:
         return self._heap[0][0] if self._heap else None
@@ -97,10 +107,10 @@ class Settler:
             zone, rel = key
             st = self._stat(zone, rel)
             if st is None:
-                del self._pending[key]  # vanished while settling
+                self._drop(key)  # vanished while settling
                 continue
             if isinstance(st, str):
-                del self._pending[key]
+                self._drop(key)
                 self.skipped.append((zone, rel, st))
                 continue
             size, mtime = st
@@ -108,6 +118,6 @@ class Settler:
                 p.size, p.mtime_ns, p.deadline = size, mtime, now + p.settle
                 heapq.heappush(heap, (p.deadline, key))
                 continue
-            del self._pending[key]
+            self._drop(key)
             out.append(Ready(zone, rel, size, mtime))
         return out

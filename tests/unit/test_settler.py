@@ -75,3 +75,22 @@ def test_one_heap_entry_per_file_whatever_the_events():
         s.touch("z", "a")
         s.observe("z", "a", 1, 1, settle=1)
     assert len(s._heap) == 1
+
+
+def test_count_by_zone_follows_adds_and_every_kind_of_removal():
+    files = {"a": (1, 1), "b": (1, 1), "c": (1, 1)}
+    s, clock = make(files)
+    for rel in ("a", "b", "c"):
+        s.observe("z1", rel, 1, 1, settle=1)
+    s.observe("z2", "a", 1, 1, settle=1)
+    s.observe("z1", "a", 1, 1, settle=1)  # seen again: not counted twice
+    assert (s.count("z1"), s.count("z2"), s.count("none")) == (3, 1, 0)
+    s.discard("z1", "c")
+    assert s.count("z1") == 2
+    del files["b"]
+    clock.t += 2
+    assert sorted((r.zone, r.rel) for r in s.pop_ready()) == [("z1", "a"), ("z2", "a")]  # b vanished
+    assert (s.count("z1"), s.count("z2"), len(s)) == (0, 0, 0)
+    s.observe("z3", "a", 1, 1, settle=1)
+    s.discard("z3")
+    assert s.count("z3") == 0 and len(s) == 0
