@@ -5,43 +5,51 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: deps venv test lint unit integration e2e demo bench chaos clean
+.PHONY: deps venv irods test test-standin lint unit integration e2e demo bench chaos clean
 
+# apt packages (redis-server, systemd-nspawn, debootstrap, libsystemd-dev); idempotent
 deps:
-	bash packaging/ci-deps.sh
+	bash .ci/deps.sh
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,systemd]'
 	touch $@
 
 venv: deps $(VENV)/.installed
-	VENV=$(VENV) bash packaging/ci-deps.sh
+
+# a real iRODS 5.0.2 for the tests when one can be had (../shared/irods), else the tests use the stand-in
+irods:
+	bash .ci/irods.sh
 
 lint: venv
 	$(VENV)/bin/ruff check irods_ingestd tests bench
 	$(VENV)/bin/mypy irods_ingestd
 
-test: venv lint
+test: venv irods lint
 	$(PY) -m pytest -q -ra tests
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
-integration: venv
+integration: venv irods
 	$(PY) -m pytest -q tests/integration
 
-e2e: venv
+e2e: venv irods
 	$(PY) -m pytest -q tests/e2e
+
+# the same suite with every test on the iRODS test server (the stand-in's own second pass)
+test-standin: venv
+	INGESTD_TEST_IRODS=standin $(PY) -m pytest -q -ra tests/unit tests/integration
 
 demo: venv
 	$(PY) -m tests.demo
 
-bench: venv
+bench: venv irods
 	$(PY) -m bench.run
 
-chaos: venv
+chaos: venv irods
 	$(PY) -m bench.chaos
 
 clean:

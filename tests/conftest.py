@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,3 +37,54 @@ def redis_conn(redis_server: RedisServerProcess) -> Iterator[redis.Redis]:
     r.flushall()
     yield r
     r.close()
+
+
+# --- no test leaves a process behind --------------------------------------------------------------
+# Every process the tests start inherits this variable; at the end of the session any that still runs
+# (an orphaned worker, daemon, server) is listed, killed, and fails the session.
+RUN_MARK = "INGESTD_TEST_RUN"
+
+
+def _marked_processes(mark: str) -> list[tuple[int, str]]:
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if f"{RUN_MARK}={mark}".encode() not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue  # a zombie holds nothing
+        except OSError:
+            continue
+        found.append((int(entry), cmd))
+    return found
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    os.environ[RUN_MARK] = f"{os.getpid()}-{time.time_ns()}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    mark = os.environ.get(RUN_MARK)
+    if not mark:
+        return
+    left = _marked_processes(mark)
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:  # give processes that are stopping a moment
+        time.sleep(0.2)
+        left = _marked_processes(mark)
+    if not left:
+        return
+    for pid, _cmd in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    text = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in left)
+    session.config.get_terminal_writer().line(f"\nFAILED: tests left {len(left)} processes running (killed now):\n"
+                                              f"{text}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

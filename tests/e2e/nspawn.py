@@ -72,7 +72,7 @@ def can_nspawn() -> str | None:
         return "systemd-nspawn needs root (run the e2e tests as root, as CI does)"
     for tool in ("systemd-nspawn", "debootstrap"):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (packaging/ci-deps.sh installs it)"
+            return f"{tool} is not installed (.ci/deps.sh installs it)"
     return None
 
 

@@ -20,8 +20,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
-@pytest.mark.skipif(bool(os.environ.get("INGESTD_TEST_IRODS_ENV")),
-                    reason="the campaign needs the iRODS test server's fault injection")
 def test_short_fault_campaign(tmp_path: Path) -> None:
     seed = int(os.environ.get("INGESTD_CHAOS_SEED", "7"))
     opts = Options(seed=seed, files=300, faults=18, short=True, large=1, drain_timeout=150.0,

@@ -34,6 +34,7 @@ class ServerStartError(RuntimeError):
 
 @dataclass
 class IrodsServerProcess:
+    real = False  # the test server, not a real iRODS (see pytest_plugin.RealIrodsServer)
     workdir: Path
     host: str = "127.0.0.1"
     port: int = 0  # 0 = pick a free port

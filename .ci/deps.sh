@@ -1,9 +1,9 @@
 #!/bin/bash
-# Install what the tests need beyond the Python venv. Idempotent; .ci/run calls it (as root).
+# Install what the tests need beyond the Python venv. Idempotent; `make deps` (so .ci/run) calls it once, as root.
 #   redis-server        RQ's broker for integration tests (and its redis-cli)
 #   systemd-container   systemd-nspawn for the end-to-end tests (a real systemd as PID 1)
 #   debootstrap         builds the Debian 12 rootfs those tests boot (cached outside the checkout)
-#   libsystemd-dev, pkg-config   let pip build systemd-python (the native journald/sd_notify path)
+#   libsystemd-dev, pkg-config   let pip build systemd-python (the venv's [systemd] extra: journald/sd_notify)
 # systemd itself (systemd-analyze, for tests/integration/test_systemd_units.py) comes with
 # systemd-container.
 set -euo pipefail
@@ -22,12 +22,4 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-
-# Python packages for the tests, into the project's venv (VENV, default .venv beside this repo).
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv=${VENV:-$repo/.venv}
-if [ -x "$venv/bin/pip" ]; then
-    # systemd-python: the journald/sd_notify path the daemon uses in production.
-    "$venv/bin/pip" install -q 'systemd-python>=235'
 fi
