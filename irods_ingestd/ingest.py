@@ -33,9 +33,8 @@ at once with ``ledger.mark_failed``.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -56,7 +55,8 @@ from irods.message import FileOpenRequest, ObjCopyRequest, StringStringMap, iROD
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, DataObject, DataObjectMeta
 
-from . import __version__, names
+from . import __version__, checksums, names
+from .checksums import Digest
 from .config import Config, QueueConfig
 from .irods_session import SessionError, SessionHolder
 from .job import Batch, FileItem, ZoneSpec
@@ -126,7 +126,7 @@ _PERMANENT_IRODS = tuple(
         "UNIX_FILE_OPEN_ERR", "USER_INPUT_PATH_ERR", "SYS_INVALID_FILE_PATH", "SYS_RESC_DOES_NOT_EXIST",
         "CAT_NAME_EXISTS_AS_COLLECTION", "CAT_NAME_EXISTS_AS_DATAOBJ", "SYS_INVALID_INPUT_PARAM",
         "CAT_INVALID_ARGUMENT", "SYS_NOT_ALLOWED", "SYS_NOT_SUPPORTED", "HIERARCHY_ERROR",
-        "USER_INCOMPATIBLE_PARAMS", "CAT_UNKNOWN_COLLECTION",
+        "USER_INCOMPATIBLE_PARAMS",
     ) if hasattr(iex, n)
 )
 
@@ -135,6 +135,8 @@ def is_transient(exc: BaseException) -> bool:
     """Network trouble, a server that is down or slow, SYS_* errors: worth another attempt."""
     if isinstance(exc, PermanentError | LocalChanged | Vanished | NotRegular):
         return False
+    if isinstance(exc, CollectionRace | iex.CAT_UNKNOWN_COLLECTION):
+        return True  # a collection racing into existence, or removed meanwhile: create it again
     if isinstance(exc, iex.NetworkException | ConnectionError | TimeoutError | socket.timeout | EOFError):
         return True
     if isinstance(exc, _PERMANENT_IRODS):
@@ -160,18 +162,6 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def irods_checksum(digest: bytes) -> str:
-    return "sha2:" + base64.b64encode(digest).decode()
-
-
-def file_sha256(path: str) -> bytes:
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.digest()
-
-
 def backoff_delay(q: QueueConfig, attempt: int) -> float:
     return float(min(q.backoff * (2 ** attempt), q.backoff_max))
 
@@ -187,6 +177,7 @@ class IngestContext:
     host: str = field(default_factory=socket.gethostname)
     sleep: Callable[[float], Any] = time.sleep
     known_collections: set[str] = field(default_factory=set)
+    hash_scheme: str | None = None  # the server's checksum scheme, learnt from its first answer
     # (collection, name) → what one query per collection found for a batch's files (see ingest_batch)
     prefetched: dict[tuple[str, str], dict[str, _Obj]] = field(default_factory=dict)
 
@@ -216,20 +207,35 @@ class _Obj:
 # iRODS helpers
 
 
+class CollectionRace(Exception):
+    """The collection is still missing after creating it (other workers creating its parents): retry."""
+
+
+COLLECTION_TRIES = 5
+
+
 def ensure_collection(ctx: IngestContext, session: Any, coll: str) -> None:
-    """Create coll and its parents; safe when many workers race for the same tree."""
+    """Create coll and its parents; safe when many workers race for the same tree.
+
+    A real server's recursive create stops at a parent that another session created meanwhile and
+    answers "already exists" although `coll` itself was not made: so the answer is never trusted, the
+    collection is looked up, and the create repeated until it is there (then cached)."""
     if coll in ctx.known_collections:
         return
-    try:
-        session.collections.create(coll, recurse=True)
-    except (iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, iex.CAT_NAME_EXISTS_AS_COLLECTION):
-        pass  # another worker made it first: that is what we wanted
-    except iex.CollectionDoesNotExist:
-        # created, but the lookup that PRC does afterwards raced with something; check below
-        pass
-    except iex.iRODSException as e:
-        if is_transient(e) or not session.collections.exists(coll):
-            raise
+    for attempt in range(COLLECTION_TRIES):
+        try:
+            session.collections.create(coll, recurse=True)
+        except (iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, iex.CAT_NAME_EXISTS_AS_COLLECTION,
+                iex.CollectionDoesNotExist, iex.CAT_UNKNOWN_COLLECTION):
+            pass  # another worker made coll or a parent first, or PRC's look-up after the create raced
+        except iex.iRODSException as e:
+            if is_transient(e) or not session.collections.exists(coll):
+                raise
+        if session.collections.exists(coll):
+            break
+        ctx.sleep(0.02 * (attempt + 1))
+    else:
+        raise CollectionRace(f"collection {coll} still missing after {COLLECTION_TRIES} creates")
     if len(ctx.known_collections) > 100_000:
         ctx.known_collections.clear()
     ctx.known_collections.add(coll)
@@ -346,9 +352,9 @@ def _recheck_local(local: _Local) -> None:
         raise LocalChanged()
 
 
-def _local_digest(local: _Local) -> bytes:
+def _local_digest(ctx: IngestContext, local: _Local) -> Digest:
     try:
-        return file_sha256(local.path)
+        return checksums.file_digest(local.path, checksums.schemes_for(ctx.hash_scheme))
     except PermissionError as e:
         raise PermanentError(f"unreadable local file: {e.strerror}") from None
     except FileNotFoundError:
@@ -382,8 +388,8 @@ def _made_by_us(avus: dict[str, str], zone: ZoneSpec, item: FileItem, target: na
     return original == names.original_name_value(item.rel) if target.mapped else original is None
 
 
-def _copy_small(session: Any, local: _Local, dest: str, opts: dict[str, str]) -> bytes:
-    h = hashlib.sha256()
+def _copy_small(session: Any, local: _Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
+    h = checksums.Hasher(schemes)
     try:
         fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC | (0 if local.follow else os.O_NOFOLLOW))
     except PermissionError as e:
@@ -402,14 +408,14 @@ def _copy_small(session: Any, local: _Local, dest: str, opts: dict[str, str]) ->
     return h.digest()
 
 
-def _copy_large(session: Any, local: _Local, dest: str, opts: dict[str, str]) -> bytes:
-    """PRC's parallel put, with the SHA-256 computed by a thread reading the same file meanwhile."""
-    result: list[bytes] = []
+def _copy_large(session: Any, local: _Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
+    """PRC's parallel put, with the digests computed by a thread reading the same file meanwhile."""
+    result: list[Digest] = []
     error: list[BaseException] = []
 
     def hash_it() -> None:
         try:
-            result.append(file_sha256(local.path))
+            result.append(checksums.file_digest(local.path, schemes))
         except BaseException as e:  # noqa: B036 - handed to the caller
             error.append(e)
 
@@ -429,6 +435,47 @@ def _copy_large(session: Any, local: _Local, dest: str, opts: dict[str, str]) ->
             raise LocalChanged()
         raise e
     return result[0]
+
+
+def _compare(ctx: IngestContext, local: _Local, digest: Digest, got: str) -> tuple[Digest, bool]:
+    """Does the server's checksum `got` match the local file? In the server's scheme, which is learnt here
+    (a scheme the digest lacks is computed from the file: the server may have been switched)."""
+    if not got:
+        return digest, False
+    try:
+        ctx.hash_scheme = checksums.scheme_of(got)
+        digest = digest.extended(got, local.path, _no_follow_opener(local))
+    except checksums.UnknownScheme as e:
+        raise PermanentError(str(e)) from None
+    except PermissionError as e:
+        raise PermanentError(f"unreadable local file: {e.strerror}") from None
+    except OSError:
+        raise LocalChanged() from None
+    return digest, digest.matches(got)
+
+
+def _shown(ctx: IngestContext, digest: Digest) -> str:
+    scheme = ctx.hash_scheme if ctx.hash_scheme in digest.by_scheme else checksums.SHA2
+    return digest.irods(scheme or checksums.SHA2)
+
+
+def _no_follow_opener(local: _Local) -> Any:
+    flags = 0 if local.follow else os.O_NOFOLLOW
+    return lambda path, mode: os.open(path, mode | flags)
+
+
+def _register(session: Any, realpath: str, path: str, opts: dict[str, str]) -> None:
+    try:
+        session.data_objects.register(realpath, path, regChksum="", **opts)
+    except (iex.UNIX_FILE_STAT_ERR, iex.UNIX_FILE_OPEN_ERR) as e:
+        # it can stat but not open the file (to checksum it): nothing may stay registered
+        with contextlib.suppress(iex.iRODSException):
+            if session.data_objects.exists(path):
+                session.data_objects.unregister(path)
+        raise PermanentError(
+            f"the iRODS server cannot read {realpath} ({describe(e)}): register mode needs the server's "
+            "service account, on the host of the zone's resource, to read the landing file and to search "
+            "every directory above it") from None
 
 
 def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, target: names.Target,
@@ -454,14 +501,14 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
     realpath = os.path.realpath(local.path) if zone.mode == "register" else ""
     existing = objs.get(target.name)
     update = False
-    digest: bytes | None = None
+    digest: Digest | None = None
     if existing is not None:
         if existing.size == item.size:
-            digest = _local_digest(local)
             stored = existing.checksum or server_checksum(session, target.path)
-            if stored == irods_checksum(digest):
+            digest, same = _compare(ctx, local, _local_digest(ctx, local), stored)
+            if same:
                 _recheck_local(local)
-                res.digest = digest
+                res.digest = digest.sha256
                 if zone.mode == "register" and realpath in existing.paths:
                     avus = object_avus(session, target.collection, target.name)
                     if A_SOURCE_PATH not in avus:  # registered by us, interrupted before the AVUs
@@ -488,14 +535,15 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
                 rename(session, target.path, target.old_path)
                 set_aside = True
         if digest is None:
-            digest = _local_digest(local)
-        session.data_objects.register(realpath, target.path, regChksum="", **opts)
+            digest = _local_digest(ctx, local)
+        _register(session, realpath, target.path, opts)
         got = server_checksum(session, target.path)
         try:
-            if got != irods_checksum(digest):
+            digest, same = _compare(ctx, local, digest, got)
+            if not same:
                 _recheck_local(local)
                 raise PermanentError(f"checksum mismatch after register: iRODS {got or 'none'}, "
-                                     f"local {irods_checksum(digest)}")
+                                     f"local {_shown(ctx, digest)}")
             _recheck_local(local)
         except (LocalChanged, PermanentError):
             session.data_objects.unregister(target.path)
@@ -503,7 +551,7 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
                 rename(session, target.old_path, target.path)
             raise
         _set_metadata(session, target.path, ops)
-        res.digest = digest
+        res.digest = digest.sha256
         if set_aside:
             _unlink_quiet(session, target.old_path)
         res.moved_bytes = 0
@@ -511,19 +559,18 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
 
     # put: copy to the temporary name, verify, set the AVUs, rename into place
     try:
-        if item.size > PARALLEL_THRESHOLD:
-            digest = _copy_large(session, local, target.part_path, opts)
-        else:
-            digest = _copy_small(session, local, target.part_path, opts)
+        copy = _copy_large if item.size > PARALLEL_THRESHOLD else _copy_small
+        digest = copy(session, local, target.part_path, opts, checksums.schemes_for(ctx.hash_scheme))
         res.moved_bytes = item.size
         got = server_checksum(session, target.part_path, force=True)
-        if got != irods_checksum(digest):
+        digest, same = _compare(ctx, local, digest, got)
+        if not same:
             _recheck_local(local)  # a file that changed while being read is resettled, not failed
             raise iex.USER_CHKSUM_MISMATCH(f"iRODS has {got or 'no checksum'}, the local file "
-                                           f"{irods_checksum(digest)}")
+                                           f"{_shown(ctx, digest)}")
         _recheck_local(local)
         _set_metadata(session, target.part_path, ops)
-        res.digest = digest
+        res.digest = digest.sha256
     except BaseException as e:
         if not is_transient(e):  # leave nothing behind that looks like an ingest (a transient error may
             try:                 # have taken the connection; the next attempt removes the temp copy)

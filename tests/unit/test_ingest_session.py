@@ -8,7 +8,7 @@ from pathlib import Path
 import irods.exception as iex
 import pytest
 
-from irods_ingestd import ingest
+from irods_ingestd import checksums, ingest
 from irods_ingestd.config import IrodsConfig, QueueConfig
 from irods_ingestd.irods_session import SessionError, SessionHolder, load_password, make_session
 
@@ -98,5 +98,5 @@ def test_backoff_is_exponential_and_capped() -> None:
 
 def test_checksum_format() -> None:
     import hashlib
-    assert ingest.irods_checksum(hashlib.sha256(b"").digest()) == \
+    assert checksums.irods_format(checksums.SHA2, hashlib.sha256(b"").digest()) == \
         "sha2:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="

@@ -1,0 +1,49 @@
+"""Verification in the server's own checksum scheme: a real iRODS 5.0.2 switched to MD5
+(`default_hash_scheme` in server_config.json) answers MD5 hex checksums; every file must still verify."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from irods_ingestd import checksums
+from tests.expect import sha2
+from tests.integration.test_ingest import Env, env, objects_under  # noqa: F401 - the fixture
+from tests.real_irods import server_config
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_md5_server_verifies_puts_and_registers_then_sha256_again(env: Env) -> None:  # noqa: F811
+    if not env.irods.real:
+        pytest.skip("switches the real iRODS server to MD5")
+    data = {f"m/{i}.dat": os.urandom(1000 * i + 1) for i in range(4)}
+    with server_config(default_hash_scheme="MD5"):
+        ctx = env.ctx()
+        items = [env.write(rel, b) for rel, b in data.items()]
+        s = env.run(ctx, items)
+        assert s["ingested"] == 4 and s["failed"] == 0, (s, list(ctx.ledger.failures("z1")))
+        assert ctx.hash_scheme == checksums.MD5
+        reg = env.ctx(mode="register", collection=env.coll + "-reg")
+        r = env.run(reg, items)
+        assert r["ingested"] == 4 and r["failed"] == 0, (r, list(reg.ledger.failures("z1")))
+        with env.session() as sess:
+            put_objs = objects_under(sess, env.coll + "/")
+            reg_objs = objects_under(sess, env.coll + "-reg/")
+        for rel, b in data.items():
+            assert put_objs[f"{env.coll}/{rel}"][1] == md5(b)  # the server's scheme, verified by us
+            assert reg_objs[f"{env.coll}-reg/{rel}"][1] == md5(b)
+        again = env.run(env.ctx(), items)
+        assert again["already_present"] == 4, again
+    # back to SHA256: objects that carry MD5 checksums are recognised (no copy, no conflict)
+    ctx = env.ctx()
+    assert env.run(ctx, items)["already_present"] == 4
+    new = env.write("m/new.dat", b"after the switch back")
+    assert env.run(ctx, [new])["ingested"] == 1
+    assert ctx.hash_scheme == checksums.SHA2
+    with env.session() as sess:
+        assert objects_under(sess, env.coll + "/")[f"{env.coll}/m/new.dat"][1] == sha2(b"after the switch back")
