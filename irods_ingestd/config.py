@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_parse import Checker, parse_duration, parse_size
+from .config_paths import aliasing_problems
+
 DEFAULT_CONFIG = Path("/etc/irods-ingestd/config.toml")
 CONFIG_ENV = "IRODS_INGESTD_CONFIG"
 
@@ -39,6 +42,7 @@ WATCHERS = ("inotify", "poll")
 SYMLINK_POLICIES = ("skip", "follow")
 AFTER_ACTIONS = ("keep", "delete", "move")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MIN_SETTLE = 0.1  # seconds
 
 
 class ConfigError(Exception):
@@ -51,41 +55,6 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(f"{self.source}: {p}" for p in self.problems)
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-
-
-def parse_duration(value: Any) -> float:
-    """'30s', '5m', '1.5h', '250ms' or a number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"negative duration: {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    raise ValueError(f"not a duration (use e.g. 30s, 5m, 1h): {value!r}")
-
-
-def parse_size(value: Any) -> int:
-    """'256MiB', '1G', '4096' or a number of bytes → bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, int) and value >= 0:
-        return value
-    if isinstance(value, str):
-        m = _SIZE.match(value)
-        if m:
-            unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
-            mult = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
-            return int(float(m.group(1)) * mult)
-    raise ValueError(f"not a size (use e.g. 64MiB, 1GiB): {value!r}")
 
 
 @dataclass(frozen=True)
@@ -165,52 +134,6 @@ _ZONE_KEYS = {
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-class _Checker:
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def unknown(self, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
-        for key in sorted(set(table) - allowed):
-            self.problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
-
-    def get(self, where: str, table: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
-            default: Any) -> Any:
-        if key not in table:
-            return default
-        value = table[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            kinds = kind if isinstance(kind, tuple) else (kind,)
-            self.problems.append(f"{where}.{key}: expected {'/'.join(k.__name__ for k in kinds)}, "
-                                 f"got {type(value).__name__} {value!r}")
-            return default
-        return value
-
-    def conv(self, where: str, table: Mapping[str, Any], key: str, fn: Any, default: Any) -> Any:
-        if key not in table:
-            return default
-        try:
-            return fn(table[key])
-        except ValueError as e:
-            self.problems.append(f"{where}.{key}: {e}")
-            return default
-
-    def choice(self, where: str, table: Mapping[str, Any], key: str, choices: tuple[str, ...],
-               default: str) -> str:
-        value = self.get(where, table, key, str, default)
-        if value not in choices:
-            self.problems.append(f"{where}.{key}: {value!r} is not one of {', '.join(choices)}")
-            return default
-        return str(value)
-
-    def strings(self, where: str, table: Mapping[str, Any], key: str,
-                default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.get(where, table, key, list, None)
-        if value is None:
-            return default
-        if not all(isinstance(v, str) for v in value):
-            self.problems.append(f"{where}.{key}: expected a list of strings")
-            return default
-        return tuple(value)
 
 
 def _irods_path_ok(p: str) -> bool:
@@ -218,7 +141,7 @@ def _irods_path_ok(p: str) -> bool:
         all(part not in (".", "..") for part in p.split("/")[1:])
 
 
-def _check_zone(c: _Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig | None:
+def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig | None:
     if not isinstance(raw, dict):
         c.problems.append(f"zone #{i + 1}: expected a [[zone]] table")
         return None
@@ -240,6 +163,9 @@ def _check_zone(c: _Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig 
                           f"/zone/home/user/landing (no trailing slash, no . or ..)")
     mode = c.choice(where, raw, "mode", MODES, "put")
     settle = c.conv(where, raw, "settle", parse_duration, 10.0)
+    if settle < MIN_SETTLE:
+        c.problems.append(f"{where}.settle: must be at least {MIN_SETTLE:g}s (a file is ready when unchanged for "
+                          f"this long; {settle:g}s would queue files still being written)")
     rescan = c.conv(where, raw, "rescan", parse_duration, 900.0)
     if rescan is not None and rescan < 1:
         c.problems.append(f"{where}.rescan: must be at least 1s")
@@ -273,9 +199,6 @@ def _check_zone(c: _Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig 
             c.problems.append(f"{where}.move_to: required when after = \"move\"")
         elif not move_to.is_absolute():
             c.problems.append(f"{where}.move_to: {move_to_s!r} must be an absolute path")
-        elif path is not None and _inside(move_to, path):
-            c.problems.append(f"{where}.move_to: {move_to_s} is inside the zone's path; it would be ingested "
-                              f"again")
     elif move_to is not None:
         c.problems.append(f"{where}.move_to: only used with after = \"move\" (after is {after!r})")
     if mode == "register" and after != "keep":
@@ -291,15 +214,9 @@ def _check_zone(c: _Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig 
     )
 
 
-def _inside(a: Path, b: Path) -> bool:
-    """True if a is b or below it (lexically, after normalising)."""
-    a_s, b_s = os.path.normpath(a), os.path.normpath(b)
-    return a_s == b_s or a_s.startswith(b_s.rstrip("/") + "/")
-
-
 def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: bool = True) -> Config:
     """Validate parsed TOML and build a Config, or raise ConfigError listing every problem."""
-    c = _Checker()
+    c = Checker()
     c.unknown("top level", data, _TOP_KEYS)
     log_level = c.choice("top level", data, "log_level", LOG_LEVELS, "info")
 
@@ -366,11 +283,11 @@ def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: boo
         if z.name in seen:
             c.problems.append(f"zone {z.name!r}: the name is used twice")
         seen[z.name] = z
+    # by real path and device/inode, not text (symlinks, bind mounts); missing directories are fine here
+    c.problems += aliasing_problems([z for z in zones if z.path.is_absolute() and
+                                     (z.move_to is None or z.move_to.is_absolute())])
     for i, a in enumerate(zones):
         for b in zones[i + 1:]:
-            if _inside(a.path, b.path) or _inside(b.path, a.path):
-                c.problems.append(f"zone {a.name!r} and zone {b.name!r}: their paths overlap "
-                                  f"({a.path} and {b.path}); a file would be ingested twice")
             if a.collection == b.collection or a.collection.startswith(b.collection + "/") or \
                     b.collection.startswith(a.collection + "/"):
                 c.problems.append(f"zone {a.name!r} and zone {b.name!r}: their collections overlap "

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..config import Config, file_is_private, load
 
@@ -29,6 +30,16 @@ def security_problems(cfg: Config) -> list[str]:
 
 
 
+def nearest_collection(session: Any, collection: str) -> str | None:
+    """The collection itself or its nearest existing ancestor (workers create the missing levels below
+    it, as deep as needed); None if not even the iRODS zone's root exists."""
+    path = collection
+    while path and path != "/":
+        if session.collections.exists(path):
+            return path
+        path = path.rsplit("/", 1)[0]
+    return None
+
 
 def check_services(cfg: Config) -> list[str]:
     problems = []
@@ -43,9 +54,9 @@ def check_services(cfg: Config) -> list[str]:
         session = make_session(cfg.irods)
         try:
             for z in cfg.zones:
-                parent = z.collection.rsplit("/", 1)[0] or "/"
-                if not session.collections.exists(z.collection) and not session.collections.exists(parent):
-                    problems.append(f"zone {z.name!r}: neither {z.collection} nor its parent exists in iRODS")
+                if nearest_collection(session, z.collection) is None:
+                    problems.append(f"zone {z.name!r}: no part of {z.collection} exists in iRODS (not even "
+                                    f"/{z.collection.split('/')[1]}); is the iRODS zone name right?")
         finally:
             session.cleanup()
     except Exception as e:  # noqa: BLE001

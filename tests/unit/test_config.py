@@ -40,6 +40,7 @@ BAD = [
     ("missing directory", GOOD_HEAD + GOOD_ZONE.replace("landing", "nowhere"), "zone 'seq'.path"),
     ("relative path", GOOD_HEAD + GOOD_ZONE.replace("@TMP@/landing", "landing"), "must be an absolute path"),
     ("bad duration", GOOD_HEAD + GOOD_ZONE + "settle = 'soon'\n", "zone 'seq'.settle: not a duration"),
+    ("settle zero", GOOD_HEAD + GOOD_ZONE + "settle = 0\n", "zone 'seq'.settle: must be at least 0.1s"),
     ("negative duration", GOOD_HEAD + GOOD_ZONE + "settle = -1\n", "zone 'seq'.settle: negative duration"),
     ("bad mode", GOOD_HEAD + GOOD_ZONE + "mode = 'copy'\n", "zone 'seq'.mode: 'copy' is not one of put, register"),
     ("bad watcher", GOOD_HEAD + GOOD_ZONE + "watcher = 'fanotify'\n", "zone 'seq'.watcher"),
