@@ -41,6 +41,7 @@ MODES = ("put", "register")
 WATCHERS = ("inotify", "poll")
 SYMLINK_POLICIES = ("skip", "follow")
 AFTER_ACTIONS = ("keep", "delete", "move")
+VERSION_POLICIES = ("keep", "replace", "conflict")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MIN_SETTLE = 0.1  # seconds
 
@@ -74,6 +75,8 @@ class ZoneConfig:
     resource: str = ""
     after: str = "keep"
     move_to: Path | None = None
+    versions: str = "keep"  # a different file under an ingested name: keep the old object as name.~N~
+    after_hold: float = 10.0  # seconds a verified file is left alone before delete/move (default: settle)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ _QUEUE_KEYS = {
 _ZONE_KEYS = {
     "name", "path", "collection", "mode", "settle", "watcher", "rescan", "poll_interval", "include",
     "exclude", "temp_patterns", "symlinks", "resource", "after", "move_to",
+    "versions", "after_hold",
 }
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -175,6 +179,10 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
     watcher = c.choice(where, raw, "watcher", WATCHERS, "inotify")
     symlinks = c.choice(where, raw, "symlinks", SYMLINK_POLICIES, "skip")
     after = c.choice(where, raw, "after", AFTER_ACTIONS, "keep")
+    versions = c.choice(where, raw, "versions", VERSION_POLICIES, "keep")
+    after_hold = c.conv(where, raw, "after_hold", parse_duration, settle)
+    if after_hold is not None and after_hold < 0:
+        c.problems.append(f"{where}.after_hold: must not be negative")
     move_to_s = c.get(where, raw, "move_to", str, None)
     resource = c.get(where, raw, "resource", str, "")
     include = c.strings(where, raw, "include", ("*",))
@@ -210,7 +218,8 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
         name=name, path=path, collection=collection, mode=mode, settle=settle, watcher=watcher,
         rescan=rescan, poll_interval=poll_interval, include=include, exclude=exclude, temp_patterns=temps,
         symlinks=symlinks,
-        resource=resource, after=after, move_to=move_to,
+        resource=resource, after=after, move_to=move_to, versions=versions,
+        after_hold=after_hold if after_hold is not None else settle,
     )
 
 

@@ -8,7 +8,9 @@ so a worker of another version can read it and refuse it clearly when the versio
       "id": "b-<zone>-<hash>",              # the batch id, also RQ's job id
       "queued_at": 1764201600.0,            # unix seconds
       "zone": {"name", "root", "collection", "mode", "resource", "after", "move_to",
-               "follow_symlinks"},        # follow_symlinks: optional, default false
+               "follow_symlinks",         # optional, default false
+               "versions",                # optional, default "keep" (see ingest: a new version of a file)
+               "after_hold"},             # optional, default 0: seconds between verification and delete/move
       "files": [[rel, size, mtime_ns], ...] # rel: path relative to root, str (surrogateescape for
                                             #      bytes that are not UTF-8), "/"-separated
     }
@@ -45,12 +47,27 @@ class ZoneSpec:
     after: str = "keep"
     move_to: str | None = None
     follow_symlinks: bool = False
+    versions: str = "keep"  # keep | replace | conflict: what a different file under an ingested name does
+    after_hold: float = 0.0  # seconds a verified file stays before delete/move
 
     @classmethod
     def from_config(cls, z: ZoneConfig) -> ZoneSpec:
         return cls(name=z.name, root=str(z.path), collection=z.collection, mode=z.mode,
                    resource=z.resource, after=z.after, move_to=str(z.move_to) if z.move_to else None,
-                   follow_symlinks=z.symlinks == "follow")
+                   follow_symlinks=z.symlinks == "follow", versions=z.versions,
+                   after_hold=z.after_hold)
+
+    def to_record(self) -> dict:
+        return {"name": self.name, "root": self.root, "collection": self.collection, "mode": self.mode,
+                "resource": self.resource, "after": self.after, "move_to": self.move_to,
+                "follow_symlinks": self.follow_symlinks, "versions": self.versions, "after_hold": self.after_hold}
+
+    @classmethod
+    def from_record(cls, z: dict) -> ZoneSpec:
+        return cls(name=z["name"], root=z["root"], collection=z["collection"], mode=z["mode"],
+                   resource=z.get("resource", ""), after=z.get("after", "keep"), move_to=z.get("move_to"),
+                   follow_symlinks=bool(z.get("follow_symlinks", False)), versions=z.get("versions", "keep"),
+                   after_hold=float(z.get("after_hold", 0.0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +94,7 @@ class Batch:
             "v": JOB_VERSION,
             "id": self.id,
             "queued_at": self.queued_at,
-            "zone": {"name": z.name, "root": z.root, "collection": z.collection, "mode": z.mode,
-                     "resource": z.resource, "after": z.after, "move_to": z.move_to,
-                     "follow_symlinks": z.follow_symlinks},
+            "zone": z.to_record(),
             "files": [[f.rel, f.size, f.mtime_ns] for f in self.files],
         }
 
@@ -87,11 +102,8 @@ class Batch:
     def from_record(cls, rec: dict) -> Batch:
         if rec.get("v") != JOB_VERSION:
             raise ValueError(f"job record version {rec.get('v')!r} is not {JOB_VERSION}: upgrade this worker")
-        z = rec["zone"]
         return cls(
-            zone=ZoneSpec(name=z["name"], root=z["root"], collection=z["collection"], mode=z["mode"],
-                          resource=z.get("resource", ""), after=z.get("after", "keep"),
-                          move_to=z.get("move_to"), follow_symlinks=bool(z.get("follow_symlinks", False))),
+            zone=ZoneSpec.from_record(rec["zone"]),
             files=tuple(FileItem(rel, int(size), int(mtime)) for rel, size, mtime in rec["files"]),
             queued_at=float(rec.get("queued_at", 0.0)),
         )
