@@ -49,6 +49,13 @@ return 1
 """
 
 
+_DROP_DONE_LUA = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and string.sub(old, 1, 17) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     state: bytes
@@ -229,3 +236,10 @@ class Ledger:
 
     def adjust_queued(self, zone: str, delta: int) -> None:
         self.r.hincrby(self.stats_key(zone), "queued", delta)
+
+    def drop_done(self, zone: str, rel: str, size: int, mtime_ns: int) -> bool:
+        """Drop a done entry of this version (its landing file was deleted or moved after ingest, so nothing
+        on disk will be compared with it); an entry of another version or state is left as it is."""
+        d, name = split_rel(rel)
+        return bool(self.r.eval(_DROP_DONE_LUA, 1, self.dir_key(zone, d), name_field(name),
+                                DONE + _VERSION.pack(size, mtime_ns)))
