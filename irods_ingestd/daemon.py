@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from . import __version__, names
+from . import __version__, after_jobs, names
 from .config import Config, ConfigError, ZoneConfig, load
 from .filters import NameFilter
 from .job import FileItem, ZoneSpec
@@ -455,6 +455,8 @@ class Daemon:
             if time.monotonic() >= self._next_reap and not self.once:
                 self._next_reap = time.monotonic() + 5.0
                 self.enqueuer.reap()
+                after_jobs.enqueue_due(self.r, self.ledger.prefix, self.enqueuer.queue,
+                                       [zs.spec for zs in self.zones.values()])
             for zs in self.zones.values():
                 for rel in self.ledger.pop_resettle(zs.cfg.name):
                     st = stat_file(zs.root, rel, zs.cfg.symlinks == "follow")

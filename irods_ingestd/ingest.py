@@ -37,7 +37,6 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import socket
 import stat
 import threading
@@ -50,12 +49,12 @@ from typing import Any
 import irods.exception as iex
 import redis
 from irods.api_number import api_number
-from irods.column import In
+from irods.column import In, Like
 from irods.message import FileOpenRequest, ObjCopyRequest, StringStringMap, iRODSMessage
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, DataObject, DataObjectMeta
 
-from . import __version__, checksums, names
+from . import __version__, after, checksums, names
 from .checksums import Digest
 from .config import Config, QueueConfig
 from .irods_session import SessionError, SessionHolder
@@ -75,6 +74,7 @@ A_INGEST_TIME = AVU_PREFIX + "ingest_time"
 A_ZONE = AVU_PREFIX + "zone"
 A_VERSION = AVU_PREFIX + "version"
 A_ORIGINAL_NAME = AVU_PREFIX + "original_name"
+A_SUPERSEDED = AVU_PREFIX + "superseded"  # on a previous version kept as <name>.~N~: when it was replaced
 
 PARALLEL_THRESHOLD = 32 * 1024 * 1024
 CHUNK = 8 * 1024 * 1024
@@ -88,9 +88,12 @@ CHANGED = "changed, resettled"
 VANISHED = "vanished"
 NOT_REGULAR = "not a regular file"
 LOCKED = "locked by another worker, resettled"
+LOST = "lock lost"
+DEFERRED = "deferred"
 
 _SUMMARY_KEYS = {INGESTED: "ingested", ALREADY: "already_present", UPDATED: "updated", FAILED: "failed",
-                 CHANGED: "changed", VANISHED: "vanished", NOT_REGULAR: "skipped", LOCKED: "locked"}
+                 CHANGED: "changed", VANISHED: "vanished", NOT_REGULAR: "skipped", LOCKED: "locked",
+                 LOST: "lock_lost", DEFERRED: "deferred"}
 
 
 class PermanentError(Exception):
@@ -193,6 +196,8 @@ class FileResult:
     reason: str = ""
     moved_bytes: int = 0
     digest: bytes = b""
+    local_st: os.stat_result | None = None  # the landing file as verified (for the after-action)
+    kept_as: str = ""  # versions = "keep": where the previous object went
 
 
 @dataclass
@@ -478,10 +483,51 @@ def _register(session: Any, realpath: str, path: str, opts: dict[str, str]) -> N
             "every directory above it") from None
 
 
+class LockLost(Exception):
+    """This worker's lock on the file expired (it was frozen or cut off): another worker may have it now."""
+
+
+def _still_mine(lock: FileLock | None) -> None:
+    if lock is not None and not lock.still_held():
+        raise LockLost()
+
+
+def _set_aside_version(session: Any, target: names.Target) -> str:
+    """Rename the object at target.path to the first free `<name>.~N~` (never over another object)."""
+    n = _last_version(session, target) + 1
+    while True:
+        aside = f"{target.path}.~{n}~"
+        try:
+            rename(session, target.path, aside)
+            return aside
+        except (iex.CAT_NAME_EXISTS_AS_DATAOBJ, iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME):
+            n += 1
+
+
+def _last_version(session: Any, target: names.Target) -> int:
+    if "'" in target.name:
+        return 0  # GenQuery cannot quote it in a like: count up from 1
+    prefix = target.name + ".~"
+    q = session.query(DataObject.name).filter(Collection.name == target.collection) \
+        .filter(Like(DataObject.name, prefix + "%~"))
+    nums = [int(n[len(prefix):-1]) for n in (r[DataObject.name] for r in q)
+            if n.startswith(prefix) and n[len(prefix):-1].isdigit()]
+    return max(nums, default=0)
+
+
+def _mark_superseded(session: Any, path: str) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        _set_metadata(session, path, [AVUOperation(operation="add", avu=iRODSMeta(A_SUPERSEDED, now))])
+    except iex.iRODSException as e:  # the version is kept either way; the AVU only dates it
+        log.warning("could not mark %s as superseded: %s", path, describe(e))
+
+
 def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, target: names.Target,
-             res: FileResult) -> str:
+             res: FileResult, lock: FileLock | None = None) -> str:
     """One try at one file; returns INGESTED, UPDATED or ALREADY, or raises."""
     local = _check_local(zone, item)
+    res.local_st = local.st
     ensure_collection(ctx, session, target.collection)
     part, old = target.part_name, names.old_name(target.name)
     objs = ctx.prefetched.pop((target.collection, target.name), None)
@@ -520,6 +566,9 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
             why = f"made from {who} in zone {avus.get(A_ZONE)}" if who else "not made by irods-ingestd"
             raise Conflict(f"conflict: {target.path} exists with other content ({existing.size} bytes, "
                            f"{existing.checksum or 'no checksum'}), {why}; not overwritten")
+        if zone.versions == "conflict" and zone.mode == "put":
+            raise Conflict(f"conflict: {target.path} holds an earlier version of this file ({existing.size} bytes, "
+                           f"{existing.checksum or 'no checksum'}); versions = \"conflict\": not overwritten")
         update = True
 
     opts: dict[str, str] = {"destRescName": zone.resource} if zone.resource else {}
@@ -578,14 +627,24 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
             except Exception:  # noqa: BLE001
                 pass
         raise
+    _still_mine(lock)
     if update:
-        rename(session, target.path, target.old_path)
+        keep = zone.versions == "keep"
+        if keep:
+            aside = _set_aside_version(session, target)
+        else:
+            rename(session, target.path, target.old_path)
+            aside = target.old_path
         try:
             rename(session, target.part_path, target.path)
         except BaseException:
-            rename(session, target.old_path, target.path)
+            rename(session, aside, target.path)
             raise
-        _unlink_quiet(session, target.old_path)
+        if keep:
+            res.kept_as = aside
+            _mark_superseded(session, aside)
+        else:
+            _unlink_quiet(session, target.old_path)
         return UPDATED
     try:
         rename(session, target.part_path, target.path)
@@ -598,30 +657,47 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
     return INGESTED
 
 
-def _after(zone: ZoneSpec, item: FileItem) -> str:
-    """The zone's after-action on a verified file; '' or a warning."""
-    if zone.after not in ("delete", "move") or zone.mode != "put":
+def _after_action(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult) -> str:
+    """Run the zone's after-action on the verified file now, or defer it (after_hold, a writer still at it);
+    '' or what to say about it. The ledger entry stays until the landing file is gone."""
+    st = res.local_st
+    if zone.after not in after.ACTIONS or st is None:
         return ""
-    path = os.path.join(zone.root, item.rel)
-    try:
-        st = os.stat(path) if getattr(zone, "follow_symlinks", False) else os.lstat(path)
-        if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-            return f"not {zone.after}d: the landing file changed after its ingest"
-        if zone.after == "delete":
-            os.unlink(path)
-        else:
-            assert zone.move_to
-            dest = os.path.join(zone.move_to, item.rel)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            try:
-                os.rename(path, dest)
-            except OSError as e:
-                if e.errno != errno.EXDEV:
-                    raise
-                shutil.move(path, dest)
-    except OSError as e:
-        return f"after = {zone.after} failed: {describe(e)}"
-    return ""
+    v = after.Verified(item.rel, item.size, item.mtime_ns, st.st_dev, st.st_ino, res.digest.hex())
+    if zone.after_hold > 0:
+        after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, zone.after_hold)
+        return ""
+    return run_after(ctx, zone, v)
+
+
+def run_after(ctx: IngestContext, zone: ZoneSpec, v: after.Verified) -> str:
+    outcome, reason = after.run(zone, v)
+    if outcome in (after.DONE, after.GONE):
+        ctx.ledger.drop_done(zone.name, v.rel, v.size, v.mtime_ns)
+    elif outcome == after.BUSY:
+        after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, max(after.RETRY_BUSY, zone.after_hold))
+        reason += f" (tried again in {max(after.RETRY_BUSY, zone.after_hold):g}s)"
+    return "" if outcome == after.GONE else reason
+
+
+def run_after_batch(ctx: IngestContext, zone: ZoneSpec, items: Iterable[after.Verified]) -> dict[str, int]:
+    """The deferred after-actions the daemon handed back (tasks.after_batch): each under its file's lock."""
+    counts = {"done": 0, "later": 0}
+    for v in items:
+        lock = FileLock(ctx.redis, ctx.ledger.prefix, zone.name, v.rel)
+        if not lock.acquire():  # a new version is being ingested: try again shortly
+            after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, after.RETRY_BUSY)
+            counts["later"] += 1
+            continue
+        try:
+            reason = run_after(ctx, zone, v)
+        finally:
+            lock.release()
+        if reason:
+            log.warning("%s: %s", _source_path(zone, v.rel), reason,
+                        extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": _source_path(zone, v.rel)}})
+        counts["done" if not reason else "later"] += 1
+    return counts
 
 
 def _log(zone: ZoneSpec, item: FileItem, res: FileResult, level: int, mid: str) -> None:
@@ -632,7 +708,8 @@ def _log(zone: ZoneSpec, item: FileItem, res: FileResult, level: int, mid: str) 
               "INGEST_RESULT": res.result if res.result != FAILED else f"failed: {res.reason}"}
     verb = {INGESTED: "ingested", UPDATED: "updated", ALREADY: "already present:", FAILED: "failed to ingest",
             CHANGED: "changed since settled, resettled:", VANISHED: "vanished before ingest:",
-            NOT_REGULAR: "not a regular file any more:", LOCKED: "locked by another worker, resettled:"}
+            NOT_REGULAR: "not a regular file any more:", LOCKED: "locked by another worker, resettled:",
+            LOST: "left to another worker:", DEFERRED: "iRODS unavailable, queued again:"}
     msg = "%s %s" + (" (%s)" if res.reason else "")
     args: tuple[Any, ...] = (verb.get(res.result, res.result), fields["INGEST_PATH"])
     if res.reason:
@@ -659,53 +736,84 @@ def ingest_file(ctx: IngestContext, zone: ZoneSpec, item: FileItem, retries: int
         res.result = LOCKED
         return _done_log(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
     try:
-        attempt = 0
-        while True:
-            try:
-                session = ctx.sessions.get()
-                res.result = _attempt(ctx, session, zone, item, target, res)
-                break
-            except StaleLookup:
-                continue  # the next attempt looks the object up afresh (the prefetched entry is gone)
-            except LocalChanged:
-                ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
-                res.result = CHANGED
-                return _done_log(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
-            except Vanished:
-                ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns)
-                res.result = VANISHED
-                return _done_log(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
-            except NotRegular:
-                ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns)
-                res.result = NOT_REGULAR
-                return _done_log(zone, item, res, t0, logging.WARNING, MessageId.FILE_SKIPPED)
-            except PermanentError as e:
-                return _fail(ctx, zone, item, res, str(e), e.kind, t0)
-            except SessionError:
-                raise  # the worker's configuration, not this file: fail the job, keep the files queued
-            except Exception as e:  # noqa: BLE001 - classified below
-                if not is_transient(e):
-                    return _fail(ctx, zone, item, res, describe(e), "permanent", t0)
-                ctx.sessions.reset()
-                ctx.known_collections.clear()
-                if attempt >= retries:
-                    return _fail(ctx, zone, item, res, f"{describe(e)} (after {attempt + 1} attempts)",
-                                 "transient", t0)
-                delay = backoff_delay(q, attempt)
-                log.warning("transient error on %s (attempt %d of %d), retrying in %.1fs: %s",
-                            res.irods_path, attempt + 1, retries + 1, delay, describe(e))
-                attempt += 1
-                ctx.sleep(delay)
+        out = _attempts(ctx, zone, item, target, res, retries, t0, lock)
+        if out is not None:
+            return out
+        res.reason = _after_action(ctx, zone, item, res) if res.result in (INGESTED, UPDATED, ALREADY) else ""
+    except LockLost:
+        res.result, res.reason = LOST, "the lock expired meanwhile: another worker has the file"
+        return _done_log(zone, item, res, t0, logging.WARNING, MessageId.FILE_SKIPPED)
     finally:
         lock.release()
-
-    warning = _after(zone, item) if res.result in (INGESTED, UPDATED, ALREADY) else ""
-    gone = zone.after in ("delete", "move") and not warning  # the landing file left: keep no entry
-    if not ctx.ledger.mark_done(zone.name, item.rel, item.size, item.mtime_ns, res.digest, keep=not gone):
-        log.debug("a newer version of %s was queued meanwhile", item.rel)
-    res.reason = warning
     mid = MessageId.FILE_SKIPPED if res.result == ALREADY else MessageId.FILE_INGESTED
-    return _done_log(zone, item, res, t0, logging.WARNING if warning else logging.INFO, mid)
+    return _done_log(zone, item, res, t0, logging.WARNING if res.reason else logging.INFO, mid)
+
+
+def _attempts(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.Target, res: FileResult,
+              retries: int, t0: float, lock: FileLock) -> FileResult | None:
+    """Try until done (None: res.result says how; the ledger has it) or a final answer (returned)."""
+    q = ctx.config.queue
+    attempt = 0
+    while True:
+        try:
+            session = ctx.sessions.get()
+            res.result = _attempt(ctx, session, zone, item, target, res, lock)
+            _still_mine(lock)
+            if not ctx.ledger.mark_done(zone.name, item.rel, item.size, item.mtime_ns, res.digest):
+                log.debug("a newer version of %s was queued meanwhile", item.rel)
+            return None
+        except StaleLookup:
+            continue  # the next attempt looks the object up afresh (the prefetched entry is gone)
+        except LockLost:
+            raise
+        except LocalChanged:
+            _still_mine(lock)
+            ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
+            res.result = CHANGED
+            return _done_log(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
+        except Vanished:
+            _still_mine(lock)
+            ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns)
+            res.result = VANISHED
+            return _done_log(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
+        except NotRegular:
+            _still_mine(lock)
+            ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns)
+            res.result = NOT_REGULAR
+            return _done_log(zone, item, res, t0, logging.WARNING, MessageId.FILE_SKIPPED)
+        except PermanentError as e:
+            _still_mine(lock)
+            return _fail(ctx, zone, item, res, str(e), e.kind, t0)
+        except SessionError:
+            raise  # the worker's configuration, not this file: fail the job, keep the files queued
+        except Exception as e:  # noqa: BLE001 - classified below
+            _still_mine(lock)
+            if not is_transient(e):
+                return _fail(ctx, zone, item, res, describe(e), "permanent", t0)
+            ctx.sessions.reset()
+            ctx.known_collections.clear()
+            if attempt >= retries:
+                return _give_back(ctx, zone, item, res, f"{describe(e)} (after {attempt + 1} attempts)", t0)
+            delay = backoff_delay(q, attempt)
+            log.warning("transient error on %s (attempt %d of %d), retrying in %.1fs: %s",
+                        res.irods_path, attempt + 1, retries + 1, delay, describe(e))
+            attempt += 1
+            ctx.sleep(delay)
+
+
+def _give_back(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult, reason: str,
+               t0: float) -> FileResult:
+    """A transient error outlasted the retries (iRODS down for an upgrade, a database restart): the file
+    goes back to the daemon to be queued again, until it has been failing for `give_up_after`; only then
+    is it listed as failed."""
+    first = ctx.ledger.note_transient(zone.name, item.rel)
+    if time.time() - first < ctx.config.queue.give_up_after:
+        ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
+        res.result, res.reason = DEFERRED, reason
+        return _done_log(zone, item, res, t0, logging.WARNING, MessageId.FILE_SKIPPED)
+    ctx.ledger.clear_transient(zone.name, item.rel)
+    return _fail(ctx, zone, item, res, f"{reason}; failing for {ctx.config.queue.give_up_after:g}s",
+                 "transient", t0)
 
 
 def _done_log(zone: ZoneSpec, item: FileItem, res: FileResult, t0: float, level: int, mid: str) -> FileResult:
@@ -730,7 +838,7 @@ def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
     down = False  # after one file ran out of retries, do not wait again on every other file of the batch
     for item in batch.files:
         res = ingest_file(ctx, batch.zone, item, retries=0 if down else None)
-        down = res.result == FAILED and res.reason.endswith("attempts)")
+        down = res.result == DEFERRED or (res.result == FAILED and res.reason.endswith("attempts)"))
         summary[_SUMMARY_KEYS[res.result]] += 1
         summary["bytes"] += res.moved_bytes
     return summary

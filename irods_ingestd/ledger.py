@@ -118,6 +118,9 @@ class Ledger:
     def resettle_key(self, zone: str) -> str:
         return f"{self.prefix}:r:{zone}"
 
+    def transient_key(self, zone: str) -> str:
+        return f"{self.prefix}:t:{zone}"
+
     # reads
     def dirs(self, zone: str, reldirs: Sequence[str]) -> list[dict[bytes, bytes]]:
         """The entries of several directories, one pipeline: field (name hash) → packed value (read
@@ -201,7 +204,10 @@ class Ledger:
         value = _pack(DONE, size, mtime_ns, extra) if keep else b""
         ok = self._record(zone, rel, size, mtime_ns, value, "done", size)
         if ok:
-            self.r.hdel(self.failed_key(zone), os.fsencode(rel))
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hdel(self.failed_key(zone), os.fsencode(rel))
+            pipe.hdel(self.transient_key(zone), os.fsencode(rel))
+            pipe.execute()
         return ok
 
     def mark_failed(self, zone: str, rel: str, size: int, mtime_ns: int, reason: str,
@@ -236,6 +242,15 @@ class Ledger:
 
     def adjust_queued(self, zone: str, delta: int) -> None:
         self.r.hincrby(self.stats_key(zone), "queued", delta)
+
+    def note_transient(self, zone: str, rel: str) -> float:
+        """A file's transient errors outlasted its retries: when that first happened (unix seconds)."""
+        key, field = self.transient_key(zone), os.fsencode(rel)
+        self.r.hsetnx(key, field, str(time.time()))
+        return float(self.r.hget(key, field) or time.time())
+
+    def clear_transient(self, zone: str, rel: str) -> None:
+        self.r.hdel(self.transient_key(zone), os.fsencode(rel))
 
     def drop_done(self, zone: str, rel: str, size: int, mtime_ns: int) -> bool:
         """Drop a done entry of this version (its landing file was deleted or moved after ingest, so nothing

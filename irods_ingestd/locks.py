@@ -72,6 +72,15 @@ class FileLock:
         """Push the expiry out again (for long transfers); False if the lock was lost."""
         return bool(self.r.eval(_EXTEND_LUA, 1, self.key, self.token, self.ttl_ms))
 
+    def still_held(self) -> bool:
+        """Is the lock still this worker's? (False after it expired, or when Redis cannot say.)"""
+        if not self.held:
+            return False
+        try:
+            return bool(self.r.get(self.key) == self.token)
+        except redis.RedisError:
+            return False
+
     def release(self) -> bool:
         """Give the lock up; never raises (a lock that cannot be released expires after its TTL)."""
         if not self.held:

@@ -12,8 +12,8 @@ import atexit
 import logging
 import threading
 
+from . import after_jobs, ingest
 from . import config as config_mod
-from . import ingest
 from .config import Config
 from .irods_session import SessionHolder
 from .job import Batch
@@ -72,3 +72,9 @@ def retry_failed(config: Config, zone: str | None = None, ctx: ingest.IngestCont
     ctx = ctx or make_context(config)
     zones = [zone] if zone else [z.name for z in config.zones]
     return ingest.retry_failed(ctx.ledger, zones)
+
+
+def after_batch(record: dict) -> dict:
+    """RQ job: the deferred after-actions (delete/move) of verified files whose hold is over."""
+    zone, items = after_jobs.from_record(record)
+    return ingest.run_after_batch(get_context(), zone, items)

@@ -301,11 +301,12 @@ def test_fault_mid_put_leaves_nothing_complete_and_retry_completes(env: Env, api
     env.irods.fail_next(api, count=1, error=error)
     env.queue("z1", [it])
     res = ingest.ingest_file(ctx, env.zone(), it, retries=0)
-    assert res.result == ingest.FAILED, res
+    assert res.result == ingest.DEFERRED, res  # a transient error: handed back, not failed for good
     _no_final_object(env, it.rel)
-    (rel, info), = ctx.ledger.failures("z1")
-    assert info["kind"] == "transient"
-    # the retry (a new attempt) completes it and cleans the temporary copy
+    assert list(ctx.ledger.failures("z1")) == []
+    assert ctx.ledger.pop_resettle("z1") == [it.rel]  # the daemon queues it again
+    env.queue("z1", [it])
+    # the next attempt completes it and cleans the temporary copy
     res = ingest.ingest_file(ctx, env.zone(), it)
     assert res.result == ingest.INGESTED, res
     with env.session() as sess:
@@ -377,7 +378,7 @@ def test_conflict_is_not_overwritten_and_retry_after_fix_succeeds(env: Env) -> N
 
 
 def test_an_updated_file_replaces_its_own_object(env: Env) -> None:
-    ctx = env.ctx()
+    ctx = env.ctx(versions="replace")
     it = env.write("u/data.txt", b"version 1\n")
     assert env.run(ctx, [it])["ingested"] == 1
     time.sleep(0.01)
@@ -394,7 +395,7 @@ def test_an_updated_file_replaces_its_own_object(env: Env) -> None:
 def test_interrupted_update_is_rolled_back_then_completed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """An update stopped between its two renames leaves the old version aside; the next attempt puts it
     back and then does the update (proves the rename-aside design)."""
-    ctx = env.ctx()
+    ctx = env.ctx(versions="replace")
     it = env.write("u/swap.txt", b"old\n")
     assert env.run(ctx, [it])["ingested"] == 1
     time.sleep(0.01)
@@ -411,7 +412,7 @@ def test_interrupted_update_is_rolled_back_then_completed(env: Env, monkeypatch:
 
     monkeypatch.setattr(ingest, "rename", crash_on_second_rename)
     with pytest.raises(SystemExit):
-        ingest.ingest_file(ctx, env.zone(), it2, retries=0)
+        ingest.ingest_file(ctx, env.zone(ctx), it2, retries=0)
     monkeypatch.setattr(ingest, "rename", real_rename)
     assert seen[0] == (f"{env.coll}/u/swap.txt", f"{env.coll}/u/.swap.txt.ingestd-old.part")
     ctx.sessions.reset()
@@ -419,7 +420,7 @@ def test_interrupted_update_is_rolled_back_then_completed(env: Env, monkeypatch:
         objs = objects_under(sess, env.coll)
     # crashed state: no final name, the old version aside, the verified new copy under its temp name
     assert sorted(p.rsplit("/", 1)[1] for p in objs) == [".swap.txt.ingestd-old.part", ".swap.txt.ingestd.part"]
-    res = ingest.ingest_file(ctx, env.zone(), it2)
+    res = ingest.ingest_file(ctx, env.zone(ctx), it2)
     assert res.result == ingest.UPDATED, res
     with env.session() as sess:
         objs = objects_under(sess, env.coll)
@@ -444,19 +445,19 @@ def test_register_update_reregisters(env: Env) -> None:
 
 @pytest.mark.standin
 def test_after_delete_and_move_only_for_verified_files(env: Env) -> None:
-    ctx = env.ctx(after="delete")
+    ctx = env.ctx(after="delete", after_hold=0.0)
     ok = env.write("a/ok.dat", b"good")
     bad = env.write("a/bad.dat", b"will fail")
     env.irods.fail_next("DATA_OBJ_CHKSUM", count=1, error=-115000)  # first file's verification fails
     env.queue("z1", [bad, ok])
     r1 = ingest.ingest_file(ctx, env.zone(ctx), bad, retries=0)
     r2 = ingest.ingest_file(ctx, env.zone(ctx), ok, retries=0)
-    assert r1.result == ingest.FAILED and r2.result == ingest.INGESTED
+    assert r1.result == ingest.DEFERRED and r2.result == ingest.INGESTED
     assert (env.root / bad.rel).exists()
     assert not (env.root / ok.rel).exists()
 
     moved_to = env.tmp / "done"
-    ctx = env.ctx(after="move", move_to=moved_to)
+    ctx = env.ctx(after="move", move_to=moved_to, after_hold=0.0)
     m = env.write("b/c/moved.dat", b"move me")
     conflict = env.write("b/c/conflict.dat", b"mine")
     with env.session() as sess:

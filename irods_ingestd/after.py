@@ -1,0 +1,202 @@
+"""After-actions: what happens to a landing file once its copy in iRODS is verified.
+
+A zone's ``after`` names one of :data:`ACTIONS` (``keep`` needs none). An action acts only on the very
+file that was verified and never destroys another:
+
+* It is the same file: device, inode, size and mtime equal what the worker verified. A file replaced
+  meanwhile (an atomic rename of another file onto the name) or grown is left alone: it is a new version,
+  which the daemon queues.
+* Nobody writes it: a file that a process on this host still holds open for writing (a writer that
+  paused longer than ``settle``) is not touched; the action is tried again later
+  (:func:`fsops.open_for_writing`).
+* Not before the zone's ``after_hold`` (seconds since verification; by default its ``settle``): the
+  worker defers the action (:func:`defer`), the daemon hands due actions back to the workers
+  (:func:`take_due`), which run them with :func:`run`.
+* ``delete`` first renames the file to a private name, checks that what it renamed is still the
+  verified file, and only then unlinks it (a file swapped in at the last moment is put back).
+* ``move`` never overwrites in ``move_to``: a name already taken there gets ``name.~1~``, ``.~2~``…;
+  across devices the copy is checked against the verified SHA-256 before the source goes.
+
+Adding an action: a function ``(zone, item, path) -> None`` raising :class:`Changed` (not the verified
+file) or ``OSError``, and one line in :data:`ACTIONS`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import redis
+
+from . import fsops
+from .job import ZoneSpec
+
+log = logging.getLogger(__name__)
+
+RETRY_BUSY = 5.0  # seconds between tries on a file that is still open for writing
+
+
+class Changed(Exception):
+    """The landing file is not the verified one any more (replaced, grown, truncated)."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The landing file a worker verified in iRODS, as it was then."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    dev: int
+    ino: int
+    sha256: str  # hex
+
+    def same(self, st: os.stat_result) -> bool:
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (self.dev, self.ino, self.size, self.mtime_ns)
+
+
+# outcomes of run()
+DONE, CHANGED, BUSY, GONE, FAILED = "done", "changed", "busy", "gone", "failed"
+
+
+def _private(path: str, what: str) -> str:
+    d, name = os.path.split(path)
+    token = secrets.token_hex(3)
+    private = f".{name}.ingestd-{what}.{token}"  # the default temp patterns (.*.??????) skip it
+    if len(os.fsencode(private)) > 255:
+        private = f".ingestd-{what}.{token}"
+    return os.path.join(d, private)
+
+
+def _put_back(private: str, path: str) -> str:
+    """Rename a file we took aside back under its name (or a free numbered one if that was taken)."""
+    while True:
+        dest = fsops.free_name(path)
+        try:
+            fsops.rename_noreplace(private, dest)
+            return dest
+        except FileExistsError:
+            continue
+
+
+def _take_aside(item: Verified, path: str, what: str) -> str:
+    """Rename the landing file to a private name and check it is the verified file; Changed otherwise."""
+    private = _private(path, what)
+    fsops.rename_noreplace(path, private)
+    if not item.same(os.lstat(private)):
+        back = _put_back(private, path)
+        raise Changed(f"replaced after verification (left as {os.path.basename(back)})")
+    return private
+
+
+def delete(zone: ZoneSpec, item: Verified, path: str) -> None:
+    os.unlink(_take_aside(item, path, "del"))
+
+
+def _copy_checked(src: str, dest_dir: str, name: str, item: Verified) -> str:
+    """Copy src into dest_dir under a private name; its SHA-256 must be the verified one."""
+    tmp = _private(os.path.join(dest_dir, name), "move")
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(tmp, "xb") as fout:
+        if not item.same(os.fstat(fin.fileno())):
+            raise Changed("changed before it could be copied to move_to")
+        while chunk := fin.read(8 << 20):
+            h.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    shutil.copystat(src, tmp)
+    if h.hexdigest() != item.sha256:
+        os.unlink(tmp)
+        raise Changed("its bytes differ from the verified copy")
+    return tmp
+
+
+def move(zone: ZoneSpec, item: Verified, path: str) -> None:
+    assert zone.move_to
+    dest = os.path.join(zone.move_to, item.rel)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    while True:
+        target = fsops.free_name(dest)
+        try:
+            fsops.rename_noreplace(path, target)
+            break
+        except FileExistsError:
+            continue  # taken between the look and the rename: the next free name
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            tmp = _copy_checked(path, os.path.dirname(dest), os.path.basename(dest), item)
+            os.unlink(_take_aside(item, path, "del"))
+            _put_back(tmp, dest)
+            return
+    if not item.same(os.lstat(target)):  # swapped in at the last moment: put it back, unverified
+        _put_back(target, path)
+        raise Changed("replaced after verification")
+    if target != dest:
+        log.info("zone %s: %s already existed; moved as %s", zone.name, dest, os.path.basename(target))
+
+
+ACTIONS: dict[str, Callable[[ZoneSpec, Verified, str], None]] = {"delete": delete, "move": move}
+
+
+def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
+    """Apply the zone's after-action to a verified file now: (outcome, reason)."""
+    action = ACTIONS.get(zone.after)
+    if action is None:
+        return DONE, ""
+    path = os.path.join(zone.root, item.rel)
+    try:
+        st = os.stat(path) if zone.follow_symlinks else os.lstat(path)
+    except FileNotFoundError:
+        return GONE, "gone before its after-action"
+    except OSError as e:
+        return FAILED, f"after = {zone.after} failed: {e.strerror}"
+    if not item.same(st):
+        return CHANGED, f"not {zone.after}d: the landing file changed after its ingest"
+    if fsops.open_for_writing(path):
+        return BUSY, f"not {zone.after}d yet: a process still has it open for writing"
+    try:
+        action(zone, item, path)
+    except Changed as e:
+        return CHANGED, f"not {zone.after}d: {e}"
+    except FileNotFoundError:
+        return GONE, "gone before its after-action"
+    except OSError as e:
+        return FAILED, f"after = {zone.after} failed: {e.strerror or e}"
+    return DONE, ""
+
+
+# --- deferred actions: a sorted set per zone, scored by the time they are due ---------------------------
+
+def _key(prefix: str, zone: str) -> str:
+    return f"{prefix}:after:{zone}"
+
+
+def defer(r: redis.Redis, prefix: str, zone: str, item: Verified, delay: float) -> None:
+    r.zadd(_key(prefix, zone), {json.dumps(asdict(item), sort_keys=True): time.time() + delay})
+
+
+_TAKE_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return due
+"""
+
+
+def take_due(r: redis.Redis, prefix: str, zone: str, limit: int = 200, now: float | None = None) -> list[Verified]:
+    """The zone's deferred actions that are due, removed from the set (whoever takes them runs them)."""
+    raw = r.eval(_TAKE_LUA, 1, _key(prefix, zone), now if now is not None else time.time(), limit)
+    return [Verified(**json.loads(x)) for x in raw or []]
+
+
+def pending(r: redis.Redis, prefix: str, zone: str) -> int:
+    return int(r.zcard(_key(prefix, zone)))

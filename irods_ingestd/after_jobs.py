@@ -1,0 +1,53 @@
+"""Deferred after-actions as RQ jobs: the daemon hands due ones to the workers (who see the landing files).
+
+The record (pickled by RQ as a plain dict, like the ingest job's)::
+
+    {"v": 1, "kind": "after", "zone": {ZoneSpec record}, "files": [{Verified as a dict}, ...]}
+
+run by ``irods_ingestd.tasks.after_batch``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+
+import redis
+from rq import Queue
+
+from . import after
+from .job import JOB_VERSION, ZoneSpec
+
+log = logging.getLogger(__name__)
+
+AFTER_TASK = "irods_ingestd.tasks.after_batch"
+BATCH = 200
+
+
+def record(zone: ZoneSpec, items: list[after.Verified]) -> dict[str, Any]:
+    return {"v": JOB_VERSION, "kind": "after", "zone": zone.to_record(), "files": [asdict(v) for v in items]}
+
+
+def from_record(rec: dict[str, Any]) -> tuple[ZoneSpec, list[after.Verified]]:
+    if rec.get("v") != JOB_VERSION or rec.get("kind") != "after":
+        raise ValueError(f"not an after-action record of version {JOB_VERSION}: upgrade this worker")
+    return ZoneSpec.from_record(rec["zone"]), [after.Verified(**f) for f in rec["files"]]
+
+
+def enqueue_due(r: redis.Redis, prefix: str, queue: Queue, zones: Iterable[ZoneSpec]) -> int:
+    """Move the due after-actions of these zones into jobs; how many files. A job lost after this is not
+    fatal: the file keeps its ledger entry and stays in the landing zone (its copy is verified)."""
+    n = 0
+    for zone in zones:
+        if zone.after not in after.ACTIONS:
+            continue
+        while items := after.take_due(r, prefix, zone.name, BATCH):
+            queue.enqueue(AFTER_TASK, record(zone, items), job_timeout=600, result_ttl=60)
+            n += len(items)
+            if len(items) < BATCH:
+                break
+    if n:
+        log.debug("handed %d due after-actions to the workers", n)
+    return n
