@@ -2,9 +2,13 @@
 
 ``boot()`` starts ``systemd-nspawn -b`` on a cached rootfs (see :mod:`tests.e2e.rootfs`) with
 ``--volatile=overlay`` (everything written during the boot lands in a tmpfs and is gone afterwards,
-so the cached tree stays clean), a private network (only loopback: Redis and the iRODS test server
-in the container never meet the host's), the checkout bind-mounted read-only at ``/src``, and a
-per-run directory at ``/e2e`` (the test script, the project's wheel, and ``/e2e/out`` for results).
+so the cached tree stays clean), the checkout bind-mounted read-only at ``/src``, and a per-run
+directory at ``/e2e`` (the test script, the project's wheel, and ``/e2e/out`` for results).
+
+By default the container has a private network (only its own loopback: what listens in it never
+meets the host's). ``private_network=False`` keeps the host's network namespace instead, so that
+``127.0.0.1`` in the container is the host's (a real iRODS server running on the host); what the
+container then starts must listen on ports the caller chose free.
 
 The test is a unit, ``e2e-test.service``, pulled into the boot with ``systemd.wants=``. It runs the
 script with ``SuccessAction=exit-force``/``FailureAction=exit-force``, so the script's exit status
@@ -85,12 +89,14 @@ def boot(
     files: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
     run_dir: Path | None = None,
+    private_network: bool = True,
 ) -> BootResult:
     """Boot ``root``, run ``script`` (bash, ``set -eu -o pipefail``) as the test unit, return the result.
 
     ``wheels``: a directory bound at ``/e2e/wheels``. ``files``: extra files written into the run
     directory (``/e2e/<name>``). ``run_dir``: the run directory (default: a new temporary one); it is
-    left in place for the caller to inspect (``result.out``) and remove.
+    left in place for the caller to inspect (``result.out``) and remove. ``private_network=False``:
+    the host's network namespace (see the module's docstring).
     """
     if run_dir is None:
         run_dir = Path(tempfile.mkdtemp(prefix="ingestd-e2e-"))
@@ -115,7 +121,7 @@ def boot(
         f"--directory={root}",
         f"--machine={name}",
         "--volatile=overlay",
-        "--private-network",
+        *(["--private-network"] if private_network else []),
         "--console=pipe",
         "--resolv-conf=off",
         "--timezone=off",
@@ -160,5 +166,7 @@ def boot(
         seconds=seconds,
         command=cmd,
     )
-    print(f"[nspawn] {name}: exit {returncode} in {seconds:.1f}s, run directory {run_dir}", file=sys.stderr)
+    network = "private network" if private_network else "host network"
+    print(f"[nspawn] {name}: exit {returncode} in {seconds:.1f}s ({network}), run directory {run_dir}",
+          file=sys.stderr)
     return result

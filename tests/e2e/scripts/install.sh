@@ -2,9 +2,12 @@
 # Install irods-ingestd inside the e2e container the way packaging/systemd/README.md tells an
 # administrator to: venv in /opt/irods-ingestd (its dependencies are already in the cached rootfs;
 # the project's wheel comes from /e2e/wheels), symlink to /usr/bin, units, sysusers, tmpfiles.
-# Then the test's own configuration: zones under /srv/landing, Redis and the iRODS test server on
-# loopback. Runs as root in the booted container; the checkout is at /src (read-only).
+# Then the test's own configuration: zones under /srv/landing, Redis on the port the host chose
+# ($E2E_REDIS_PORT), the iRODS server the host described in /e2e (irods_environment.json,
+# irods-password, e2e.env; see tests/e2e/conftest.py). Runs as root in the booted container; the
+# checkout is at /src (read-only).
 set -euo pipefail
+: "${E2E_REDIS_PORT:?}" "${E2E_COLLECTION:?}"
 
 venv=/opt/irods-ingestd
 "$venv/bin/pip" install -q --no-index --no-deps --force-reinstall /e2e/wheels/irods_ingestd-*.whl
@@ -34,21 +37,14 @@ WatchdogSec=6
 RestartSec=2
 UNIT
 
+# Redis on the host's port: the container may share the host's network (a real iRODS on the host), so
+# never Redis's default 6379. The rootfs is a volatile overlay: this edit is gone after the boot.
+sed -i -E "s/^port .*/port $E2E_REDIS_PORT/" /etc/redis/redis.conf
+grep -q "^port $E2E_REDIS_PORT\$" /etc/redis/redis.conf
+
 # iRODS client environment and the password as a systemd credential.
-cat > /etc/irods-ingestd/irods_environment.json <<'JSON'
-{
-  "irods_host": "127.0.0.1",
-  "irods_port": 1247,
-  "irods_user_name": "rods",
-  "irods_zone_name": "tempZone",
-  "irods_authentication_scheme": "native",
-  "irods_home": "/tempZone/home/rods",
-  "irods_default_resource": "demoResc",
-  "irods_client_server_policy": "CS_NEG_REFUSE",
-  "irods_default_hash_scheme": "SHA256"
-}
-JSON
-printf 'rods' > /etc/irods-ingestd/irods-password
+install -m 0640 /e2e/irods_environment.json /etc/irods-ingestd/irods_environment.json
+install -m 0600 /e2e/irods-password /etc/irods-ingestd/irods-password
 /src/tests/e2e/scripts/write-config.sh z1
 systemd-tmpfiles --create /etc/tmpfiles.d/irods-ingestd.conf
 chgrp irods-ingestd /etc/irods-ingestd/irods_environment.json
