@@ -56,6 +56,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from bench.chaos_check import Expected, Findings, ZoneLayout, list_objects, quick_state, verify
+from irods_ingestd import names
 from tests.irods_server.harness import IrodsServerProcess
 from tests.redis_harness import RedisServerProcess
 
@@ -469,11 +470,11 @@ backoff_max = "10s"
         from irods.models import Collection, DataObject
 
         z = self.zones[zone]
-        coll, _, name = f"{z.collection}/{rel}".rpartition("/")
+        t = names.target_for(z.collection, rel)
         try:
             with self.irods.session() as s:
-                rows = list(s.query(DataObject.name).filter(Collection.name == coll)
-                            .filter(DataObject.name == f".{name}.ingestd.part"))
+                rows = list(s.query(DataObject.name).filter(Collection.name == t.collection)
+                            .filter(DataObject.name == t.part_name))
             return bool(rows)
         except Exception:  # noqa: BLE001 - the collection may not exist yet
             return False

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PART_SUFFIXES = (".ingestd.part", ".ingestd-old.part")  # irods_ingestd.names: PART_SUFFIX, OLD_SUFFIX
+PART_SUFFIXES = (".part",)  # irods_ingestd.names: .<name>.ingestd-<tag>.part and -old.part
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def verify(objs: list[Obj], expected: list[Expected], zones: dict[str, ZoneLayou
         if path in want:
             continue
         name = path.rpartition("/")[2]
-        if name.endswith(PART_SUFFIXES):
+        if ".ingestd-" in name and name.endswith(PART_SUFFIXES):
             f.stray.append(path)
         else:
             f.extra.append(path)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import ZoneConfig
+from .names import RESERVED_LANDING
 
 
 def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
@@ -33,7 +34,8 @@ class NameFilter:
 
     @classmethod
     def for_zone(cls, zone: ZoneConfig) -> NameFilter:
-        include, exclude, temp = _compile(zone.include), _compile(zone.exclude), _compile(zone.temp_patterns)
+        include, exclude = _compile(zone.include), _compile(zone.exclude)
+        temp = _compile(tuple(zone.temp_patterns) + RESERVED_LANDING)  # reserved, whatever the config says
         fast = None
         if "*" in zone.include and not any("/" in p for p in zone.exclude + zone.temp_patterns):
             pats = [p.pattern for p in (temp[0], exclude[0]) if p is not None]

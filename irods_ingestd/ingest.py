@@ -13,11 +13,12 @@ Per file (see :func:`ingest_file`):
    done without moving a byte ("already-present"). Other content, and its AVUs say this zone's file
    made it (``ingestd::zone`` and ``ingestd::source_path``) → an update; anything else is a conflict:
    fail with the reason, never overwrite.
-6. ``put``: write the bytes to ``<coll>/.<name>.ingestd.part`` (hashing them while reading; PRC's parallel
-   put above 32 MiB with the hash computed alongside), ask iRODS for the copy's checksum
+6. ``put``: write the bytes to ``<coll>/.<name>.ingestd-<tag>.part`` (see :mod:`names`), hashing them while
+   reading (PRC's parallel put above 32 MiB with the hash computed alongside), ask iRODS for the copy's checksum
    (DATA_OBJ_CHKSUM, forced) and compare, check the local file did not change meanwhile, set the AVUs in
    one atomic call, then rename onto the final name. An update first renames the old object to
-   ``.<name>.ingestd-old.part``, renames the new one in, then removes the old one. So the final name only
+   a numbered version ``<name>.~N~`` (``versions = "keep"``, the default) or ``.<name>.ingestd-<tag>-old.part``
+   (``replace``: then removed), and renames the new one in. So the final name only
    ever holds a verified, complete copy with its metadata.
    ``register``: register the landing file's real path (``destRescName`` = the zone's resource,
    ``regChksum``), compare the server's checksum with the local one (a mismatch unregisters it again),
@@ -529,7 +530,7 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
     local = _check_local(zone, item)
     res.local_st = local.st
     ensure_collection(ctx, session, target.collection)
-    part, old = target.part_name, names.old_name(target.name)
+    part, old = target.part_name, target.old_name
     objs = ctx.prefetched.pop((target.collection, target.name), None)
     prefetched = objs is not None
     if objs is None:
@@ -872,7 +873,7 @@ def _prefetch(ctx: IngestContext, batch: Batch) -> None:
                 chunks[-1].append(t)
                 size += 3 * len(t.name.encode("utf-8", "surrogateescape")) + 40
             for chunk in chunks:
-                three = {c.name: (c.name, c.part_name, names.old_name(c.name)) for c in chunk}
+                three = {c.name: (c.name, c.part_name, c.old_name) for c in chunk}
                 found = lookup(session, coll, [n for ns in three.values() for n in ns])
                 for name, ns in three.items():
                     ctx.prefetched[(coll, name)] = {n: found[n] for n in ns if n in found}

@@ -33,8 +33,18 @@ MAX_PATH_BYTES = 1087
 _NEEDS_MAPPING = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
 
-PART_SUFFIX = ".ingestd.part"
-OLD_SUFFIX = ".ingestd-old.part"
+# A copy is written to `.<name>.ingestd-<tag>.part` and an update sets the old object aside as
+# `.<name>.ingestd-<tag>-old.part`, where <tag> is 8 hex digits of a hash of the object's path: no file
+# ingested under its own name can take one of these names by accident (a landing file called
+# `.x.ingestd.part` is just a file), and a leftover found under one is this object's.
+PART_SUFFIX = ".part"
+OLD_SUFFIX = "-old.part"
+_TAG_LEN = 8
+# Landing names irods-ingestd reserves whatever a zone's patterns say: never ingested (fnmatch patterns).
+RESERVED_LANDING = (
+    ".*.ingestd-????????.part", ".*.ingestd-????????-old.part", ".ingestd-*.part",  # its iRODS names
+    ".*.ingestd-del.??????", ".*.ingestd-move.??????", ".ingestd-del.??????", ".ingestd-move.??????",  # after.py
+)
 
 
 class BadName(ValueError):
@@ -53,36 +63,42 @@ class Target:
     @property
     def part_name(self) -> str:
         """The temporary object a copy is written to before it is verified."""
-        return part_name(self.name)
+        return part_name(self.name, self.path)
 
     @property
     def part_path(self) -> str:
         return f"{self.collection}/{self.part_name}"
 
     @property
+    def old_name(self) -> str:
+        return old_name(self.name, self.path)
+
+    @property
     def old_path(self) -> str:
-        """Where the previous version is set aside while an update is swapped in."""
-        return f"{self.collection}/{old_name(self.name)}"
+        """Where the previous version is set aside while an update is swapped in (versions = replace)."""
+        return f"{self.collection}/{self.old_name}"
 
 
 # Vaults on POSIX file systems hold each name component in at most 255 bytes, temporary names included.
 MAX_COMPONENT_BYTES = 255
 
 
-def _aside(name: str, suffix: str) -> str:
-    """`.name<suffix>`, or for a name too long to take the suffix, a deterministic hashed stand-in."""
-    raw = name.encode("utf-8", "surrogateescape")
-    if len(raw) + len(suffix) + 1 <= MAX_COMPONENT_BYTES:
-        return f".{name}{suffix}"
+def _aside(name: str, path: str, suffix: str) -> str:
+    """`.name.ingestd-<tag><suffix>`, or for a name too long to take it, a deterministic hashed stand-in."""
+    raw = path.encode("utf-8", "surrogateescape")
+    tag = hashlib.blake2b(raw, digest_size=_TAG_LEN // 2).hexdigest()
+    aside = f".{name}.ingestd-{tag}{suffix}"
+    if len(aside.encode("utf-8", "surrogateescape")) <= MAX_COMPONENT_BYTES:
+        return aside
     return f".ingestd-{hashlib.blake2b(raw, digest_size=12).hexdigest()}{suffix}"
 
 
-def part_name(name: str) -> str:
-    return _aside(name, PART_SUFFIX)
+def part_name(name: str, path: str) -> str:
+    return _aside(name, path, PART_SUFFIX)
 
 
-def old_name(name: str) -> str:
-    return _aside(name, OLD_SUFFIX)
+def old_name(name: str, path: str) -> str:
+    return _aside(name, path, OLD_SUFFIX)
 
 
 def needs_mapping(component: str) -> bool:
@@ -164,9 +180,13 @@ def target_for(collection: str, rel: str) -> Target:
     mapped_parts = [map_component(p) for p in parts]
     mapped = mapped_parts != parts
     path = collection.rstrip("/") + "/" + "/".join(mapped_parts)
-    if len(path.encode("utf-8")) + len(OLD_SUFFIX) + 1 > MAX_PATH_BYTES:
+    if len(path.encode("utf-8")) + len(".ingestd-12345678-old.part") + 1 > MAX_PATH_BYTES:
         raise BadName(f"iRODS path too long ({len(path.encode())} bytes, limit {MAX_PATH_BYTES} "
                       f"with the temporary suffix): {display(rel)}")
+    for p in mapped_parts:
+        if len(p.encode("utf-8")) > MAX_COMPONENT_BYTES:
+            raise BadName(f"a name of {len(p.encode())} bytes once mapped for iRODS (limit {MAX_COMPONENT_BYTES}): "
+                          f"{display(rel)}")
     coll, _, name = path.rpartition("/")
     return Target(path=path, collection=coll, name=name, mapped=mapped)
 

@@ -17,7 +17,7 @@ import redis
 from irods.column import Like
 from irods.models import Collection, DataObject
 
-from irods_ingestd import ingest
+from irods_ingestd import ingest, names
 from irods_ingestd.config import Config, IrodsConfig, QueueConfig, RedisConfig, ZoneConfig
 from irods_ingestd.irods_session import SessionHolder
 from irods_ingestd.job import Batch, FileItem, ZoneSpec
@@ -403,10 +403,11 @@ def test_interrupted_update_is_rolled_back_then_completed(env: Env, monkeypatch:
     env.queue("z1", [it2])
     real_rename = ingest.rename
     seen: list[tuple[str, str]] = []
+    t = names.target_for(env.coll, "u/swap.txt")
 
     def crash_on_second_rename(session: Any, src: str, dst: str) -> None:
         seen.append((src, dst))
-        if src.endswith(".ingestd.part") or len(seen) > 2:  # final → aside done; then the process "dies"
+        if src == t.part_path or len(seen) > 2:  # final → aside done; then the process "dies"
             raise SystemExit("simulated crash between the renames")
         real_rename(session, src, dst)
 
@@ -414,12 +415,12 @@ def test_interrupted_update_is_rolled_back_then_completed(env: Env, monkeypatch:
     with pytest.raises(SystemExit):
         ingest.ingest_file(ctx, env.zone(ctx), it2, retries=0)
     monkeypatch.setattr(ingest, "rename", real_rename)
-    assert seen[0] == (f"{env.coll}/u/swap.txt", f"{env.coll}/u/.swap.txt.ingestd-old.part")
+    assert seen[0] == (f"{env.coll}/u/swap.txt", t.old_path)
     ctx.sessions.reset()
     with env.session() as sess:
         objs = objects_under(sess, env.coll)
     # crashed state: no final name, the old version aside, the verified new copy under its temp name
-    assert sorted(p.rsplit("/", 1)[1] for p in objs) == [".swap.txt.ingestd-old.part", ".swap.txt.ingestd.part"]
+    assert sorted(p.rsplit("/", 1)[1] for p in objs) == sorted([t.old_name, t.part_name])
     res = ingest.ingest_file(ctx, env.zone(ctx), it2)
     assert res.result == ingest.UPDATED, res
     with env.session() as sess:

@@ -18,8 +18,11 @@ def test_plain_paths_are_kept() -> None:
     assert t.collection == f"{COLL}/a/b"
     assert t.name == "c.dat"
     assert not t.mapped
-    assert t.part_path == f"{COLL}/a/b/.c.dat.ingestd.part"
-    assert t.old_path == f"{COLL}/a/b/.c.dat.ingestd-old.part"
+    tag = t.part_name[len(".c.dat.ingestd-"):-len(".part")]
+    assert len(tag) == 8 and int(tag, 16) >= 0
+    assert t.part_path == f"{COLL}/a/b/.c.dat.ingestd-{tag}.part"
+    assert t.old_path == f"{COLL}/a/b/.c.dat.ingestd-{tag}-old.part"
+    assert target_for(COLL, "a/b2/c.dat").part_name != t.part_name  # the tag depends on the whole path
     assert target_for(COLL, "x").path == f"{COLL}/x"
 
 
@@ -119,7 +122,28 @@ def test_temporary_names_fit_a_255_byte_component():
 
     long = "x" * 255
     for f in (part_name, old_name):
-        assert len(f(long).encode()) <= MAX_COMPONENT_BYTES
-        assert f(long) == f(long) and f(long) != f("y" * 255)  # deterministic, distinct
-        assert f("short.txt") == f"{f('short.txt')}" and f("short.txt").startswith(".short.txt")
-    assert part_name(long) != old_name(long)
+        assert len(f(long, "/c/" + long).encode()) <= MAX_COMPONENT_BYTES
+        assert f(long, "/c/" + long) == f(long, "/c/" + long)  # deterministic
+        assert f(long, "/c/" + long) != f("y" * 255, "/c/" + "y" * 255)  # distinct
+        assert f("short.txt", "/c/short.txt").startswith(".short.txt.ingestd-")
+    assert part_name(long, "/c/" + long) != old_name(long, "/c/" + long)
+
+
+def test_reserved_names_are_never_ingested_whatever_the_patterns() -> None:
+    from pathlib import Path
+
+    from irods_ingestd.config import ZoneConfig
+    from irods_ingestd.filters import NameFilter
+
+    t = target_for(COLL, "x.dat")
+    f = NameFilter.for_zone(ZoneConfig(name="z", path=Path("/l"), collection=COLL, temp_patterns=()))
+    for reserved in (t.part_name, t.old_name, ".x.dat.ingestd-del.a1b2c3", ".ingestd-move.a1b2c3",
+                     names.part_name("y" * 255, "/c/" + "y" * 255)):
+        assert f.reason_to_skip(reserved, reserved) is not None, reserved
+    for ordinary in (".x.ingestd.part", ".y.ingestd-old.part", "x.dat", "x.dat.~1~"):  # users' names
+        assert f.reason_to_skip(ordinary, ordinary) is None, ordinary
+
+
+def test_a_name_too_long_once_mapped_is_refused_before_any_copy() -> None:
+    with pytest.raises(BadName, match="once mapped"):
+        target_for(COLL, "d/" + "\udcff" * 100)  # 100 bytes that are not UTF-8 → 300 bytes of %FF
