@@ -6,10 +6,17 @@ import pytest
 from irods.access import iRODSAccess
 from irods.api_number import api_number
 from irods.column import Between, In, Like, NotLike
-from irods.exception import CAT_INVALID_USER, CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME
+from irods.exception import (
+    CAT_INVALID_ARGUMENT,
+    CAT_INVALID_USER,
+    CAT_SUCCESS_BUT_WITH_NO_INFO,
+    CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME,
+)
 from irods.message import MetadataRequest, iRODSMessage
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta
+
+from tests.irods_server.harness import server_readable_dir
 
 
 def raw_avu(sess, *args):
@@ -21,17 +28,17 @@ def raw_avu(sess, *args):
 
 
 @pytest.fixture(scope="module")
-def many(irods_server, tmp_path_factory):  # noqa: F811
+def many(irods_server):  # noqa: F811
     """1200 registered files f0000..f1199 (file i has i bytes) under one collection, in a single call."""
-    src = tmp_path_factory.mktemp("many")
-    for i in range(1200):
-        (src / f"f{i:04d}").write_bytes(b"x" * i)
     path = f"{irods_server.home}/many"
-    with irods_server.session() as s:
+    with server_readable_dir("irods-many-") as src, irods_server.session() as s:
+        for i in range(1200):
+            (src / f"f{i:04d}").write_bytes(b"x" * i)
         if s.collections.exists(path):
             s.collections.remove(path, recurse=True, force=True)
         s.collections.register(str(src), path)
-    return path
+        yield path
+        s.collections.remove(path, recurse=True, force=True)
 
 
 def test_metadata_add_set_remove_and_query(sess, coll):
@@ -48,11 +55,18 @@ def test_metadata_add_set_remove_and_query(sess, coll):
     obj.metadata.remove("size", "10")
     assert obj.metadata.keys() == ["color"]
     # AVU on a collection, and wildcard removal
+    with pytest.raises(CAT_SUCCESS_BUT_WITH_NO_INFO):  # nothing to remove
+        obj.metadata.remove("size", "10")
+    with pytest.raises(CAT_SUCCESS_BUT_WITH_NO_INFO):  # the units are part of the AVU
+        obj.metadata.remove("color", "green", "u1")
+    # AVU on a collection; iRODS 5 removes no AVUs by wildcard
     sess.metadata.add(Collection, coll, iRODSMeta("project", "p1"))
-    sess.metadata.add(Collection, coll, iRODSMeta("projtag", "p2"))
-    assert {m.name for m in sess.metadata.get(Collection, coll)} == {"project", "projtag"}
-    raw_avu(sess, "rmw", "-C", coll, "proj%", "%")
-    assert sess.metadata.get(Collection, coll) == []
+    sess.metadata.add(Collection, coll, iRODSMeta("projtag", "p2", ""))  # empty units: none
+    assert {(m.name, m.units) for m in sess.metadata.get(Collection, coll)} == {("project", None), ("projtag", None)}
+    with pytest.raises(CAT_INVALID_ARGUMENT):
+        raw_avu(sess, "rmw", "-C", coll, "proj%", "%")
+    sess.metadata.remove(Collection, coll, iRODSMeta("projtag", "p2"))
+    assert [m.name for m in sess.metadata.get(Collection, coll)] == ["project"]
     # query by AVU
     obj2 = sess.data_objects.create(f"{coll}/m2")
     obj2.metadata.add("color", "green")
@@ -70,13 +84,23 @@ def test_metadata_rmw_and_atomic(sess, coll):
         AVUOperation(operation="add", avu=iRODSMeta("tmp_y", "2")),
     )
     assert len(obj.metadata.items()) == 4
-    obj.metadata.apply_atomic_operations(AVUOperation(operation="remove", avu=iRODSMeta("a2", "v2", "u2")))
-    raw_avu(sess, "rmw", "-d", obj.path, "tmp_%", "%")
-    assert sorted(m.name for m in sess.data_objects.get(obj.path).metadata.items()) == ["a1"]
+    # in one atomic call: an AVU that exists is no error to add, nor one that does not to remove
+    obj.metadata.apply_atomic_operations(
+        AVUOperation(operation="remove", avu=iRODSMeta("a2", "v2", "u2")),
+        AVUOperation(operation="remove", avu=iRODSMeta("tmp_x", "1")),
+        AVUOperation(operation="remove", avu=iRODSMeta("tmp_y", "2", "wrong units")),
+        AVUOperation(operation="remove", avu=iRODSMeta("never", "there")),
+        AVUOperation(operation="add", avu=iRODSMeta("a1", "v1")),
+    )
+    assert sorted(m.name for m in sess.data_objects.get(obj.path).metadata.items()) == ["a1", "tmp_y"]
+    for op in ("rmw", "adda"):  # gone in iRODS 5
+        with pytest.raises(CAT_INVALID_ARGUMENT):
+            raw_avu(sess, op, "-d", obj.path, "tmp_%", "%")
     raw_avu(sess, "mod", "-d", obj.path, "a1", "v1", "v:v9", "u:kg")
-    assert [(m.name, m.value, m.units) for m in sess.metadata.get(DataObject, obj.path)] == [("a1", "v9", "kg")]
-    raw_avu(sess, "adda", "-d", obj.path, "a3", "v3")
-    assert len(sess.metadata.get(DataObject, obj.path)) == 2
+    assert sorted((m.name, m.value, m.units) for m in sess.metadata.get(DataObject, obj.path)) == [
+        ("a1", "v9", "kg"), ("tmp_y", "2", None)]  # fmt: skip
+    with pytest.raises(CAT_SUCCESS_BUT_WITH_NO_INFO):
+        raw_avu(sess, "mod", "-d", obj.path, "a1", "v1", "v:v10")
     # collection atomic
     c = sess.collections.get(coll)
     c.metadata.apply_atomic_operations(AVUOperation(operation="add", avu=iRODSMeta("ca", "cv")))

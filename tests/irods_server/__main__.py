@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from .server import IrodsTestServer
+from .server import DEFAULT_VERSION, IrodsTestServer
 
 
 def parse_user(spec: str, first: bool) -> tuple[str, str, str]:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--catalog", required=True, help="SQLite file (kept across restarts)")
     p.add_argument("--zone", default="tempZone")
     p.add_argument("--user", action="append", default=[], help="NAME:PASSWORD[:TYPE]; first is the admin")
-    p.add_argument("--version", default="4.3.2", help="reported iRODS version (e.g. 4.2.11 for legacy auth)")
+    p.add_argument("--version", default=DEFAULT_VERSION, help="reported iRODS version (4.2.11: legacy auth)")
     p.add_argument("--resource", default="demoResc")
     p.add_argument("--cs-neg-policy", default="CS_NEG_DONT_CARE", choices=["CS_NEG_DONT_CARE", "CS_NEG_REFUSE"])
     ctl = p.add_mutually_exclusive_group()

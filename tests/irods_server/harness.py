@@ -15,11 +15,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,22 @@ class ServerStartError(RuntimeError):
     pass
 
 
+@contextmanager
+def server_readable_dir(prefix: str = "irods-reg-") -> Iterator[Path]:
+    """A new directory the server's service account can search and list (mode 0755), for files to register.
+
+    A real server reads registered files as its own unix user (``irods``), which cannot enter pytest's
+    root-only temporary directories; this one is made directly under /tmp and removed afterwards. Files
+    written into it with the default umask (0644) are readable too.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @dataclass
 class IrodsServerProcess:
     real = False  # the test server, not a real iRODS (see pytest_plugin.RealIrodsServer)
@@ -41,7 +61,7 @@ class IrodsServerProcess:
     zone: str = "tempZone"
     user: str = "rods"
     password: str = "rods"
-    version: str = "4.3.2"
+    version: str = "5.0.2"  # what the real server of ../shared/irods reports; "4.2.11" for legacy auth
     extra_users: list[tuple[str, str]] = field(default_factory=list)
     cs_neg_policy: str = "CS_NEG_DONT_CARE"
     startup_timeout: float = 15.0

@@ -1,0 +1,210 @@
+"""Metadata (MOD_AVU_METADATA, ATOMIC_APPLY_METADATA_OPERATIONS), ACLs and GenQuery of the test server.
+
+As a real iRODS 5.0.2 answers: ``rmw`` and ``adda`` are refused (CAT_INVALID_ARGUMENT), removing or
+modifying an AVU that is not there is CAT_SUCCESS_BUT_WITH_NO_INFO, an atomic request for a missing
+object or collection is SYS_INVALID_INPUT_PARAM; within one atomic request, adding an AVU that exists
+and removing one that does not are no errors.
+"""
+
+from __future__ import annotations
+
+from irods.message import GenQueryRequest, MetadataRequest, ModAclRequest
+
+from .base import ServerBase
+from .catalog import ACCESS_ALIASES, ACCESS_CODES, now_ts
+from .errors import E, IrodsError
+from .wire import Conn, Reply, json_reply, unpack, unpack_json, xesc
+
+
+class CatalogApi(ServerBase):
+    # --- metadata ----------------------------------------------------------------------------
+    def _target(self, kind: str, name: str) -> tuple[int, str]:
+        kind = kind.lstrip("-")
+        if kind in ("d", "D"):
+            row = self.catalog.data(self.norm(name))
+            if row is None:
+                raise IrodsError(E.CAT_UNKNOWN_FILE, name)
+            return row["data_id"], "d"
+        if kind in ("C", "c"):
+            crow = self.catalog.coll(self.norm(name))
+            if not crow:
+                raise IrodsError(E.CAT_UNKNOWN_COLLECTION, name)
+            return crow[0], "C"
+        if kind in ("R", "r"):
+            rrow = self.catalog.q1("SELECT resc_id FROM resources WHERE resc_name=?", (name,))
+            if not rrow:
+                raise IrodsError(E.SYS_RESC_DOES_NOT_EXIST, name)
+            return rrow[0], "R"
+        if kind == "u":
+            urow = self.catalog.user(name)
+            if not urow:
+                raise IrodsError(E.CAT_INVALID_USER, name)
+            return urow[0], "u"
+        raise IrodsError(E.CAT_INVALID_ARGUMENT, f"bad object type {kind!r}")
+
+    def _avu_add(self, obj: tuple[int, str], name: str, value: str, units: str, replace: bool = False) -> None:
+        if not name or value is None or value == "":
+            raise IrodsError(E.CAT_INVALID_ARGUMENT, "attribute name and value are required")
+        ts = now_ts()
+        with self.catalog.tx() as db:
+            if replace:
+                db.execute("DELETE FROM avu WHERE obj_id=? AND obj_type=? AND name=?", (*obj, name))
+            elif db.execute(
+                "SELECT 1 FROM avu WHERE obj_id=? AND obj_type=? AND name=? AND value=? AND units=?",
+                (*obj, name, value, units),
+            ).fetchone():
+                raise IrodsError(E.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, f"AVU {name}={value} exists")
+            db.execute("INSERT INTO avu VALUES(?,?,?,?,?,?,?,?)",
+                       (self.catalog.next_id(), *obj, name, value, units, ts, ts))  # fmt: skip
+
+    def _avu_rm(self, obj: tuple[int, str], name: str, value: str, units: str) -> int:
+        with self.catalog.tx() as db:
+            return db.execute("DELETE FROM avu WHERE obj_id=? AND obj_type=? AND name=? AND value=? AND units=?",
+                              (*obj, name, value, units)).rowcount
+
+    def h_mod_avu(self, conn: Conn, body: bytes, bs: bytearray) -> Reply:
+        msg = unpack(MetadataRequest, body)
+        a = [msg._values.get(f"arg{i}") or "" for i in range(10)]
+        op = a[0].lower()
+        if op == "cp":
+            src = self._target(a[1], a[3])
+            dst = self._target(a[2], a[4])
+            for name, value, units in self.catalog.q(
+                "SELECT name, value, units FROM avu WHERE obj_id=? AND obj_type=?", src
+            ):
+                try:
+                    self._avu_add(dst, name, value, units or "")
+                except IrodsError:
+                    pass
+            return Reply(0)
+        if op not in ("add", "set", "rm", "rmi", "mod"):  # iRODS 5 has no rmw or adda any more
+            raise IrodsError(E.CAT_INVALID_ARGUMENT, f"unsupported metadata operation {op!r}")
+        obj = self._target(a[1], a[2])
+        if op == "add":
+            self._avu_add(obj, a[3], a[4], a[5])
+        elif op == "set":
+            self._avu_add(obj, a[3], a[4], a[5], replace=True)
+        elif op == "rm":
+            if not self._avu_rm(obj, a[3], a[4], a[5]):
+                raise IrodsError(E.CAT_SUCCESS_BUT_WITH_NO_INFO, f"no AVU {a[3]}={a[4]} to remove")
+        elif op == "rmi":
+            with self.catalog.tx() as db:
+                db.execute("DELETE FROM avu WHERE obj_id=? AND obj_type=? AND meta_id=?", (*obj, a[3]))
+        elif op == "mod":
+            rest = a[5:]
+            units = None
+            if rest and rest[0] and not rest[0].startswith(("n:", "v:", "u:")):
+                units, rest = rest[0], rest[1:]
+            row = self.catalog.q1(
+                "SELECT meta_id, name, value, units FROM avu WHERE obj_id=? AND obj_type=? AND name=? AND value=?"
+                + (" AND units=?" if units is not None else ""),
+                (*obj, a[3], a[4], *([units] if units is not None else [])),
+            )
+            if not row:
+                raise IrodsError(E.CAT_SUCCESS_BUT_WITH_NO_INFO, "no such AVU to modify")
+            new = {"n": row[1], "v": row[2], "u": row[3]}
+            for item in rest:
+                if item and item[:2] in ("n:", "v:", "u:"):
+                    new[item[0]] = item[2:]
+            with self.catalog.tx() as db:
+                db.execute("UPDATE avu SET name=?, value=?, units=?, modify_ts=? WHERE meta_id=?",
+                           (new["n"], new["v"], new["u"], now_ts(), row[0]))  # fmt: skip
+        return Reply(0)
+
+    def h_atomic_metadata(self, conn: Conn, body: bytes, bs: bytearray) -> Reply:
+        req = unpack_json(body)
+        kinds = {"data_object": "d", "collection": "C", "resource": "R", "user": "u"}
+        kind = kinds.get(req.get("entity_type", ""))
+        if kind is None:
+            raise IrodsError(E.SYS_INVALID_INPUT_PARAM, f"bad entity_type {req.get('entity_type')!r}")
+        try:
+            obj = self._target(kind, req.get("entity_name", ""))
+        except IrodsError as exc:  # a real server: "invalid input" for an object it cannot find
+            raise IrodsError(E.SYS_INVALID_INPUT_PARAM, exc.msg) from exc
+        with self.catalog.tx():
+            for i, op in enumerate(req.get("operations", [])):
+                name, value, units = op.get("attribute", ""), op.get("value", ""), op.get("units", "")
+                try:
+                    if op.get("operation") == "add":
+                        try:
+                            self._avu_add(obj, name, value, units)
+                        except IrodsError as exc:
+                            if exc.code != E.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME:
+                                raise
+                    elif op.get("operation") == "remove":
+                        self._avu_rm(obj, name, value, units)
+                    else:
+                        raise IrodsError(E.SYS_INVALID_INPUT_PARAM, f"bad operation {op.get('operation')!r}")
+                except IrodsError as exc:
+                    raise IrodsError(exc.code, f"operation {i}: {exc.msg}") from exc
+        return Reply(0, json_reply({}))
+
+    # --- ACLs --------------------------------------------------------------------------------
+    def h_mod_acl(self, conn: Conn, body: bytes, bs: bytearray) -> Reply:
+        msg = unpack(ModAclRequest, body)
+        level = (msg._values.get("accessLevel") or "").strip()
+        if level.startswith("admin:"):
+            level = level[len("admin:") :]
+        level = ACCESS_ALIASES.get(level, level).replace(" ", "_")
+        path = self.norm(msg._values.get("path"))
+        recursive = bool(msg._values.get("recursiveFlag"))
+        with self.catalog.tx() as db:
+            row = self.catalog.data(path)
+            coll = None if row is not None else self.catalog.coll(path)
+            if row is None and coll is None:
+                raise IrodsError(E.CAT_UNKNOWN_FILE, path)
+            if level in ("inherit", "noinherit"):
+                if coll is None:
+                    raise IrodsError(E.CAT_INVALID_ARGUMENT, "inheritance applies to collections")
+                flag = "1" if level == "inherit" else ""
+                targets = self.catalog.subtree_colls(path) if recursive else [coll[:2]]
+                for cid, _ in targets:
+                    db.execute("UPDATE colls SET inheritance=? WHERE coll_id=?", (flag, cid))
+                return Reply(0)
+            if level not in ACCESS_CODES:
+                raise IrodsError(E.CAT_INVALID_ARGUMENT, f"bad access level {level!r}")
+            user = self.catalog.user(msg._values.get("userName") or "")
+            if user is None:
+                raise IrodsError(E.CAT_INVALID_USER, msg._values.get("userName") or "")
+            ids = [row["data_id"]] if row is not None else [coll[0] if coll else 0]
+            if coll is not None and recursive:
+                colls = [c[0] for c in self.catalog.subtree_colls(path)]
+                marks = ",".join("?" * len(colls))
+                ids = colls + [r[0] for r in db.execute(f"SELECT data_id FROM data WHERE coll_id IN ({marks})", colls)]
+            for obj_id in ids:
+                self.catalog.set_access(db, obj_id, user[0], level)
+        return Reply(0)
+
+    # --- GenQuery ----------------------------------------------------------------------------
+    def h_gen_query(self, conn: Conn, body: bytes, bs: bytearray) -> Reply:
+        msg = unpack(GenQueryRequest, body)
+        v = msg._values
+        max_rows = v.get("maxRows") or 0
+        cont = v.get("continueInx") or 0
+        if max_rows <= 0:
+            raise IrodsError(E.CAT_NO_ROWS_FOUND, "query closed")
+        sel = v.get("InxIvalPair_PI")
+        cond = v.get("InxValPair_PI")
+        selects = list(zip(sel._values.get("inx") or [], sel._values.get("ivalue") or [], strict=False)) if sel else []
+        conds = (
+            list(zip(cond._values.get("inx") or [], [s or "" for s in cond._values.get("svalue") or []],
+                     strict=False)) if cond else []
+        )  # fmt: skip
+        if not selects:
+            raise IrodsError(E.SYS_INVALID_INPUT_PARAM, "no columns selected")
+        cols, rows = self.catalog.genquery(selects, conds, v.get("options") or 0)
+        start = cont if cont > 0 else (v.get("partialStartIndex") or 0)
+        page = rows[start : start + max_rows]
+        if not page:
+            raise IrodsError(E.CAT_NO_ROWS_FOUND, "no rows found")
+        nxt = start + max_rows if start + max_rows < len(rows) else 0
+        parts = [
+            f"<GenQueryOut_PI><rowCnt>{len(page)}</rowCnt><attriCnt>{len(cols)}</attriCnt>"
+            f"<continueInx>{nxt}</continueInx><totalRowCount>{len(rows)}</totalRowCount>"
+        ]
+        for i, col in enumerate(cols):
+            parts.append(f"<SqlResult_PI><attriInx>{col}</attriInx><reslen>{256}</reslen>")
+            parts.extend(f"<value>{xesc(r[i])}</value>" for r in page)
+            parts.append("</SqlResult_PI>")
+        parts.append("</GenQueryOut_PI>")
+        return Reply(0, "".join(parts))
