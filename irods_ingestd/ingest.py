@@ -340,9 +340,16 @@ def _check_local(zone: ZoneSpec, item: FileItem) -> _Local:
         raise PermanentError(f"cannot stat the local file: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise NotRegular()
+    if follow and not _inside(zone.root, path):  # re-pointed since it was queued: where does it lead now?
+        raise PermanentError("the symlink now points outside the zone: not ingested")
     if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
         raise LocalChanged()
     return _Local(path, st, follow)
+
+
+def _inside(root: str, path: str) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
@@ -675,6 +682,8 @@ def run_after(ctx: IngestContext, zone: ZoneSpec, v: after.Verified) -> str:
     outcome, reason = after.run(zone, v)
     if outcome in (after.DONE, after.GONE):
         ctx.ledger.drop_done(zone.name, v.rel, v.size, v.mtime_ns)
+    elif outcome == after.CHANGED:  # another file under the name (maybe even of the same size and mtime):
+        ctx.ledger.forget(zone.name, v.rel, v.size, v.mtime_ns, resettle=True)  # settle and copy it too
     elif outcome == after.BUSY:
         after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, max(after.RETRY_BUSY, zone.after_hold))
         reason += f" (tried again in {max(after.RETRY_BUSY, zone.after_hold):g}s)"
