@@ -117,7 +117,10 @@ job_running() {
     for k in $(rcli --scan --pattern 'rq:wip:*'); do [ "$(rcli zcard "$k")" -gt 0 ] && return 0; done
     return 1
 }
-wait_for 60 job_running || fail "the long ingest never started"
+big_done() { journalctl -q -o cat MESSAGE_ID=$FILE_INGESTED INGEST_PATH=/srv/landing/z2/big.dat | grep -q .; }
+started() { job_running || big_done; }
+wait_for 60 started || fail "the long ingest never started"
+! big_done || fail "big.dat ($E2E_BIG_BYTES bytes) was ingested before its job was seen running: not a long ingest"
 sleep 0.5
 t0=$SECONDS
 stop_usec=$(date +%s%6N)
