@@ -59,7 +59,14 @@ class Pipeline:
     def __exit__(self, *exc: object) -> None:
         if self.daemon:
             self.daemon.stop()
+            self.daemon = None
         tasks.set_context(None)
+
+    def cleanup(self) -> None:
+        """Remove the zone's collection from iRODS (call once the test looked at it)."""
+        from tests.landing import remove_collections
+
+        remove_collections(self.irods, self.collection)
 
     def work(self) -> None:
         """One burst of a real worker in this (main) thread."""

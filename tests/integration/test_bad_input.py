@@ -38,6 +38,7 @@ def pipe(tmp_path, redis_server, redis_conn, irods):  # type: ignore[no-untyped-
     p = Pipeline(tmp_path, redis_server.url, irods)
     yield p
     p.__exit__(None, None, None)
+    p.cleanup()
 
 
 def expected_path(p: Pipeline, rel: str) -> str:

@@ -24,7 +24,7 @@ from irods_ingestd.job import Batch, FileItem, ZoneSpec
 from irods_ingestd.ledger import Ledger
 from irods_ingestd.locks import FileLock
 from tests.expect import sha2
-from tests.landing import server_readable
+from tests.landing import remove_collections, server_readable
 
 MiB = 1 << 20
 
@@ -90,6 +90,7 @@ def env(tmp_path: Path, irods: Any, redis_server: Any, redis_conn: redis.Redis) 
     yield e
     for c in e.contexts:
         c.sessions.cleanup()
+    remove_collections(irods, coll)
 
 
 def objects_under(sess: Any, coll: str) -> dict[str, tuple[int, str, str]]:

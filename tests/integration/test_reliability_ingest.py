@@ -50,6 +50,7 @@ def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) ->
     yield make
     for p in made:
         p.__exit__(None, None, None)
+        p.cleanup()
 
 
 # --- 1. a later file with the same name never destroys the earlier one -----------------------------------

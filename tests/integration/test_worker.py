@@ -24,6 +24,7 @@ from irods_ingestd import irods_session, tasks
 from irods_ingestd.job import TASK_FUNC, Batch, FileItem, ZoneSpec
 from irods_ingestd.ledger import Ledger
 from irods_ingestd.worker import run_worker
+from tests.landing import remove_collections
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,6 +103,7 @@ collection = "{coll}"
 """)
     yield WEnv(tmp_path, root, coll, cfg, qname, redis_conn, irods)
     tasks.set_context(None)
+    remove_collections(irods, coll)
 
 
 def test_burst_worker_reuses_one_session_across_jobs(wenv: WEnv, monkeypatch: pytest.MonkeyPatch) -> None:
