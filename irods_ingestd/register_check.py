@@ -1,0 +1,54 @@
+"""Can the iRODS server read a register zone? (check-config's warning)
+
+Register mode asks the server to stat, open and checksum the landing file itself, as its service account
+on the host of the zone's resource (``irods`` by default). When that account exists on this host, its
+rights on the zone directory are worked out from the mode bits (search on every directory above it, read
+and search on the zone itself); a zone it cannot reach would fail every file with UNIX_FILE_STAT_ERR.
+ACLs and root squash are beyond what the bits say: the warning is a hint, not a verdict.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from pathlib import Path
+
+SERVICE_ACCOUNT = "irods"
+
+
+def _allowed(st: os.stat_result, uid: int, gids: set[int], want: int) -> bool:
+    """want: a combination of 4 (read) and 1 (search/execute), as for `other`."""
+    if uid == 0:
+        return True
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid == uid:
+        bits = mode >> 6
+    elif st.st_gid in gids:
+        bits = mode >> 3
+    else:
+        bits = mode
+    return bits & want == want
+
+
+def unreadable_for_service_account(path: Path, account: str = SERVICE_ACCOUNT) -> str | None:
+    """Why `account` could not read files under `path`, or None (it can, or there is no such user here)."""
+    try:
+        pw = pwd.getpwnam(account)
+    except KeyError:
+        return None
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if account in g.gr_mem}
+    path = Path(os.path.abspath(path))
+    for d in [*reversed(path.parents), path]:
+        try:
+            st = os.stat(d)
+        except OSError:
+            return None  # reported elsewhere (missing zone)
+        want = 4 | 1 if d == path else 1
+        if not _allowed(st, pw.pw_uid, gids, want):
+            need = "read and search" if d == path else "search (x)"
+            return (f"the iRODS service account {account!r} on this host has no {need} permission on {d}: "
+                    f"register mode would fail every file with UNIX_FILE_STAT_ERR (the server reads the "
+                    f"landing files itself)")
+    return None
