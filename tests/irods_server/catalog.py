@@ -38,10 +38,6 @@ CREATE TABLE IF NOT EXISTS data (
     expiry TEXT DEFAULT '00000000000', map_id INTEGER DEFAULT 0, comments TEXT DEFAULT '',
     create_ts TEXT, modify_ts TEXT, resc_hier TEXT, resc_id INTEGER, access_ts TEXT,
     UNIQUE(coll_id, data_name));
-CREATE TABLE IF NOT EXISTS avu (
-    meta_id INTEGER PRIMARY KEY, obj_id INTEGER NOT NULL, obj_type TEXT NOT NULL, name TEXT,
-    value TEXT, units TEXT DEFAULT '', create_ts TEXT, modify_ts TEXT);
-CREATE INDEX IF NOT EXISTS avu_obj ON avu(obj_id, obj_type);
 CREATE TABLE IF NOT EXISTS access (
     obj_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access_type INTEGER NOT NULL,
     access_name TEXT NOT NULL, create_ts TEXT, modify_ts TEXT, PRIMARY KEY(obj_id, user_id));
@@ -207,6 +203,9 @@ class Catalog:
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA case_sensitive_like=ON")
         self.db.executescript(SCHEMA)
+        from .avus import install  # AVU rows shared between objects, and the `avu` view GenQuery reads
+
+        install(self.db)
         self._in_tx = 0
 
     def close(self) -> None:
@@ -390,7 +389,7 @@ class Catalog:
     def delete_data(self, data_id: int) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM data WHERE data_id=?", (data_id,))
-            db.execute("DELETE FROM avu WHERE obj_id=? AND obj_type='d'", (data_id,))
+            db.execute("DELETE FROM metamap WHERE obj_id=? AND obj_type='d'", (data_id,))
             db.execute("DELETE FROM access WHERE obj_id=?", (data_id,))
 
     def subtree_colls(self, path: str) -> list[tuple[int, str]]:

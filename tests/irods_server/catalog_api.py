@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from irods.message import GenQueryRequest, MetadataRequest, ModAclRequest
 
+from .avus import Avus
 from .base import ServerBase
-from .catalog import ACCESS_ALIASES, ACCESS_CODES, now_ts
+from .catalog import ACCESS_ALIASES, ACCESS_CODES
 from .errors import E, IrodsError
 from .wire import Conn, Reply, json_reply, unpack, unpack_json, xesc
 
 
 class CatalogApi(ServerBase):
+    avus: Avus
+
     # --- metadata ----------------------------------------------------------------------------
     def _target(self, kind: str, name: str) -> tuple[int, str]:
         kind = kind.lstrip("-")
@@ -42,73 +45,31 @@ class CatalogApi(ServerBase):
             return urow[0], "u"
         raise IrodsError(E.CAT_INVALID_ARGUMENT, f"bad object type {kind!r}")
 
-    def _avu_add(self, obj: tuple[int, str], name: str, value: str, units: str, replace: bool = False) -> None:
-        if not name or value is None or value == "":
-            raise IrodsError(E.CAT_INVALID_ARGUMENT, "attribute name and value are required")
-        ts = now_ts()
-        with self.catalog.tx() as db:
-            if replace:
-                db.execute("DELETE FROM avu WHERE obj_id=? AND obj_type=? AND name=?", (*obj, name))
-            elif db.execute(
-                "SELECT 1 FROM avu WHERE obj_id=? AND obj_type=? AND name=? AND value=? AND units=?",
-                (*obj, name, value, units),
-            ).fetchone():
-                raise IrodsError(E.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, f"AVU {name}={value} exists")
-            db.execute("INSERT INTO avu VALUES(?,?,?,?,?,?,?,?)",
-                       (self.catalog.next_id(), *obj, name, value, units, ts, ts))  # fmt: skip
-
-    def _avu_rm(self, obj: tuple[int, str], name: str, value: str, units: str) -> int:
-        with self.catalog.tx() as db:
-            return db.execute("DELETE FROM avu WHERE obj_id=? AND obj_type=? AND name=? AND value=? AND units=?",
-                              (*obj, name, value, units)).rowcount
-
     def h_mod_avu(self, conn: Conn, body: bytes, bs: bytearray) -> Reply:
         msg = unpack(MetadataRequest, body)
         a = [msg._values.get(f"arg{i}") or "" for i in range(10)]
         op = a[0].lower()
         if op == "cp":
-            src = self._target(a[1], a[3])
-            dst = self._target(a[2], a[4])
-            for name, value, units in self.catalog.q(
-                "SELECT name, value, units FROM avu WHERE obj_id=? AND obj_type=?", src
-            ):
-                try:
-                    self._avu_add(dst, name, value, units or "")
-                except IrodsError:
-                    pass
+            self.avus.copy(self._target(a[1], a[3]), self._target(a[2], a[4]))
             return Reply(0)
         if op not in ("add", "set", "rm", "rmi", "mod"):  # iRODS 5 has no rmw or adda any more
             raise IrodsError(E.CAT_INVALID_ARGUMENT, f"unsupported metadata operation {op!r}")
         obj = self._target(a[1], a[2])
         if op == "add":
-            self._avu_add(obj, a[3], a[4], a[5])
+            self.avus.add(obj, a[3], a[4], a[5])
         elif op == "set":
-            self._avu_add(obj, a[3], a[4], a[5], replace=True)
+            self.avus.set(obj, a[3], a[4], a[5])
         elif op == "rm":
-            if not self._avu_rm(obj, a[3], a[4], a[5]):
+            if not self.avus.remove(obj, a[3], a[4], a[5]):
                 raise IrodsError(E.CAT_SUCCESS_BUT_WITH_NO_INFO, f"no AVU {a[3]}={a[4]} to remove")
         elif op == "rmi":
-            with self.catalog.tx() as db:
-                db.execute("DELETE FROM avu WHERE obj_id=? AND obj_type=? AND meta_id=?", (*obj, a[3]))
-        elif op == "mod":
+            self.avus.remove_id(obj, a[3])
+        else:  # mod NAME VALUE [UNITS] [n:NAME] [v:VALUE] [u:UNITS]
             rest = a[5:]
             units = None
             if rest and rest[0] and not rest[0].startswith(("n:", "v:", "u:")):
                 units, rest = rest[0], rest[1:]
-            row = self.catalog.q1(
-                "SELECT meta_id, name, value, units FROM avu WHERE obj_id=? AND obj_type=? AND name=? AND value=?"
-                + (" AND units=?" if units is not None else ""),
-                (*obj, a[3], a[4], *([units] if units is not None else [])),
-            )
-            if not row:
-                raise IrodsError(E.CAT_SUCCESS_BUT_WITH_NO_INFO, "no such AVU to modify")
-            new = {"n": row[1], "v": row[2], "u": row[3]}
-            for item in rest:
-                if item and item[:2] in ("n:", "v:", "u:"):
-                    new[item[0]] = item[2:]
-            with self.catalog.tx() as db:
-                db.execute("UPDATE avu SET name=?, value=?, units=?, modify_ts=? WHERE meta_id=?",
-                           (new["n"], new["v"], new["u"], now_ts(), row[0]))  # fmt: skip
+            self.avus.modify(obj, a[3], a[4], units, rest)
         return Reply(0)
 
     def h_atomic_metadata(self, conn: Conn, body: bytes, bs: bytearray) -> Reply:
@@ -126,13 +87,9 @@ class CatalogApi(ServerBase):
                 name, value, units = op.get("attribute", ""), op.get("value", ""), op.get("units", "")
                 try:
                     if op.get("operation") == "add":
-                        try:
-                            self._avu_add(obj, name, value, units)
-                        except IrodsError as exc:
-                            if exc.code != E.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME:
-                                raise
+                        self.avus.add(obj, name, value, units, atomic=True)
                     elif op.get("operation") == "remove":
-                        self._avu_rm(obj, name, value, units)
+                        self.avus.remove(obj, name, value, units)
                     else:
                         raise IrodsError(E.SYS_INVALID_INPUT_PARAM, f"bad operation {op.get('operation')!r}")
                 except IrodsError as exc:

@@ -94,7 +94,7 @@ class NamespaceApi(ServerBase):
                 self.catalog.delete_data(data_id)
                 self.remove_phys(phys)
             db.execute(f"DELETE FROM colls WHERE coll_id IN ({marks})", ids)
-            db.execute(f"DELETE FROM avu WHERE obj_type='C' AND obj_id IN ({marks})", ids)
+            db.execute(f"DELETE FROM metamap WHERE obj_type='C' AND obj_id IN ({marks})", ids)
             db.execute(f"DELETE FROM access WHERE obj_id IN ({marks})", ids)
         return Reply(0)
 

@@ -109,20 +109,17 @@ class RegisterApi(ServerBase):
                 raise IrodsError(E.CAT_UNKNOWN_COLLECTION, posixpath.dirname(path))
             if self.catalog.data(path) is not None:  # also with forceFlag
                 raise IrodsError(E.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, path)
-            checksum = ""
-            if "regChksum" in kw or "verifyChksum" in kw:
-                checksum = service_checksum(phys)
-                expected = kw.get("chksum")
-                if "verifyChksum" in kw and expected and expected != checksum:
-                    raise IrodsError(E.USER_CHKSUM_MISMATCH, f"checksum mismatch {expected} != {checksum}")
+            # verifyChksum computes and stores like regChksum; a `chksum` keyword is not compared (iRODS 5.0.2)
+            checksum = service_checksum(phys) if "regChksum" in kw or "verifyChksum" in kw else ""
             self.catalog.insert_data(path, parent[0], conn.user or "", phys, st.st_size, 1, checksum,
                                      kw.get("dataType", "generic"))  # fmt: skip
 
     def _register_tree(self, conn: Conn, path: str, phys: str, kw: dict) -> Reply:
-        service_listdir_check(phys)
+        """A directory's collection is made before the directory is listed: one that cannot be listed
+        stays registered as an empty collection, as with a real server."""
+        service_stat(phys)
         sub = {k: v for k, v in kw.items() if k not in ("collection", "forceFlag")}
         for dirpath, dirnames, filenames in os.walk(phys):
-            service_listdir_check(dirpath)
             rel = os.path.relpath(dirpath, phys)
             lpath = path if rel == "." else f"{path}/{rel}"
             if not self.catalog.coll(lpath):
@@ -130,6 +127,7 @@ class RegisterApi(ServerBase):
                 if not self.catalog.coll(parent):
                     raise IrodsError(E.CAT_UNKNOWN_COLLECTION, parent)
                 self.catalog.insert_coll(lpath, conn.user or "")
+            service_listdir_check(dirpath)
             dirnames.sort()
             for name in sorted(filenames):
                 self._register_file(conn, f"{lpath}/{name}", os.path.join(dirpath, name), sub)

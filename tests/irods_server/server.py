@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from irods.message import AuthResponse, StartupPack
 from irods.message import ClientServerNegotiation as CsNeg
 
+from .avus import Avus
 from .catalog import Catalog
 from .catalog_api import CatalogApi
 from .dataobj import DataObjectApi, Desc
@@ -168,6 +169,7 @@ class IrodsTestServer(NamespaceApi, DataObjectApi, RegisterApi, CatalogApi):
         self.users = users or [("rods", "rods", "rodsadmin")]
         self.catalog = Catalog(catalog, zone, resource, self.vault)
         self.catalog.bootstrap(self.users)
+        self.avus = Avus(self.catalog)
         self.faults = Faults()
         self.counters: Counter[str] = Counter()
         self.lock = threading.RLock()

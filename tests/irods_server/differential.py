@@ -1,0 +1,185 @@
+"""Run the same python-irodsclient operations against the real iRODS and the test server, and compare.
+
+A scenario is a function ``scenario(rec)`` that drives ``rec.sess`` under ``rec.base`` (a new collection)
+and records what happens with ``rec.call(label, fn, ...)`` (the value returned, or the exception class and
+iRODS error code raised) and ``rec.note(label, value)``. :class:`Differential` runs it once per server
+and returns both records, normalised so that what legitimately differs reads the same: the collection
+name (a uuid), the vault (``<vault>``), the directory of files to register (``<files>``), object ids,
+timestamps and the random suffixes of names in the trash. Everything else is compared exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from irods.collection import iRODSCollection
+from irods.column import Like
+from irods.data_object import iRODSDataObject
+from irods.exception import NetworkException
+from irods.manager.data_object_manager import Server_Checksum_Warning
+from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta, Resource
+
+from .harness import server_readable_dir
+
+Observation = tuple[str, Any]
+
+
+def outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+    """("ok", value) or ("error", exception class, iRODS error code); a checksum warning shows its codes."""
+    try:
+        return ("ok", simplify(fn(*args, **kwargs)))
+    except Server_Checksum_Warning as exc:
+        return ("error", "Server_Checksum_Warning", tuple(r.get("error_code") for r in exc.response))
+    except NetworkException:
+        raise  # the server went away: not an answer to compare
+    except Exception as exc:  # noqa: BLE001 - the class is the observation
+        return ("error", type(exc).__name__, getattr(exc, "code", None))
+
+
+def simplify(value: Any) -> Any:
+    if isinstance(value, iRODSDataObject):
+        return ("data object", value.path, value.size, value.checksum, [r.status for r in value.replicas])
+    if isinstance(value, iRODSCollection):
+        return ("collection", value.path)
+    if isinstance(value, list | tuple):
+        return tuple(simplify(v) for v in value)
+    return value
+
+
+class Recorder:
+    def __init__(self, sess: Any, base: str, trash: str, files: Path) -> None:
+        self.sess = sess
+        self.base = base
+        self.trash = trash  # where unlink and remove without force put what is under base
+        self.files = files
+        self.tag = base.rsplit("/", 1)[1]  # unique to this run (reads "<name>" once normalised)
+        self.observations: list[Observation] = []
+
+    def call(self, label: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        result = outcome(fn, *args, **kwargs)
+        self.observations.append((label, result))
+        return result
+
+    def note(self, label: str, value: Any) -> None:
+        self.observations.append((label, simplify(value)))
+
+    def state(self, label: str = "state") -> None:
+        """What GenQuery shows under the base collection and its trash: collections, objects, AVUs."""
+        self.note(label, {"base": snapshot(self.sess, self.base), "trash": snapshot(self.sess, self.trash)})
+
+
+def snapshot(sess: Any, base: str) -> dict[str, Any]:
+    colls = sorted(r[Collection.name] for r in sess.query(Collection.name).filter(Like(Collection.name, base + "%")))
+    objs = []
+    for cond in (Collection.name == base, Like(Collection.name, base + "/%")):
+        for r in sess.query(Collection.name, DataObject.name, DataObject.size, DataObject.checksum,
+                            DataObject.replica_status, DataObject.replica_number, DataObject.type,
+                            DataObject.resource_name, DataObject.resc_hier, DataObject.path,
+                            DataObject.owner_name).filter(cond):  # fmt: skip
+            objs.append((f"{r[Collection.name]}/{r[DataObject.name]}", r[DataObject.size], r[DataObject.checksum],
+                         r[DataObject.replica_status], r[DataObject.replica_number], r[DataObject.type],
+                         r[DataObject.resource_name], r[DataObject.resc_hier], r[DataObject.path],
+                         r[DataObject.owner_name]))  # fmt: skip
+    avus = [(f"{r[Collection.name]}/{r[DataObject.name]}", r[DataObjectMeta.name], r[DataObjectMeta.value],
+             r[DataObjectMeta.units])
+            for r in sess.query(Collection.name, DataObject.name, DataObjectMeta.name, DataObjectMeta.value,
+                                DataObjectMeta.units).filter(Like(Collection.name, base + "%"))]  # fmt: skip
+    cavus = [(r[Collection.name], r[CollectionMeta.name], r[CollectionMeta.value], r[CollectionMeta.units])
+             for r in sess.query(Collection.name, CollectionMeta.name, CollectionMeta.value, CollectionMeta.units)
+             .filter(Like(Collection.name, base + "%"))]  # fmt: skip
+    return {"collections": colls, "objects": sorted(objs), "object AVUs": sorted(avus),
+            "collection AVUs": sorted(cavus)}  # fmt: skip
+
+
+class Normaliser:
+    def __init__(self, replacements: dict[str, str]) -> None:
+        # longest first, so that a path is replaced before a prefix of it
+        self.pairs = sorted(((k, v) for k, v in replacements.items() if k), key=lambda kv: -len(kv[0]))
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for old, new in self.pairs:
+                value = value.replace(old, new)
+            return re.sub(r"\.\d{8,10}$", ".<n>", value) if "trash" in value else value
+        if isinstance(value, list | tuple):
+            return type(value)(self(v) for v in value)
+        if isinstance(value, dict):
+            return {self(k): self(v) for k, v in value.items()}
+        return value
+
+
+def vault_of(sess: Any, resource: str = "demoResc") -> str:
+    rows = sess.query(Resource.vault_path).filter(Resource.name == resource).all()
+    return str(rows[0][Resource.vault_path]) if rows else ""
+
+
+def wait_until_usable(server: Any, timeout: float = 90) -> None:
+    """Wait for a server that is being restarted (other test runs reconfigure the real one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with server.session() as s:
+                s.collections.exists(server.home)
+            return
+        except NetworkException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+class Differential:
+    def __init__(self, servers: dict[str, Any]) -> None:
+        self.servers = servers
+
+    @contextmanager
+    def recorder(self, server: Any) -> Iterator[Recorder]:
+        base = f"{server.home}/fidelity-{uuid.uuid4().hex[:12]}"
+        trash = f"/{server.zone}/trash" + base[len(f"/{server.zone}") :]
+        with server_readable_dir("irods-fidelity-") as files, server.session() as sess:
+            sess.collections.create(base)
+            rec = Recorder(sess, base, trash, files)
+            try:
+                yield rec
+            finally:
+                for path in (base, trash):
+                    if sess.collections.exists(path):
+                        sess.collections.remove(path, recurse=True, force=True)
+            norm = Normaliser({base: "<base>", trash: "<trash>", base.rsplit("/", 1)[1]: "<name>",
+                               str(files): "<files>", vault_of(sess): "<vault>"})  # fmt: skip
+            rec.observations = norm(rec.observations)
+
+    def run(self, scenario: Callable[[Recorder], None]) -> dict[str, list[Observation]]:
+        results: dict[str, list[Observation]] = {}
+        for name, server in self.servers.items():
+            for attempt in range(2):
+                wait_until_usable(server)
+                try:
+                    with self.recorder(server) as rec:
+                        scenario(rec)
+                    break
+                except NetworkException:
+                    if attempt or not server.real:
+                        raise  # a real server restarted by another test run gets one more try
+            results[name] = rec.observations
+        return results
+
+
+def differences(results: dict[str, list[Observation]]) -> list[str]:
+    """Human-readable lines for every observation that differs between the two servers (empty: same)."""
+    real, standin = results["real"], results["standin"]
+    out = []
+    for (label, r), (label2, s) in zip(real, standin, strict=False):
+        if label != label2:
+            out.append(f"the scenario diverged: {label!r} on the real server, {label2!r} on the test server")
+            break
+        if r != s:
+            out.append(f"{label}:\n    real:    {r!r}\n    standin: {s!r}")
+    if len(real) != len(standin):
+        out.append(f"{len(real)} observations on the real server, {len(standin)} on the test server")
+    return out
