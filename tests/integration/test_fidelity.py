@@ -9,19 +9,26 @@ is a defect of the test server. Needs a real server (``.ci/irods.sh`` or ``INGES
 from __future__ import annotations
 
 import os
-import threading
-import uuid
+import socket
+import time
 from typing import Any
 
 import pytest
-from irods.api_number import api_number
 from irods.column import Between, In, Like, NotLike
-from irods.message import CollectionRequest, MetadataRequest, RErrorStack, StringStringMap, iRODSMessage
+from irods.message import MetadataRequest, RErrorStack
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, DataObject, DataObjectMeta
 
 from irods_ingestd.ingest import rename  # DATA_OBJ_RENAME exactly as the product sends it
-from tests.irods_server.differential import Differential, Recorder, differences, outcome, wait_until_usable
+from tests.irods_server.differential import (
+    Differential,
+    Recorder,
+    differences,
+    outcome,
+    race_round,
+    row_values,
+    wait_until_usable,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,30 +45,6 @@ def same(diff: Differential, scenario: Any) -> None:
     assert results["real"], "the scenario recorded nothing"
     found = differences(results)
     assert not found, "the test server differs from the real iRODS:\n" + "\n".join(found)
-
-
-def write(rec: Recorder, name: str, data: bytes, mode: int = 0o644) -> str:
-    path = rec.files / name
-    path.write_bytes(data)
-    path.chmod(mode)
-    return str(path)
-
-
-def write_object(rec: Recorder, path: str, data: bytes, **options: str) -> None:
-    with rec.sess.data_objects.open(path, "w", **options) as f:
-        f.write(data)
-
-
-def row_values(rows: Any, skip: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    """Rows as tuples in column-id order, without ids and timestamps (those differ between catalogs)."""
-    return [tuple(v for c, v in sorted(r.items(), key=lambda cv: cv[0].icat_id)
-                  if "TIME" not in c.icat_key and c.icat_key not in skip) for r in rows]  # fmt: skip
-
-
-def raw(rec: Recorder, api: str, msg: Any) -> int:
-    with rec.sess.pool.get_connection() as conn:
-        conn.send(iRODSMessage("RODS_API_REQ", msg=msg, int_info=api_number[api]))
-        return int(conn.recv().int_info)
 
 
 def test_collections(diff: Differential) -> None:
@@ -89,40 +72,6 @@ def test_collections(diff: Differential) -> None:
         rec.state()
 
     same(diff, scenario)
-
-
-def race_round(server: Any, sessions: list[Any], raw_api: bool) -> set[tuple[Any, ...]]:
-    """Six sessions at once create a/b/c and the levels around it in a new tree: what each one saw."""
-    base = f"{server.home}/race-{uuid.uuid4().hex[:8]}"
-    targets = ["a", "a/b", "a/b/c", "a/b/c", "a/b/c/d1", "a/b/c/d2"]
-    start = threading.Barrier(len(sessions))
-    seen: list[Any] = [None] * len(sessions)
-
-    def create(i: int) -> None:
-        s, path = sessions[i], f"{base}/{targets[i]}"
-        start.wait()
-        if raw_api:
-            msg = CollectionRequest(collName=path, KeyValPair_PI=StringStringMap({"recursiveOpr": ""}))
-            with s.pool.get_connection() as conn:
-                conn.send(iRODSMessage("RODS_API_REQ", msg=msg, int_info=api_number["COLL_CREATE_AN"]))
-                result: tuple[Any, ...] = ("status", conn.recv().int_info)
-        else:
-            got = outcome(s.collections.create, path)
-            result = got[:1] if got[0] == "ok" else got  # "ok" without the path
-        seen[i] = (result, path)
-
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(sessions))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    check = sessions[0]
-    classes = {(result, check.collections.exists(path)) for result, path in seen}
-    for s, (_, path) in zip(sessions, seen, strict=True):  # trying again always completes the tree
-        s.collections.create(path)
-    classes.add(("after a second create, all exist", all(check.collections.exists(p) for _, p in seen)))
-    check.collections.remove(base, recurse=True, force=True)
-    return classes
 
 
 @pytest.mark.parametrize("raw_api", [True, False], ids=["COLL_CREATE", "collections.create"])
@@ -157,7 +106,7 @@ def test_put_and_create_onto_existing(diff: Differential, tmp_path: Any) -> None
         rec.call("put with forceFlag", s.data_objects.put, str(tmp_path / "one"), f"{b}/x", forceFlag="")
         rec.call("create onto it", s.data_objects.create, f"{b}/x")
         rec.call("create, force=False", s.data_objects.create, f"{b}/x", force=False)
-        rec.call("open w onto it", write_object, rec, f"{b}/x", b"written")
+        rec.call("open w onto it", rec.write_object, f"{b}/x", b"written")
         rec.call("put into a collection", s.data_objects.put, str(tmp_path / "one"), b)
         rec.call("put, missing collection", s.data_objects.put, str(tmp_path / "one"), f"{b}/no/x")
         rec.call("create on a collection", s.data_objects.create, b)
@@ -168,6 +117,42 @@ def test_put_and_create_onto_existing(diff: Differential, tmp_path: Any) -> None
         rec.state()
 
     same(diff, scenario)
+
+
+def test_large_put_and_an_abandoned_writer(diff: Differential, tmp_path: Any) -> None:
+    (tmp_path / "big").write_bytes(os.urandom(33 * 1024 * 1024))  # over PRC's 32 MiB single-stream limit
+
+    def scenario(rec: Recorder) -> None:
+        s, b = rec.sess, rec.base
+        rec.call("parallel put", s.data_objects.put, str(tmp_path / "big"), f"{b}/big", num_threads=0)
+        rec.call("parallel put, regChksum", s.data_objects.put, str(tmp_path / "big"), f"{b}/big2", num_threads=3,
+                 regChksum="")  # fmt: skip
+        rec.call("chksum", s.data_objects.chksum, f"{b}/big")
+        writer = rec.server.session()
+        f = writer.data_objects.open(f"{b}/w", "w")
+        f.write(b"x" * 100_000)
+        f.flush()
+        rec.state("while a writer has it open")
+        for conn in [*writer.pool.active, *writer.pool.idle]:  # it goes away without a close
+            conn.socket.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + 15
+        while s.data_objects.get(f"{b}/w").replicas[0].status == "2" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        rec.state("after the writer went away")
+
+    same(diff, scenario)
+
+
+def test_authentication(diff: Differential) -> None:
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for name, server in diff.servers.items():
+        wait_until_usable(server)
+        found[name] = []
+        for kw in ({}, {"password": "wrong"}, {"user": "nobody"}, {"user": "public", "password": ""}):
+            with server.session(**kw) as s:
+                found[name].append(outcome(s.collections.exists, server.home))
+    assert found["real"][0] == ("ok", True)
+    assert found["standin"] == found["real"]
 
 
 def test_rename_raw_api(diff: Differential) -> None:
@@ -200,7 +185,7 @@ def test_unlink_and_unregister(diff: Differential) -> None:
             rec.call(f"unlink into the trash {i}", s.data_objects.unlink, f"{b}/t")
         s.data_objects.create(f"{b}/f")
         rec.call("unlink, force", s.data_objects.unlink, f"{b}/f", force=True)
-        phys = write(rec, "reg", b"registered")
+        phys = rec.write("reg", b"registered")
         s.data_objects.register(phys, f"{b}/reg")
         s.data_objects.register(phys, f"{b}/reg2")
         rec.call("unregister", s.data_objects.unregister, f"{b}/reg")
@@ -222,7 +207,7 @@ def test_checksums(diff: Differential, tmp_path: Any) -> None:
                          ("force", {"forceChksum": ""}), ("reg+wrong", {"regChksum": "", "chksum": "sha2:AAAA"}),
                          ("verify+wrong", {"verifyChksum": "", "chksum": "sha2:AAAA"})]:  # fmt: skip
             rec.call(f"put {name}", s.data_objects.put, local, f"{b}/{name}", **kw)
-        rec.call("open w, regChksum", write_object, rec, f"{b}/w", b"written", regChksum="")
+        rec.call("open w, regChksum", rec.write_object, f"{b}/w", b"written", regChksum="")
         rec.state("after the puts")
         rec.call("verify, no checksum", s.data_objects.chksum, f"{b}/plain", verifyChksum="", r_error=RErrorStack())
         rec.call("chksum", s.data_objects.chksum, f"{b}/plain")
@@ -231,9 +216,9 @@ def test_checksums(diff: Differential, tmp_path: Any) -> None:
         rec.call("force", s.data_objects.chksum, f"{b}/plain", forceChksum="")
         rec.call("chksum, missing", s.data_objects.chksum, f"{b}/missing")
         rec.call("chksum, a collection", s.data_objects.chksum, b)
-        phys = write(rec, "changing", b"before")
+        phys = rec.write("changing", b"before")
         s.data_objects.register(phys, f"{b}/changing", regChksum="")
-        write(rec, "changing", b"after!")
+        rec.write("changing", b"after!")
         rec.call("verify, changed", s.data_objects.chksum, f"{b}/changing", verifyChksum="", r_error=RErrorStack())
         rec.state("after verifying")
         rec.call("force, changed", s.data_objects.chksum, f"{b}/changing", forceChksum="")
@@ -245,20 +230,20 @@ def test_checksums(diff: Differential, tmp_path: Any) -> None:
 def test_register(diff: Differential) -> None:
     def scenario(rec: Recorder) -> None:
         s, b = rec.sess, rec.base
-        phys = write(rec, "f", b"register me")
+        phys = rec.write("f", b"register me")
         rec.call("register", s.data_objects.register, phys, f"{b}/f", regChksum="")
         rec.call("again", s.data_objects.register, phys, f"{b}/f")
         rec.call("again, forceFlag", s.data_objects.register, phys, f"{b}/f", forceFlag="")
         rec.call("missing path", s.data_objects.register, str(rec.files / "missing"), f"{b}/m")
         rec.call("relative path", s.data_objects.register, "relative/path", f"{b}/rel")
-        unreadable = write(rec, "unreadable", b"secret", mode=0)
+        unreadable = rec.write("unreadable", b"secret", mode=0)
         rec.call("unreadable, regChksum", s.data_objects.register, unreadable, f"{b}/u1", regChksum="")
         rec.call("unreadable, verifyChksum", s.data_objects.register, unreadable, f"{b}/u2", verifyChksum="")
         rec.call("unreadable", s.data_objects.register, unreadable, f"{b}/u3")
         (rec.files / "closed").mkdir(mode=0)
         rec.call("in a closed directory", s.data_objects.register, str(rec.files / "closed" / "x"), f"{b}/c")
         (rec.files / "dir").mkdir()
-        write(rec, "dir/inner", b"inner")
+        rec.write("dir/inner", b"inner")
         rec.call("a directory", s.data_objects.register, str(rec.files / "dir"), f"{b}/d")
         rec.call("onto a collection", s.data_objects.register, phys, b)
         rec.call("missing collection", s.data_objects.register, phys, f"{b}/no/f")
@@ -281,7 +266,7 @@ def test_metadata(diff: Differential) -> None:
         a, c, d, e, f, g = (f"{x}-{rec.tag}" for x in "acdefg")  # no AVU rows in either catalog yet
 
         def avu(*args: str) -> int:
-            return raw(rec, "MOD_AVU_METADATA_AN", MetadataRequest(*args))
+            return rec.raw("MOD_AVU_METADATA_AN", MetadataRequest(*args))
 
         def items(o: Any) -> list[tuple[str, str, str]]:
             return sorted((m.name, m.value, m.units or "") for m in s.data_objects.get(o.path).metadata.items())
@@ -332,7 +317,7 @@ def test_genquery(diff: Differential) -> None:
         s, b = rec.sess, rec.base
         (rec.files / "tree").mkdir()
         for i, n in enumerate(names):
-            write(rec, f"tree/{n}", b"x" * (i % 1100))
+            rec.write(f"tree/{n}", b"x" * (i % 1100))
         s.collections.register(str(rec.files / "tree"), f"{b}/t")
         t = f"{b}/t"
 
@@ -390,7 +375,7 @@ def test_what_the_product_sends(diff: Differential) -> None:
         lookup = s.query(DataObject.name, DataObject.size, DataObject.checksum, DataObject.path,
                          DataObject.replica_status).filter(Collection.name == coll)  # fmt: skip
         rec.call("look-up, none", lambda: list(lookup.filter(In(DataObject.name, ["f", "g"]))))
-        rec.call("open w", write_object, rec, f"{coll}/f.part", b"payload", **opts)
+        rec.call("open w", rec.write_object, f"{coll}/f.part", b"payload", **opts)
         rec.call("chksum", s.data_objects.chksum, f"{coll}/f.part")
         rec.call("rename", rename, s, f"{coll}/f.part", f"{coll}/f")
         rec.call("chksum, forceChksum", s.data_objects.chksum, f"{coll}/f", forceChksum="")
@@ -401,7 +386,7 @@ def test_what_the_product_sends(diff: Differential) -> None:
                  s.query(DataObjectMeta.name, DataObjectMeta.value).filter(Collection.name == coll)
                  .filter(DataObject.name == "f")))  # fmt: skip
         rec.call("look-up", lambda: sorted(tuple(r.values()) for r in lookup.filter(In(DataObject.name, ["f", "g"]))))
-        phys = write(rec, "landing", b"landing file")
+        phys = rec.write("landing", b"landing file")
         rec.call("register", s.data_objects.register, phys, f"{coll}/g", regChksum="", **opts)
         rec.call("exists", s.data_objects.exists, f"{coll}/g")
         rec.call("unregister", s.data_objects.unregister, f"{coll}/g")

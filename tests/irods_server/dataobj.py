@@ -67,9 +67,11 @@ class DataObjectApi(ServerBase):
         self.tokens.pop(desc.token, None)
         if finalize:
             return
-        # the writer went away without a close: the replica is stale, as on a real server
+        # the writer went away without a close: the replica is stale, with the size of what was written, as a
+        # real server leaves it
         try:
-            self.catalog.update_data(desc.data_id, repl_status=0, modify_ts=now_ts())
+            self.catalog.update_data(desc.data_id, repl_status=0, data_size=os.stat(desc.path).st_size,
+                                     modify_ts=now_ts())  # fmt: skip
         except Exception:  # noqa: BLE001 - catalog may be closing
             pass
 

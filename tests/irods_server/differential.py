@@ -11,6 +11,7 @@ timestamps and the random suffixes of names in the trash. Everything else is com
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,11 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from irods.api_number import api_number
 from irods.collection import iRODSCollection
 from irods.column import Like
 from irods.data_object import iRODSDataObject
 from irods.exception import NetworkException
 from irods.manager.data_object_manager import Server_Checksum_Warning
+from irods.message import CollectionRequest, StringStringMap, iRODSMessage
 from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta, Resource
 
 from .harness import server_readable_dir
@@ -53,7 +56,8 @@ def simplify(value: Any) -> Any:
 
 
 class Recorder:
-    def __init__(self, sess: Any, base: str, trash: str, files: Path) -> None:
+    def __init__(self, server: Any, sess: Any, base: str, trash: str, files: Path) -> None:
+        self.server = server  # for more sessions
         self.sess = sess
         self.base = base
         self.trash = trash  # where unlink and remove without force put what is under base
@@ -69,9 +73,32 @@ class Recorder:
     def note(self, label: str, value: Any) -> None:
         self.observations.append((label, simplify(value)))
 
+    def write(self, name: str, data: bytes, mode: int = 0o644) -> str:
+        """A local file (in the directory the server can read) with these bytes; returns its path."""
+        path = self.files / name
+        path.write_bytes(data)
+        path.chmod(mode)
+        return str(path)
+
+    def write_object(self, path: str, data: bytes, **options: str) -> None:
+        with self.sess.data_objects.open(path, "w", **options) as f:
+            f.write(data)
+
+    def raw(self, api: str, msg: Any) -> int:
+        """Send one API request as it is; returns the reply's status (an error raises)."""
+        with self.sess.pool.get_connection() as conn:
+            conn.send(iRODSMessage("RODS_API_REQ", msg=msg, int_info=api_number[api]))
+            return int(conn.recv().int_info)
+
     def state(self, label: str = "state") -> None:
         """What GenQuery shows under the base collection and its trash: collections, objects, AVUs."""
         self.note(label, {"base": snapshot(self.sess, self.base), "trash": snapshot(self.sess, self.trash)})
+
+
+def row_values(rows: Any, skip: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Rows as tuples in column-id order, without ids and timestamps (those differ between catalogs)."""
+    return [tuple(v for c, v in sorted(r.items(), key=lambda cv: cv[0].icat_id)
+                  if "TIME" not in c.icat_key and c.icat_key not in skip) for r in rows]  # fmt: skip
 
 
 def snapshot(sess: Any, base: str) -> dict[str, Any]:
@@ -143,7 +170,7 @@ class Differential:
         trash = f"/{server.zone}/trash" + base[len(f"/{server.zone}") :]
         with server_readable_dir("irods-fidelity-") as files, server.session() as sess:
             sess.collections.create(base)
-            rec = Recorder(sess, base, trash, files)
+            rec = Recorder(server, sess, base, trash, files)
             try:
                 yield rec
             finally:
@@ -168,6 +195,42 @@ class Differential:
                         raise  # a real server restarted by another test run gets one more try
             results[name] = rec.observations
         return results
+
+
+def race_round(server: Any, sessions: list[Any], raw_api: bool) -> set[tuple[Any, ...]]:
+    """Six sessions at once create a/b/c and the levels around it in a new tree (recursively, with the raw
+    COLL_CREATE or python-irodsclient's create): the outcome classes they saw, each with whether the
+    collection exists afterwards."""
+    base = f"{server.home}/race-{uuid.uuid4().hex[:8]}"
+    targets = ["a", "a/b", "a/b/c", "a/b/c", "a/b/c/d1", "a/b/c/d2"]
+    start = threading.Barrier(len(sessions))
+    seen: list[Any] = [None] * len(sessions)
+
+    def create(i: int) -> None:
+        s, path = sessions[i], f"{base}/{targets[i]}"
+        start.wait()
+        if raw_api:
+            msg = CollectionRequest(collName=path, KeyValPair_PI=StringStringMap({"recursiveOpr": ""}))
+            with s.pool.get_connection() as conn:
+                conn.send(iRODSMessage("RODS_API_REQ", msg=msg, int_info=api_number["COLL_CREATE_AN"]))
+                result: tuple[Any, ...] = ("status", conn.recv().int_info)
+        else:
+            got = outcome(s.collections.create, path)
+            result = got[:1] if got[0] == "ok" else got  # "ok" without the path
+        seen[i] = (result, path)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(sessions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check = sessions[0]
+    classes = {(result, check.collections.exists(path)) for result, path in seen}
+    for s, (_, path) in zip(sessions, seen, strict=True):  # trying again always completes the tree
+        s.collections.create(path)
+    classes.add(("after a second create, all exist", all(check.collections.exists(p) for _, p in seen)))
+    check.collections.remove(base, recurse=True, force=True)
+    return classes
 
 
 def differences(results: dict[str, list[Observation]]) -> list[str]:
