@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -22,11 +21,22 @@ from rq.job import Job
 from irods_ingestd.job import Batch
 from irods_ingestd.ledger import Ledger
 
-from .common import PY, ROOT, ZONE_PREFIX, Procs, Results, Services, daemon_status, loadavg, wait_until, write_config
+from .common import (
+    PY,
+    ROOT,
+    Procs,
+    Results,
+    Services,
+    clear_daemon_status,
+    daemon_status,
+    loadavg,
+    wait_until,
+    write_config,
+    zone_walked,
+)
 
 QUEUE = "bench-burst"
 PAIRS = 3
-STATUS_KEY = f"{ZONE_PREFIX}:daemon:{socket.gethostname()}"
 
 
 def _secs(xs: list[float]) -> str:
@@ -91,11 +101,10 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
     # unwatched and watched runs alternate (the machine is shared and noisy); medians are compared
     for k in range(PAIRS):
         unwatched(k)
-        r.delete(STATUS_KEY)  # the previous daemon's status must not be read as this one's
+        clear_daemon_status(r)  # the previous daemon's status must not be read as this one's
         with Procs() as procs:
-            procs.ingestd(cfg, log, "run")
-            if not wait_until(lambda: (daemon_status(r) or {}).get("zones", {}).get("burst", {}).get("walks", 0)
-                              >= 1, 30):
+            dpid = procs.ingestd(cfg, log, "run").pid
+            if not wait_until(lambda p=dpid: zone_walked(r, "burst", p), 30):
                 res.fail("burst", f"{n} files", f"daemon did not come up (see {log})")
                 return
             before = led.stats("burst")["queued"]
@@ -113,7 +122,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
                 time.sleep(0.05)
             t_queued.append(time.monotonic() - t0)
             time.sleep(1.5)  # anything queued twice would show up now
-            status = daemon_status(r) or {}
+            status = daemon_status(r, dpid) or {}
     unwatched(PAIRS)
     stats = led.stats("burst")
     rels = queued_files(r)
@@ -130,8 +139,9 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
     res.add("burst", "writer unwatched", f"{n / free_s:.0f} files/s (median; runs {_secs(t_free)})")
     res.add("burst", "writer watched by the daemon", f"{n / watched_s:.0f} files/s (median; runs {_secs(t_watched)})")
     res.add("burst", "writer watched/unwatched", f"{free_s / watched_s:.2f}x", ">=0.8x", free_s / watched_s >= 0.8)
-    q = statistics.median(t_queued)
-    res.add("burst", "all queued, from writer start", f"{q:.1f}s median ({n / q:.0f} files/s; runs {_secs(t_queued)})")
+    tq = statistics.median(t_queued)
+    res.add("burst", "all queued, from writer start",
+            f"{tq:.1f}s median ({n / tq:.0f} files/s; runs {_secs(t_queued)})")
     subprocess.run(["rm", "-rf", str(zone), str(free)], check=False)
     if base != work:
         subprocess.run(["rm", "-rf", str(base)], check=False)

@@ -26,12 +26,13 @@ from .common import (
     Procs,
     Results,
     Services,
-    daemon_status,
+    clear_daemon_status,
     loadavg,
     pct,
     wait_until,
     wait_workers,
     write_config,
+    zone_walked,
 )
 
 QUEUE = "bench-latency"
@@ -60,12 +61,12 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
     names = {d: {name_field(f"w{i:06d}.dat"): f"run/d{d:04d}/w{i:06d}.dat" for i in range(per_dir)}
              for d in range(ndirs)}
     done_at: dict[str, float] = {}
+    clear_daemon_status(r)
     with Procs() as procs:
-        procs.ingestd(cfg, log, "run")
+        dpid = procs.ingestd(cfg, log, "run").pid
         for i in range(WORKERS):
             procs.ingestd(cfg, log, "worker", "--name", f"lat-{i}")
-        if not wait_workers(r, WORKERS) or not wait_until(
-                lambda: (daemon_status(r) or {}).get("zones", {}).get("lat", {}).get("walks", 0) >= 1, 30):
+        if not wait_workers(r, WORKERS) or not wait_until(lambda: zone_walked(r, "lat", dpid), 30):
             res.fail("latency", f"{n} files", f"daemon/workers did not come up (see {log})")
             return
         print(f"  writing {n} files at {RATE:.0f}/s; load {loadavg()}", flush=True)
@@ -93,7 +94,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
         enqueued: dict[str, float] = {}
         reg = FinishedJobRegistry(QUEUE, connection=r)
         for job in Job.fetch_many(reg.get_job_ids(), connection=r):
-            if job is None or job.started_at is None:
+            if job is None or job.started_at is None or job.enqueued_at is None:
                 continue
             t, te = _ts(job.started_at), _ts(job.enqueued_at)
             for rel, _size, _mtime in job.args[0]["files"]:
@@ -102,9 +103,9 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
     closed = {}
     for line in times_file.read_text().split("\n"):
         if line:
-            rel, t = line.split()
-            closed[f"run/{rel}"] = float(t)
-    got, _ = svc.count_objects(f"{coll}/run")
+            rel, when = line.split()
+            closed[f"run/{rel}"] = float(when)
+    got, _, _ = svc.count_objects(f"{coll}/run")
     if len(done_at) < n or got < n:
         res.fail("latency", f"{n} files at {RATE:.0f}/s", f"only {len(done_at)} done in the ledger, {got} objects "
                  f"in iRODS (see {log})")

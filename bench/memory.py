@@ -9,16 +9,15 @@ The daemon is `irods-ingestd run` (inotify zone, so one watch per directory); it
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from .common import (
-    ZONE_PREFIX,
     Procs,
     Results,
     Services,
+    clear_daemon_status,
     daemon_status,
     loadavg,
     make_empty_tree,
@@ -26,10 +25,10 @@ from .common import (
     vm,
     wait_until,
     write_config,
+    zone_walked,
 )
 
 PER_DIR = 1000
-STATUS_KEY = f"{ZONE_PREFIX}:daemon:{socket.gethostname()}"
 
 
 def used_memory(r: object) -> int:
@@ -72,16 +71,15 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
         res.add("memory", f"Redis per ingested file ({n} in ledger, {PER_DIR}/dir)", f"{mem / n:.0f} bytes",
                 "<150 B", mem / n < 150)
         log = work / "memory.log"
-        r.delete(STATUS_KEY)  # the previous daemon's status must not be read as this one's
+        clear_daemon_status(r)  # the previous daemon's status must not be read as this one's
         with Procs() as procs:
             d = procs.ingestd(cfg, log, "run")
             t2 = time.monotonic()
-            ok = wait_until(lambda: (daemon_status(r) or {}).get("zones", {}).get("mem", {}).get("walks", 0) >= 1,
-                            600, 0.2)
+            ok = wait_until(lambda p=d.pid: zone_walked(r, "mem", p), 600, 0.2)
             if not ok or d.poll() is not None:
                 res.fail("memory", f"daemon RSS, {n} files", f"the first walk did not finish (see {log})")
                 return
-            st = daemon_status(r) or {}
+            st = daemon_status(r, d.pid) or {}
             hwm, cur = vm(d.pid, "VmHWM"), vm(d.pid, "VmRSS")
             rss[n] = hwm
             res.add("memory", f"daemon peak RSS after walking {n} files",

@@ -1,10 +1,12 @@
 """`make bench`: the benchmarks of irods-ingestd, side by side, in one run.
 
-    python -m bench.run [--quick] [--only NAME ...] [--keep]
+    python -m bench.run [--quick] [--only NAME ...] [--keep] [--irods real|standin]
 
-Builds its data in a temporary directory, starts its own redis-server and iRODS test server (or uses a
-real iRODS from INGESTD_TEST_IRODS_ENV / INGESTD_TEST_IRODS_PASSWORD), runs the benchmarks and prints a
-table of figures, ratios and PASS/MISS against the goals. NAME: throughput, walk, burst, latency, memory.
+Builds its data in a temporary directory, starts its own redis-server, and uses the real iRODS the tests
+use (INGESTD_TEST_IRODS_ENV / INGESTD_TEST_IRODS_PASSWORD, else .irods-test/ written by `make irods`);
+`--irods standin` (or INGESTD_TEST_IRODS=standin) starts the project's iRODS test server instead. Runs the
+benchmarks and prints a table of figures, ratios and PASS/MISS against the goals. NAME: throughput, walk,
+burst, latency, memory.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
-from .common import Results, Services, loadavg, machine
+from .common import IRODS_KINDS, Results, Services, default_irods_kind, irods_problem, loadavg, machine
 
 BENCHES = ["throughput", "walk", "burst", "latency", "memory"]
 
@@ -29,13 +32,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller data sets (a few minutes in all)")
     ap.add_argument("--dir", help="work directory (default: a new temporary directory, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
+    ap.add_argument("--small", type=int, help="throughput: number of 4 KiB files (default 3000; --quick 300)")
+    ap.add_argument("--large", type=int, help="throughput: number of 4 MiB files (default 300; --quick 30; 0: none)")
+    ap.add_argument("--irods", choices=IRODS_KINDS, default=default_irods_kind(),
+                    help="real: the real iRODS of the tests (default); standin: the project's test server "
+                         "(counts API calls; default when INGESTD_TEST_IRODS=standin)")
     args = ap.parse_args(argv)
     names = args.only or BENCHES
+    problem = irods_problem(args.irods)  # before any data is made
+    if problem:
+        print(f"bench: {problem}", file=sys.stderr)
+        return 2
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ingestd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"irods-ingestd benchmarks {time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {machine()}; "
-          f"load {loadavg()}; work dir {work}; {'quick' if args.quick else 'full'} run", flush=True)
-    svc = Services(work)
+          f"load {loadavg()}; work dir {work}; {'quick' if args.quick else 'full'} run; "
+          f"code {code_version()}", flush=True)
+    svc = Services(work, args.irods)
     res = Results()
     t0 = time.monotonic()
     try:
@@ -46,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             mod = importlib.import_module(f".{name}", __package__)
             tb = time.monotonic()
             try:
-                mod.run(svc, work, res, args.quick)
+                if name == "throughput":
+                    mod.run(svc, work, res, args.quick, small=args.small, large=args.large)
+                else:
+                    mod.run(svc, work, res, args.quick)
             except Exception as e:  # noqa: BLE001 - one benchmark failing does not hide the others
                 traceback.print_exc()
                 res.fail(name, "benchmark", f"{type(e).__name__}: {e}")
@@ -58,6 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nResults ({time.monotonic() - t0:.0f}s in all; load at the end {loadavg()}):\n")
     print(res.table())
     return 0
+
+
+def code_version() -> str:
+    """The git revision of the checkout the benchmarks import (the package is installed editable), and
+    whether the working tree differs from it (other engineers' uncommitted changes count)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "irods_ingestd"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"{rev}" + (" + uncommitted changes in irods_ingestd/" if dirty else "")
 
 
 if __name__ == "__main__":
