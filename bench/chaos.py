@@ -1,7 +1,9 @@
 """The fault campaign (`make chaos`, `python -m bench.chaos`): irods-ingestd under kill -9s and outages.
 
-While files of mixed sizes (0 B to a few MiB, a handful of 40 MiB ones) are written into two landing
-zones (`keep`: put, landing files kept; `move`: put, `after = "move"`), it injects on a seeded schedule:
+While files of mixed sizes (0 B to a few MiB, a handful of 40 MiB ones) are written into three landing
+zones (`keep`: put, landing files kept; `move`: put, `after = "move"`; `delete`: put, `after = "delete"`,
+where some names are used again: a file ingested and deleted, then a different one under the same name,
+see bench/chaos_samename.py), it injects on a seeded schedule:
 
 - daemon-kill: `kill -9` of `irods-ingestd run`, restarted;
 - worker-kill: `kill -9` of one or two of the 4 `irods-ingestd worker`s, restarted;
@@ -16,13 +18,19 @@ zones (`keep`: put, landing files kept; `move`: put, `after = "move"`), it injec
   DATA_OBJ_CHKSUM or COLL_CREATE fail with an error code python-irodsclient knows;
 - inotify-overflow: `fs.inotify.max_queued_events` lowered to 64, the daemon restarted (the limit is
   taken when an inotify instance is made), a burst of small files written, the value restored (in a
-  `finally`) and the daemon restarted again.
+  `finally`) and the daemon restarted again;
+- irods-outage (once): iRODS refuses and drops every connection for 120 s (`--short`: a little longer than
+  the workers' retry budget), so files are handed back to the daemon and queued again;
+- daemon-second: a second daemon on the same config for a while, maybe while the first is killed (a
+  refusal to start is expected, not a crash); see bench/chaos_faults.py.
 
-After the last fault it waits (bounded) until every file is in iRODS or listed as failed, records the
-failures, runs `irods-ingestd retry` (what an operator does after an outage) and waits again, then checks
-with python-irodsclient and the landing zones: every file exactly once at its path with the right
-checksum and bytes, no stray `.*.ingestd.part` objects, nothing extra, no landing file moved away unless
-its object is right, nothing in RQ's started registry. It prints a table and exits non-zero when anything
+After the last fault it waits (bounded) until every file is in iRODS or listed as failed and the
+deferred deletes and moves are done (bench/chaos_drain.py), records the failures, runs `irods-ingestd
+retry` (what an operator does after an outage) and waits again, then checks with python-irodsclient and
+the landing zones (bench/chaos_check.py): every file exactly once at its path with the right checksum and
+bytes, earlier versions of a reused name at `name.~k~`, no stray `.name.ingestd-<tag>.part` objects,
+nothing extra, no landing file moved away or deleted unless its object is right, nothing in RQ's started
+registry. It prints a table and exits non-zero when anything
 is lost, duplicated, wrong, stray, stuck or unexplained.
 
 Processes run as subprocesses with stderr in `<run dir>/logs/`; kills are SIGKILL. The schedule, names,
@@ -55,7 +63,10 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from bench.chaos_check import Expected, Findings, ZoneLayout, list_objects, quick_state, verify
+from bench import chaos_drain, chaos_faults
+from bench.chaos_check import Expected, Findings, ZoneLayout, list_objects, superseded_objects, verify
+from bench.chaos_faults import FaultsExtra
+from bench.chaos_samename import SameNameStats, SameNameWriter, plan_same_names
 from irods_ingestd import names
 from tests.irods_server.harness import IrodsServerProcess
 from tests.redis_harness import RedisServerProcess
@@ -67,6 +78,9 @@ QUEUE = "chaos"
 MiB = 1 << 20
 LARGE = 40 * MiB
 WORKERS = 4
+ZONES = ("keep", "move", "delete")  # named after their `after`
+OUTAGE = 120.0  # seconds of the full campaign's iRODS outage
+RETRIES, BACKOFF, BACKOFF_MAX = 5, 1.0, 10.0  # the campaign's [queue] retries: a 25 s budget a file
 FIELD = re.compile(r'\b([A-Z_]+)=("(?:[^"\\]|\\.)*"|\S+)')  # KEY=value fields of the stderr log lines
 
 KINDS = {
@@ -80,9 +94,12 @@ KINDS = {
     "irods-delay": "iRODS slow replies",
     "irods-fail": "iRODS fails calls",
     "inotify-overflow": "inotify queue overflow",
+    "irods-outage": "iRODS outage (refuse + drop all)",
+    "daemon-second": "second daemon, same config",
 }
 WEIGHTS = {"daemon-kill": 3, "worker-kill": 3, "worker-kill-large": 2, "redis-aof": 2, "redis-empty": 1.5,
-           "irods-refuse": 2, "irods-drop": 2, "irods-delay": 2, "irods-fail": 3, "inotify-overflow": 1}
+           "irods-refuse": 2, "irods-drop": 2, "irods-delay": 2, "irods-fail": 3, "inotify-overflow": 1,
+           "irods-outage": 0, "daemon-second": 1.5}  # 0: exactly once
 # error codes python-irodsclient knows; the package retries the first kind and fails the file for the second
 FAIL_CODES = {
     "DATA_OBJ_WRITE": [(-513000, "UNIX_FILE_WRITE_ERR"), (-510013, "UNIX_FILE_OPEN_ERR")],
@@ -125,7 +142,7 @@ def plan_files(rng: random.Random, n: int, large: int) -> list[FilePlan]:
     out: list[FilePlan] = []
     names = ["sample", "reads", "image", "run data", "résumé", "plate"]
     for i in range(n):
-        zone = "keep" if i % 2 == 0 else "move"
+        zone = ZONES[i % len(ZONES)]
         top = f"batch{i // 100:03d}"
         sub = f"lane{rng.randint(1, 4)}"
         name = f"{rng.choice(names)}-{i:05d}.dat"
@@ -133,7 +150,7 @@ def plan_files(rng: random.Random, n: int, large: int) -> list[FilePlan]:
         out.append(FilePlan(zone, f"{top}/{sub}/{name}", file_size(rng), how))
     for k in range(large):  # spread through the writer's stream
         i = rng.randrange(len(out)) if out else 0
-        out.insert(i, FilePlan(rng.choice(["keep", "move"]), f"large/big-{k:02d}.bin", LARGE))
+        out.insert(i, FilePlan(rng.choice(ZONES), f"large/big-{k:02d}.bin", LARGE))
     return out
 
 
@@ -144,7 +161,7 @@ class Fault:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_faults(rng: random.Random, n: int, short: bool) -> list[Fault]:
+def plan_faults(rng: random.Random, n: int, short: bool, outage: float = OUTAGE) -> list[Fault]:
     kinds = list(KINDS)
     chosen = list(kinds) if n >= len(kinds) else rng.sample(kinds, n)
     while len(chosen) < n:
@@ -153,14 +170,14 @@ def plan_faults(rng: random.Random, n: int, short: bool) -> list[Fault]:
     gap = (1.0, 3.5) if short else (2.0, 7.0)
     out = []
     for kind in chosen:
-        p: dict[str, Any] = {}
+        p: dict[str, Any] = chaos_faults.plan_params(kind, rng, short, outage) or {}
         if kind == "daemon-kill":
             p["down"] = round(rng.uniform(0.0, 2.0), 2)
         elif kind == "worker-kill":
             p["count"] = rng.choice([1, 1, 2])
             p["down"] = round(rng.uniform(0.0, 3.0), 2)
         elif kind == "worker-kill-large":
-            p["zone"] = rng.choice(["keep", "move"])
+            p["zone"] = rng.choice(ZONES)
             p["wait"] = round(rng.uniform(0.0, 0.6), 2)
         elif kind in ("redis-aof", "redis-empty"):
             p["down"] = round(rng.uniform(0.3, 3.0), 2)
@@ -168,7 +185,7 @@ def plan_faults(rng: random.Random, n: int, short: bool) -> list[Fault]:
             p["hold"] = round(rng.uniform(2.0, 5.0 if short else 8.0), 2)
         elif kind == "irods-drop":
             p["large"] = rng.random() < 0.5
-            p["zone"] = rng.choice(["keep", "move"])
+            p["zone"] = rng.choice(ZONES)
             p["wait"] = round(rng.uniform(0.0, 0.6), 2)
         elif kind == "irods-delay":
             p["seconds"] = round(rng.uniform(0.02, 0.2), 3)
@@ -204,6 +221,8 @@ class Options:
     job_timeout: str = "1h"
     workdir: str | None = None
     keep_data: bool = False
+    outage: float | None = None  # seconds (default: OUTAGE; with short, the retry budget + 7 s)
+    same_names: int = 40  # reused names in the delete zone
 
 
 @dataclass
@@ -229,6 +248,8 @@ class Result:
     ledger_queued_after: int = 0
     runtime: float = 0.0
     inotify_skipped: str = ""
+    extra: FaultsExtra = field(default_factory=FaultsExtra)
+    same_name: SameNameStats = field(default_factory=SameNameStats)
 
     @property
     def ok(self) -> bool:
@@ -242,23 +263,27 @@ class Proc:
         self.name, self.argv, self.logfile = name, argv, logfile
         self.p: subprocess.Popen | None = None
         self.starts = 0
+        self.log_offset = 0  # where this run's output begins in the log
+        self.restart_at: float | None = None  # the supervisor starts it again then (it refused to start)
 
     def start(self) -> None:
         self.starts += 1
+        self.restart_at = None
         with open(self.logfile, "ab") as f:
             f.write(f"=== chaos: start #{self.starts} at {time.strftime('%H:%M:%S')} ===\n".encode())
             f.flush()
+            self.log_offset = f.tell()
             self.p = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=f, stderr=f,
                                       start_new_session=True)
 
     def kill9(self) -> None:
-        p, self.p = self.p, None
+        p, self.p, self.restart_at = self.p, None, None
         if p is not None and p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
 
     def stop(self, timeout: float = 20.0) -> None:
-        p, self.p = self.p, None
+        p, self.p, self.restart_at = self.p, None, None
         if p is None or p.poll() is not None:
             return
         os.kill(p.pid, signal.SIGTERM)
@@ -285,9 +310,14 @@ class Campaign:
         self.root_coll = ""
         self.zones: dict[str, ZoneLayout] = {}
         self.expected: dict[tuple[str, str], Expected] = {}
+        self.versions: dict[tuple[str, str], list[Expected]] = {}  # reused names: every version written
+        self.prefix, self.queue_name, self.log = PREFIX, QUEUE, log
+        self.extra = self.res.extra
+        self.same_writer: SameNameWriter | None = None
+        self.same_thread: threading.Thread | None = None
         self.lock = threading.Lock()
         self.procs: dict[str, Proc] = {}
-        self.worker_gen = Counter()
+        self.worker_gen: Counter[int] = Counter()
         self.stop_monitor = threading.Event()
         self.host = socket.gethostname()
         self.large_extra = 0
@@ -306,7 +336,8 @@ class Campaign:
         self.root_coll = f"/{self.irods.zone}/home/{self.irods.user}/chaos"
         with self.irods.session() as s:
             s.collections.create(self.root_coll)
-        for name, after in (("keep", "keep"), ("move", "move")):
+        for name in ZONES:
+            after = name
             landing = self.dir / "landing" / name
             landing.mkdir(parents=True, exist_ok=True)
             move_to = self.dir / "moved" / name if after == "move" else None
@@ -342,9 +373,9 @@ name = "{QUEUE}"
 batch_files = 20
 batch_bytes = "64MiB"
 job_timeout = "{self.o.job_timeout}"
-retries = 5
-backoff = "1s"
-backoff_max = "10s"
+retries = {RETRIES}
+backoff = "{BACKOFF:g}s"
+backoff_max = "{BACKOFF_MAX:g}s"
 """ + zones_toml)
         self.cfg_path.chmod(0o600)
         exe = [sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c", str(self.cfg_path)]
@@ -368,11 +399,20 @@ backoff_max = "10s"
         p.argv = argv
         p.start()
 
-    # -- a supervisor, as systemd would be: a process that exits by itself is a crash, restarted -------
+    # -- a supervisor, as systemd would be: a process that exits by itself is a crash, restarted; a daemon
+    # that refused to start because another one runs its zones is expected, and started again later ----
     def monitor(self) -> None:
         while not self.stop_monitor.wait(0.5):
             with self.lock:
                 for key, p in self.procs.items():
+                    if p.p is None and p.restart_at is not None and time.monotonic() >= p.restart_at:
+                        p.start()
+                    if p.p is not None and p.p.poll() is not None and chaos_faults.refused(p):
+                        self.extra.refusals[key] += 1
+                        log(f"{key} (pid {p.p.pid}) refused to start (another daemon runs its zones); "
+                            f"starting it again in {chaos_faults.RESTART_SEC:g}s")
+                        p.p = None
+                        p.restart_at = time.monotonic() + chaos_faults.RESTART_SEC
                     if p.p is not None and p.p.poll() is not None:
                         rc = p.p.returncode
                         why = (" (status 0: the shipped unit's Restart=on-failure would NOT restart it)"
@@ -433,12 +473,21 @@ backoff_max = "10s"
     def r(self) -> redis.Redis:
         return redis.Redis(unix_socket_path=str(self.redis.socket), socket_timeout=10)
 
-    def daemon_status(self) -> dict[str, Any] | None:
+    def daemon_status(self, pid: int | None = None) -> dict[str, Any] | None:
+        """The status record of the daemon with this pid (default: the first daemon's), whether kept as
+        `{prefix}:daemon:{host}:{pid}` or, by older versions, `{prefix}:daemon:{host}`."""
+        if pid is None:
+            p = self.procs["daemon"].p
+            pid = p.pid if p is not None else 0
         try:
-            raw = self.r().get(f"{PREFIX}:daemon:{self.host}")
-        except redis.RedisError:
+            r = self.r()
+            for key in (f"{PREFIX}:daemon:{self.host}:{pid}", f"{PREFIX}:daemon:{self.host}"):
+                raw = r.get(key)
+                if raw and json.loads(raw).get("pid") == pid:
+                    return dict(json.loads(raw))
+        except (redis.RedisError, ValueError):
             return None
-        return json.loads(raw) if raw else None
+        return None
 
     def started_jobs(self) -> list[tuple[str, str | None]]:
         """(job id, worker name) of RQ's started registry, read without its cleanup."""
@@ -484,7 +533,10 @@ backoff_max = "10s"
         self.frng = random.Random(f"{self.o.seed}:fault:{n}")  # choices made while applying it
         p = f.params
         k = f.kind
-        getattr(self, "f_" + k.replace("-", "_"))(p)
+        if k in chaos_faults.FAULTS:
+            chaos_faults.FAULTS[k](self, p)
+        else:
+            getattr(self, "f_" + k.replace("-", "_"))(p)
         self.res.faults[k] += 1
 
     def f_daemon_kill(self, p: dict[str, Any]) -> None:
@@ -594,10 +646,8 @@ backoff_max = "10s"
                 self.procs["daemon"].kill9()
                 self.procs["daemon"].start()  # its new inotify instance has a queue of 64 events
             deadline = time.monotonic() + 15
-            st = None
             while time.monotonic() < deadline:
-                st = self.daemon_status()
-                if st and st.get("pid") == self.procs["daemon"].p.pid:  # type: ignore[union-attr]
+                if self.daemon_status():
                     break
                 time.sleep(0.2)
             self.burst_no += 1
@@ -623,7 +673,7 @@ backoff_max = "10s"
 
     def _burst(self, n: int) -> None:
         for i in range(n):
-            zone = "keep" if i % 2 == 0 else "move"
+            zone = ZONES[i % len(ZONES)]
             # into the zone's top directory, which is watched (a new directory's files make no events
             # until the daemon has walked it and placed its watch)
             self.write_file(FilePlan(zone, f"burst{self.burst_no:02d}-{i:04d}.txt", self.frng.randint(0, 2048)))
@@ -637,31 +687,18 @@ backoff_max = "10s"
         return out
 
     def wait_drained(self, timeout: float, failed_ok: bool) -> float | None:
-        """Seconds until every file is in iRODS and verified (after-action done) or, with failed_ok,
-        listed as failed, RQ's queue empty and its started registry empty; None on timeout."""
-        t0 = time.monotonic()
-        expected = list(self.expected.values())
-        last = ""
-        while time.monotonic() - t0 < timeout:
-            try:
-                r = self.r()
-                q = Queue(QUEUE, connection=r)
-                waiting = q.count
-                started = StartedJobRegistry(queue=q).get_job_count(cleanup=False)
-                failed = self.failed_lists() if failed_ok else {}
-                with self.irods.session() as s:
-                    objs = list_objects(s, self.root_coll)
-                done, todo = quick_state(objs, expected, self.zones, failed)
-                line = f"drain: {done}/{len(expected)} files done, {waiting} jobs waiting, {started} running"
-                if line != last:
-                    log(line)
-                    last = line
-                if todo == 0 and waiting == 0 and started == 0:
-                    return time.monotonic() - t0
-            except Exception as e:  # noqa: BLE001 - a slow moment; look again
-                log(f"drain check: {type(e).__name__}: {e}")
-            time.sleep(2.0)
-        return None
+        """Seconds until drained (bench/chaos_drain.py: files in iRODS or, with failed_ok, listed failed;
+        deletes and moves done; nothing deferred, handed back, queued or running); None on timeout."""
+        return chaos_drain.wait_drained(self, timeout, failed_ok)
+
+    def register_version(self, zone: str, rel: str, e: Expected) -> None:
+        """A version of a reused name was written (the same-name writer)."""
+        with self.lock:
+            self.expected[(zone, rel)] = e
+            self.versions.setdefault((zone, rel), []).append(e)
+
+    def same_name_busy(self) -> bool:
+        return self.same_thread is not None and self.same_thread.is_alive()
 
     def logged_failures(self) -> list[tuple[str, str, str]]:
         """(zone, landing path, reason) of every `failed to ingest` record in the workers' logs."""
@@ -685,7 +722,9 @@ backoff_max = "10s"
         self.injected_errors: set[str] = set()
         o = self.o
         plan = plan_files(self.rng, o.files, o.large)
-        faults = plan_faults(self.rng, o.faults, o.short)
+        outage = o.outage if o.outage is not None else \
+            (chaos_faults.retry_budget(RETRIES, BACKOFF, BACKOFF_MAX) + 7.0 if o.short else OUTAGE)
+        faults = plan_faults(self.rng, o.faults, o.short, outage)
         try:
             self.sysctl_orig = SYSCTL.read_text().strip()
         except OSError:
@@ -694,10 +733,12 @@ backoff_max = "10s"
         try:
             self.setup()
             monitor.start()
-            est = sum(f.gap for f in faults) + len(faults) * (2.5 if o.short else 4.0)
+            est = sum(f.gap for f in faults) + len(faults) * (2.5 if o.short else 4.0) \
+                + sum(f.params.get("hold", 0) for f in faults if f.kind in chaos_faults.FAULTS)
             written = threading.Event()
             wt = threading.Thread(target=self.writer, args=(plan, est * 0.8, written), daemon=True)
             wt.start()
+            self.start_same_names(est * 0.8, outage)
             log(f"seed {o.seed}: {len(plan)} files over ~{est * 0.8:.0f}s, {len(faults)} faults")
             for n, f in enumerate(faults, 1):
                 time.sleep(f.gap)
@@ -739,7 +780,10 @@ backoff_max = "10s"
             self.res.bytes = sum(e.size for e in self.expected.values())
             with self.irods.session() as s:
                 objs = list_objects(s, self.root_coll)
-            fnd = verify(objs, list(self.expected.values()), self.zones, self.root_coll)
+                marked = superseded_objects(s, self.root_coll)
+            fnd = verify(objs, list(self.expected.values()), self.zones, self.root_coll, versions=self.versions,
+                         superseded=marked)
+            self.extra.handed_back, self.extra.handed_back_files = chaos_faults.count_handed_back(self.logs)
             r = self.r()
             q = Queue(QUEUE, connection=r)
             fnd.jobs_started = StartedJobRegistry(queue=q).get_job_count(cleanup=False)
@@ -752,6 +796,10 @@ backoff_max = "10s"
             if not self.res.ok:
                 self.diagnose(fnd)
         finally:
+            if self.same_writer is not None:
+                self.same_writer.stop.set()
+                self.res.same_name = self.same_writer.stats
+                self.res.notes += self.same_writer.notes
             self.stop_monitor.set()
             if self.sysctl_orig is not None:
                 try:
@@ -767,9 +815,20 @@ backoff_max = "10s"
             self.redis.stop()
             self.res.runtime = time.monotonic() - t_start
         if self.res.ok and not o.keep_data:
-            for d in (self.dir / "landing", self.dir / "moved", self.irods.vault):
-                shutil.rmtree(d, ignore_errors=True)
+            for data in (self.dir / "landing", self.dir / "moved", self.irods.vault):
+                shutil.rmtree(data, ignore_errors=True)
         return self.res
+
+    def start_same_names(self, window: float, outage: float) -> None:
+        """The same-name writer of the delete zone (bench/chaos_samename.py), in its own thread."""
+        plans = plan_same_names(random.Random(f"{self.o.seed}:same-name"), self.o.same_names, window)
+        if not plans:
+            return
+        # a version may wait out the outage, then the daemon's resettle and the after_hold
+        self.same_writer = SameNameWriter(self.zones["delete"], self.o.seed, plans, self.register_version,
+                                          self.irods.session, wait_limit=outage + 90.0)
+        self.same_thread = threading.Thread(target=self.same_writer.run, args=(time.monotonic(),), daemon=True)
+        self.same_thread.start()
 
     def diagnose(self, fnd: Findings) -> None:
         """For each lost or wrong file: what the ledger says and whether a temporary object is there."""
@@ -798,8 +857,9 @@ class SkipFault(Exception):
 def table(res: Result) -> str:
     f = res.findings
     rows: list[tuple[str, str]] = []
+    extra = chaos_faults.rows(res.extra, res.faults)
     for k, label in KINDS.items():
-        v = str(res.faults.get(k, 0))
+        v = extra.get(k) or str(res.faults.get(k, 0))
         if k == "irods-fail":
             v += f" (calls failed: {res.fail_calls_fired})"
         if k == "worker-kill-large":
@@ -811,15 +871,22 @@ def table(res: Result) -> str:
         rows.append((f"fault: {label}", v))
     rows.append(("faults injected", str(sum(res.faults.values()))))
     rows.append(("files", f"{res.files} ({res.bytes / MiB:.0f} MiB)"))
+    sn = res.same_name
+    rows.append(("same-name files (delete zone)",
+                 f"{sn.names} names, {sn.versions_written} versions ({sn.swapped} renamed onto a verified file, "
+                 f"{sn.same_size} of the same size, {sn.same_mtime} of the same mtime too)"))
     if f is not None:
         rows += [("lost", str(len(f.lost))), ("duplicated", str(len(f.duplicated))), ("wrong", str(len(f.wrong))),
                  ("stray temporary objects", str(len(f.stray))), ("extra objects", str(len(f.extra))),
                  ("landing files removed unverified", str(len(f.removed_unverified))),
-                 ("after = move not done", str(len(f.after_pending))),
+                 ("earlier versions right at name.~k~", f"{f.versions_ok} of {f.versions}"),
+                 ("after = move/delete not done", str(len(f.after_pending))),
+                 ("after-action leftovers (private names)", str(len(f.leftovers))),
                  ("landing files changed", str(len(f.landing_changed))),
                  ("RQ started registry after drain", str(f.jobs_started)),
                  ("RQ jobs waiting / failed registry", f"{f.jobs_waiting} / {f.jobs_failed}"),
-                 ("listed failed at the end", str(len(f.failed_listed)))]
+                 ("listed failed at the end", str(len(f.failed_listed))),
+                 ("kept versions without ingestd::superseded (info)", str(len(f.versions_unmarked)))]
     rows.append(("files failed for good, in the workers' logs", str(len(res.logged_failures))))
     rows.append(("listed failed at the drain, before retry", str(len(res.failures))))
     rows.append(("failures not explained by an injected error", str(len(res.unexplained_failures))))
@@ -853,8 +920,8 @@ def report(res: Result) -> str:
         lines.append(f"failed for good in the logs, {n}x: {reason}")
     for c in res.crashes:
         lines.append("CRASH " + c)
-    for n in res.notes:
-        lines.append("note: " + n)
+    for note in res.notes:
+        lines.append("note: " + note)
     lines.append(f"logs: {res.run_dir / 'logs'} (Redis: {res.run_dir / 'redis' / 'redis.log'}, "
                  f"iRODS test server: {res.run_dir / 'irods' / 'server.log'})")
     return "\n".join(lines)
@@ -872,8 +939,14 @@ def main(argv: list[str] | None = None) -> int:
                     "product's default: a killed worker's job is found by its missing heartbeat, not by this)")
     ap.add_argument("--workdir", help="run directory (default: a new one under $TMPDIR)")
     ap.add_argument("--keep-data", action="store_true", help="keep landing, moved and vault data after a pass")
+    ap.add_argument("--outage", type=float, default=None, help="seconds of the iRODS outage (default 120; with "
+                    "--short a little longer than the workers' retry budget)")
+    ap.add_argument("--same-names", type=int, default=None, help="reused names in the delete zone (default 40; "
+                    "8 with --short)")
     a = ap.parse_args(argv)
-    o = Options(seed=a.seed, short=a.short, job_timeout=a.job_timeout, workdir=a.workdir, keep_data=a.keep_data)
+    o = Options(seed=a.seed, short=a.short, job_timeout=a.job_timeout, workdir=a.workdir, keep_data=a.keep_data,
+                outage=a.outage)
+    o.same_names = a.same_names if a.same_names is not None else (8 if a.short else 40)
     o.files = a.files if a.files is not None else (300 if a.short else 2000)
     o.faults = a.faults if a.faults is not None else (18 if a.short else 55)
     o.large = 1 if a.short else 4
