@@ -14,12 +14,12 @@ Per file (see :func:`ingest_file`):
    made it (``ingestd::zone`` and ``ingestd::source_path``) → an update; anything else is a conflict:
    fail with the reason, never overwrite.
 6. ``put``: write the bytes to ``<coll>/.<name>.ingestd-<tag>.part`` (see :mod:`names`), hashing them while
-   reading (PRC's parallel put above 32 MiB with the hash computed alongside), ask iRODS for the copy's checksum
-   (DATA_OBJ_CHKSUM, forced) and compare, check the local file did not change meanwhile, set the AVUs in
-   one atomic call, then rename onto the final name. An update first renames the old object to
-   a numbered version ``<name>.~N~`` (``versions = "keep"``, the default) or ``.<name>.ingestd-<tag>-old.part``
-   (``replace``: then removed), and renames the new one in. So the final name only
-   ever holds a verified, complete copy with its metadata.
+   reading (PRC's parallel put above 32 MiB with the hash computed alongside), with ``regChksum`` so the server
+   checksums what it stored when the copy closes; compare that with ours (in the server's scheme), check the
+   local file did not change meanwhile, set the AVUs in one atomic call, then rename onto the final name.
+   An update first renames the old object to a numbered version ``<name>.~N~`` (``versions = "keep"``, the
+   default) or ``.<name>.ingestd-<tag>-old.part`` (``replace``: then removed), and renames the new one in.
+   So the final name only ever holds a verified, complete copy with its metadata.
    ``register``: register the landing file's real path (``destRescName`` = the zone's resource,
    ``regChksum``), compare the server's checksum with the local one (a mismatch unregisters it again),
    set the AVUs.
@@ -617,9 +617,12 @@ def _attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, t
     # put: copy to the temporary name, verify, set the AVUs, rename into place
     try:
         copy = _copy_large if item.size > PARALLEL_THRESHOLD else _copy_small
-        digest = copy(session, local, target.part_path, opts, checksums.schemes_for(ctx.hash_scheme))
+        # regChksum: the server checksums the bytes it stored when the copy is closed (in the same catalog
+        # update that finalizes the replica); the answer is then a look-up, not a second read of the file
+        digest = copy(session, local, target.part_path, {**opts, "regChksum": ""},
+                      checksums.schemes_for(ctx.hash_scheme))
         res.moved_bytes = item.size
-        got = server_checksum(session, target.part_path, force=True)
+        got = server_checksum(session, target.part_path) or server_checksum(session, target.part_path, force=True)
         digest, same = _compare(ctx, local, digest, got)
         if not same:
             _recheck_local(local)  # a file that changed while being read is resettled, not failed
