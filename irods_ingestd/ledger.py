@@ -3,11 +3,14 @@
 Layout (prefix `ingestd` by default):
 
 - `{p}:l:{zone}:{dirhash}`: one hash per landing directory. Field: 8 bytes of BLAKE2b of the file name.
-  Value: 25 bytes, `state(1) size(8) mtime_ns(8) extra(8)`: state `Q` queued (extra: queued-at seconds),
-  `D` done (extra: the first 8 bytes of the SHA-256), `F` failed (extra: failed-at seconds). Small
+  Value: 25 bytes, `state(1) size(8) mtime_ns(8) extra(8)`: state `Q` queued (extra: queued-at seconds;
+  then the RQ job id, so a walk can tell a file whose job was lost), `D` done (extra: the first 8 bytes
+  of the SHA-256), `F` failed (extra: failed-at seconds). Small
   directories stay in Redis' listpack encoding (a few tens of bytes a file); the walker reads a directory's
   whole hash in one round trip.
-- `{p}:s:{zone}`: counters `queued` (now outstanding), `done`, `bytes`.
+- `{p}:s:{zone}`: counters `queued` (entries in state Q: waiting for or in a worker), `done`, `bytes`;
+  every change of state and of `queued` is one Lua script (`ledger_lua.py`), so `queued` stays exact,
+  and `recount_*` rebuilds it from the entries while everything runs.
 - `{p}:f:{zone}`: failed files, relative path → JSON reason. Few by nature; listed by `status`/`retry`.
 - `{p}:r:{zone}`: relative paths a worker handed back to be settled again (changed after settling).
 
@@ -27,27 +30,11 @@ from typing import Any
 
 import redis
 
+from . import ledger_lua as lua
+
 QUEUED, DONE, FAILED = b"Q", b"D", b"F"
 _VALUE = struct.Struct(">cQqQ")
 _VERSION = struct.Struct(">Qq")
-
-# Records a worker's result unless a newer version of the file was queued meanwhile.
-# KEYS: dir hash, stats hash. ARGV: field, new value ('' deletes), size+mtime packed (16 bytes),
-# counter to increment ('' none), bytes to add to the `bytes` counter, '1' to change only a queued entry.
-_RESULT_LUA = """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if ARGV[6] == '1' and not (old and string.sub(old, 1, 1) == 'Q') then return 0 end
-if old and string.sub(old, 1, 1) == 'Q' then
-  if string.sub(old, 2, 17) ~= ARGV[3] then return 0 end
-  redis.call('HINCRBY', KEYS[2], 'queued', -1)
-end
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1])
-else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
-if tonumber(ARGV[5]) > 0 then redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[5]) end
-return 1
-"""
-
 
 _DROP_DONE_LUA = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -62,6 +49,7 @@ class Entry:
     size: int
     mtime_ns: int
     extra: int
+    job: str = ""  # a queued entry's RQ job id ("" in entries written before job ids were kept)
 
     def same_version(self, size: int, mtime_ns: int) -> bool:
         return self.size == size and self.mtime_ns == mtime_ns
@@ -91,19 +79,34 @@ def is_current(raw: bytes | None, size: int, mtime_ns: int, stale_before: int) -
 
 
 def unpack(raw: bytes) -> Entry:
-    state, size, mtime, extra = _VALUE.unpack(raw)
-    return Entry(state, size, mtime, extra)
+    state, size, mtime, extra = _VALUE.unpack_from(raw)
+    return Entry(state, size, mtime, extra, raw[_VALUE.size:].decode("ascii", "replace"))
 
 
-def _pack(state: bytes, size: int, mtime_ns: int, extra: int) -> bytes:
-    return _VALUE.pack(state, size, mtime_ns, extra & 0xFFFFFFFFFFFFFFFF)
+def queued_job(raw: bytes) -> str:
+    """The RQ job id a queued entry names ("" if it names none)."""
+    return raw[_VALUE.size:].decode("ascii", "replace")
+
+
+def _pack(state: bytes, size: int, mtime_ns: int, extra: int, job: str = "") -> bytes:
+    return _VALUE.pack(state, size, mtime_ns, extra & 0xFFFFFFFFFFFFFFFF) + job.encode("ascii")
+
+
+def _job_of(f: tuple[str, int, int] | tuple[str, int, int, str]) -> str:
+    return f[3] if len(f) > 3 else ""
 
 
 class Ledger:
     def __init__(self, r: redis.Redis, prefix: str = "ingestd") -> None:
         self.r = r
         self.prefix = prefix
-        self._result = r.register_script(_RESULT_LUA)
+        self._result = r.register_script(lua.RESULT)
+        self._queue = r.register_script(lua.QUEUE)
+        self._drop_lost = r.register_script(lua.DROP_LOST)
+        self._clear_failed = r.register_script(lua.CLEAR_FAILED)
+        self._rc_begin = r.register_script(lua.RECOUNT_BEGIN)
+        self._rc_step = r.register_script(lua.RECOUNT_STEP)
+        self._rc_end = r.register_script(lua.RECOUNT_END)
 
     # keys
     def dir_key(self, zone: str, reldir: str) -> str:
@@ -117,6 +120,16 @@ class Ledger:
 
     def resettle_key(self, zone: str) -> str:
         return f"{self.prefix}:r:{zone}"
+
+    def _keys(self, zone: str, reldir: str) -> list[str]:
+        """KEYS of the state-changing scripts: dir hash, stats, recount key, recount set."""
+        return [self.dir_key(zone, reldir), self.stats_key(zone), f"{self.prefix}:rc:{zone}",
+                f"{self.prefix}:rcs:{zone}"]
+
+    def dir_pattern(self, zone: str | None = None) -> str:
+        """A SCAN pattern of a zone's directory hashes, or of every zone's (glob characters escaped)."""
+        esc = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in self.prefix)
+        return f"{esc}:l:{zone}:*" if zone else f"{esc}:l:*"
 
     def transient_key(self, zone: str) -> str:
         return f"{self.prefix}:t:{zone}"
@@ -170,31 +183,34 @@ class Ledger:
         return sum(int(v or 0) for v in pipe.execute())
 
     # writes
-    def mark_queued(self, pipe: Any, zone: str, files: Iterable[tuple[str, int, int]],
+    def mark_queued(self, pipe: Any, zone: str, files: Iterable[tuple[str, int, int] | tuple[str, int, int, str]],
                     clear_failed: Iterable[str] = ()) -> None:
-        """Add to a (transactional) pipeline: these files are queued now (one HSET a directory); the
-        failures listed for `clear_failed` (earlier versions that failed) are dropped."""
+        """Add to a (transactional) pipeline: these files are queued now, each (rel, size, mtime_ns) or
+        (rel, size, mtime_ns, job id) (one script a directory; `queued` grows only by the files that
+        were not queued before); the failures listed for `clear_failed` (earlier versions) are dropped."""
         now = int(time.time())
-        by_dir: dict[str, dict[bytes, bytes]] = {}
-        n = 0
-        for rel, size, mtime_ns in files:
-            d, name = split_rel(rel)
-            by_dir.setdefault(d, {})[name_field(name)] = _pack(QUEUED, size, mtime_ns, now)
-            n += 1
-        for d, mapping in by_dir.items():
-            pipe.hset(self.dir_key(zone, d), mapping=mapping)
+        by_dir: dict[str, list[bytes]] = {}
+        for f in files:
+            d, name = split_rel(f[0])
+            by_dir.setdefault(d, []).extend((name_field(name), _pack(QUEUED, f[1], f[2], now, _job_of(f))))
+        for d, args in by_dir.items():
+            self._queue(keys=self._keys(zone, d), args=args, client=pipe)
         failed = [os.fsencode(rel) for rel in clear_failed]
         if failed:
             pipe.hdel(self.failed_key(zone), *failed)
-        pipe.hincrby(self.stats_key(zone), "queued", n)
+
+    def drop_lost(self, zone: str, rel: str, raw: bytes) -> bool:
+        """Drop a queued entry whose job no longer exists in RQ, if it is still exactly `raw`: the file is
+        then new to the ledger and queued again. False if the entry changed meanwhile."""
+        d, name = split_rel(rel)
+        return bool(self._drop_lost(keys=self._keys(zone, d), args=[name_field(name), raw]))
 
     def _record(self, zone: str, rel: str, size: int, mtime_ns: int, value: bytes, counter: str,
                  nbytes: int = 0, only_queued: bool = False) -> bool:
         d, name = split_rel(rel)
-        keys = [self.dir_key(zone, d), self.stats_key(zone)]
         args = [name_field(name), value, _VERSION.pack(size, mtime_ns), counter, nbytes,
                 "1" if only_queued else "0"]
-        return bool(self._result(keys=keys, args=args))
+        return bool(self._result(keys=self._keys(zone, d), args=args))
 
     def mark_done(self, zone: str, rel: str, size: int, mtime_ns: int, sha256: bytes, keep: bool = True) -> bool:
         """Record an ingested file; False if a newer version was queued meanwhile (nothing changed).
@@ -230,11 +246,11 @@ class Ledger:
         return ok
 
     def clear_failure(self, zone: str, rel: str) -> None:
+        """Drop a file's failure, and its entry if that is still the failed one (a newer version queued
+        meanwhile stays queued: deleting it would leave `queued` counting a file nobody holds)."""
         d, name = split_rel(rel)
-        pipe = self.r.pipeline()
-        pipe.hdel(self.failed_key(zone), os.fsencode(rel))
-        pipe.hdel(self.dir_key(zone, d), name_field(name))
-        pipe.execute()
+        self.r.hdel(self.failed_key(zone), os.fsencode(rel))
+        self._clear_failed(keys=[self.dir_key(zone, d)], args=[name_field(name)])
 
     def pop_resettle(self, zone: str, count: int = 1000) -> list[str]:
         raw = self.r.lpop(self.resettle_key(zone), count)
@@ -242,6 +258,20 @@ class Ledger:
 
     def adjust_queued(self, zone: str, delta: int) -> None:
         self.r.hincrby(self.stats_key(zone), "queued", delta)
+
+    # recount of `queued` (see ledger_lua.py): begin, step over every directory hash SCAN finds, end
+    def recount_begin(self, zone: str, ttl: int = 3600) -> None:
+        self._rc_begin(keys=self._keys(zone, "")[1:], args=[ttl])
+
+    def recount_step(self, zone: str, dir_keys: Sequence[bytes | str], ttl: int = 3600) -> bool:
+        """Count these directory hashes (those not counted yet); False if the recount is no longer on
+        (another recount finished it, or it expired)."""
+        return int(self._rc_step(keys=self._keys(zone, "")[1:] + list(dir_keys), args=[ttl])) >= 0
+
+    def recount_end(self, zone: str) -> tuple[int, int] | None:
+        """Set `queued` to the count; (before, after), or None if the recount was no longer on."""
+        res = self._rc_end(keys=self._keys(zone, "")[1:])
+        return (int(res[0]), int(res[1])) if res else None
 
     def note_transient(self, zone: str, rel: str) -> float:
         """A file's transient errors outlasted its retries: when that first happened (unix seconds)."""

@@ -1,8 +1,12 @@
 """The queue: ready files go to RQ in batches, once per version of a file.
 
 RQ's job id does not de-duplicate, so the ledger keeps the state: a file already queued, ingested or
-failed at the same size and mtime is never queued again. Each pipeline marks files queued in the ledger
-and enqueues their jobs in one Redis transaction, so a crash cannot leave one without the other.
+failed at the same size and mtime is never queued again. The check and the write are one optimistic
+Redis transaction: the ledger's directory hashes are WATCHed, read, and the files marked queued and
+their jobs enqueued in one MULTI/EXEC, which fails (and is tried again from the read) if any of those
+hashes changed in between. So two enqueuers racing on one file (two daemons, a `scan` beside the daemon)
+queue it once, and a crash cannot leave a ledger entry without its job or a job without its entry.
+Each queued entry names its job, so a walk can find a file whose job was lost (`lost_jobs`).
 The backlog (files queued, not yet finished) is bounded: when it is full, `room()` says so and the daemon
 waits instead of growing Redis without limit.
 """
@@ -18,17 +22,53 @@ import redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from .config import QueueConfig
 from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
-from .ledger import FAILED, Ledger
+from .ledger import FAILED, Ledger, split_rel
 
 log = logging.getLogger(__name__)
 
 RESULT_TTL = 600  # seconds a finished job's record stays: its summary is in the ledger and the journal
 FAILURE_TTL = 7 * 86400
 JOB_RETRIES = 3  # a job that raised or whose worker died is run again this many times
+CHUNK_FILES = 1000  # files checked and enqueued in one transaction
+WATCH_ATTEMPTS = 50
+
+
+# Which of these jobs will never run: gone, ended (finished, stopped, canceled), or in no structure a
+# worker takes it from (a queued job missing from the queue's list, as after an eviction; a failed,
+# scheduled or deferred job missing from its registry). One atomic read; the queue's list is read
+# server-side, and only when some job says it is queued. KEYS: queue list, intermediate list, failed,
+# scheduled and deferred registries. ARGV: job key prefix, job ids. Returns the ids of the lost jobs.
+_LOST_JOBS_LUA = """
+local waiting = nil
+local lost = {}
+local registry = {failed = KEYS[3], scheduled = KEYS[4], deferred = KEYS[5]}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local status = redis.call('HGET', ARGV[1] .. id, 'status')
+  local gone = false
+  if not status then
+    gone = (redis.call('EXISTS', ARGV[1] .. id) == 0)
+  elseif status == 'finished' or status == 'stopped' or status == 'canceled' then
+    gone = true
+  elseif status == 'queued' then
+    if waiting == nil then
+      waiting = {}
+      for _, key in ipairs({KEYS[1], KEYS[2]}) do
+        for _, j in ipairs(redis.call('LRANGE', key, 0, -1)) do waiting[j] = true end
+      end
+    end
+    gone = not waiting[id]
+  elseif registry[status] then
+    gone = not redis.call('ZSCORE', registry[status], id)
+  end
+  if gone then table.insert(lost, id) end
+end
+return lost
+"""
 
 
 def make_batches(zone: ZoneSpec, files: Iterable[FileItem], max_files: int, max_bytes: int) -> list[Batch]:
@@ -53,6 +93,7 @@ class Enqueuer:
         self.ledger = ledger
         self.cfg = cfg
         self.queue = Queue(cfg.name, connection=r)
+        self._lost_jobs = r.register_script(_LOST_JOBS_LUA)
         self._backlog = 0
         self._backlog_at = 0.0
         self.zones: set[str] = set()  # the zones whose backlog counts (the daemon's, and any queued for)
@@ -82,25 +123,57 @@ class Enqueuer:
 
     def enqueue(self, zone: ZoneSpec, files: Sequence[FileItem], check: bool = True) -> int:
         """Queue the files not yet known (all of them with check=False); returns how many were queued."""
-        failed: list[str] = []
+        return len(self.enqueue_files(zone, files, check))
+
+    def enqueue_files(self, zone: ZoneSpec, files: Sequence[FileItem], check: bool = True) -> list[FileItem]:
+        """Queue the files not yet known (all of them with check=False); returns those queued."""
         if len({f.rel for f in files}) < len(files):  # one file ready twice (a walk and an event): once
             files = list({f.rel: f for f in files}.values())
-        if check:
-            files, failed = self.unknown(zone.name, files)
-        if not files:
-            return 0
-        self.zones.add(zone.name)
-        batches = make_batches(zone, files, self.cfg.batch_files, self.cfg.batch_bytes)
-        for i in range(0, len(batches), 100):
-            chunk = batches[i:i + 100]
-            pipe = self.r.pipeline(transaction=True)
-            self.ledger.mark_queued(pipe, zone.name, ((f.rel, f.size, f.mtime_ns) for b in chunk for f in b.files),
-                                    clear_failed=failed if i == 0 else ())
-            self.queue.enqueue_many([self._job_data(b) for b in chunk], pipeline=pipe)
-            pipe.execute()
-        self._backlog += len(files)
-        log.debug("queued %d files of zone %s in %d jobs", len(files), zone.name, len(batches))
-        return len(files)
+        out: list[FileItem] = []
+        for i in range(0, len(files), CHUNK_FILES):
+            out += self._enqueue_chunk(zone, files[i:i + CHUNK_FILES], check)
+        if out:
+            self.zones.add(zone.name)
+            self._backlog += len(out)
+            log.debug("queued %d files of zone %s", len(out), zone.name)
+        return out
+
+    def _enqueue_chunk(self, zone: ZoneSpec, files: Sequence[FileItem], check: bool) -> list[FileItem]:
+        """Check and enqueue in one optimistic transaction (WATCH the directory hashes, read, MULTI, write,
+        EXEC), again from the read while another writer changed one of those hashes in between."""
+        keys = sorted({self.ledger.dir_key(zone.name, split_rel(f.rel)[0]) for f in files})
+        for attempt in range(WATCH_ATTEMPTS):
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(*keys)
+                    new, failed = self.unknown(zone.name, files) if check else (list(files), [])
+                    if not new:
+                        pipe.unwatch()
+                        return []
+                    batches = make_batches(zone, new, self.cfg.batch_files, self.cfg.batch_bytes)
+                    pipe.multi()
+                    self.ledger.mark_queued(pipe, zone.name, ((f.rel, f.size, f.mtime_ns, b.id)
+                                                              for b in batches for f in b.files), clear_failed=failed)
+                    self.queue.enqueue_many([self._job_data(b) for b in batches], pipeline=pipe)
+                    pipe.execute()
+                    return new
+                except redis.WatchError:
+                    time.sleep(min(0.05, 0.001 * (attempt + 1)))
+        raise redis.WatchError(f"zone {zone.name}: the ledger kept changing under {len(files)} files for "
+                               f"{WATCH_ATTEMPTS} attempts; they are offered again")
+
+    def lost_jobs(self, job_ids: Iterable[str]) -> set[str]:
+        """The jobs among these that will never run (see _LOST_JOBS_LUA): their files, still queued in
+        the ledger, must be queued again."""
+        ids = sorted(set(job_ids))
+        q = self.queue
+        keys = [q.key, q.intermediate_queue_key, FailedJobRegistry(queue=q).key,
+                ScheduledJobRegistry(queue=q).key, DeferredJobRegistry(queue=q).key]
+        lost: set[str] = set()
+        for i in range(0, len(ids), 1000):
+            res = self._lost_jobs(keys=keys, args=[Job.redis_job_namespace_prefix, *ids[i:i + 1000]])
+            lost.update(x.decode() if isinstance(x, bytes) else str(x) for x in res)
+        return lost
 
     def _job_data(self, b: Batch) -> Any:
         return Queue.prepare_data(
