@@ -41,8 +41,13 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--offline", action="store_true", help="only validate the file")
         if name in ("scan", "retry"):
             sp.add_argument("--zone", action="append", help="only this zone (repeatable)")
+        if name == "scan":
+            sp.add_argument("--backlog-wait", type=float, default=60.0, metavar="SECONDS",
+                            help="with the backlog full, exit (code 3) after this long without progress (60)")
         if name == "status":
             sp.add_argument("--json", action="store_true", help="machine-readable output")
+            sp.add_argument("--recount", action="store_true",
+                            help="recount the queued counters from the ledger first (repairs a drifted count)")
     return p
 
 

@@ -5,87 +5,62 @@ kernel's queue. Each turn of the loop: take the changes the watcher collected, l
 of any walk in progress, take the files the settler says are ready, and queue them in batches. Redis
 being down is logged and waited out: files keep settling in memory and nothing is lost, since a file
 not in the ledger is found again by the next walk.
+
+One daemon runs a zone (`daemonlock`): a second one on the same zones refuses to start; a daemon whose
+zones another took over stops. At start the ledger's `queued` counters are recounted (`recount`), and
+files queued in the last minutes are looked at again every `settle` (`recent`), so a file that grows
+after it was queued is queued again as a new version. `once` (the `scan` command) is not the daemon:
+it takes no zone, writes no status record and recounts nothing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from . import __version__, after_jobs, names
-from .config import Config, ConfigError, ZoneConfig, load
-from .filters import NameFilter
-from .job import FileItem, ZoneSpec
+from . import __version__, after_jobs, daemonreload, daemonstatus
+from .config import Config
+from .daemon_zones import Counters, ZoneState, ZoneWork, printable
+from .daemonlock import ZoneOwnership, ZoneTaken
+from .job import FileItem
 from .ledger import Ledger
 from .messages import MessageId
 from .queue import Enqueuer
-from .reconcile import Reconciler, Walk
+from .recent import RecentlyQueued
+from .reconcile import Reconciler
+from .recount import Recount
 from .redisconn import connect
+from .redishealth import RedisHealth
 from .sdnotify import Notifier
 from .settler import Ready, Settler
-from .walker import Listing, stat_file
-from .watch.api import Change, Inbox, Kind, Watcher
+from .walker import stat_file
+from .watch.api import Inbox
 from .watch.inotify import InotifyWatcher
 from .watch.poll import PollWatcher
 
 log = logging.getLogger(__name__)
 
 HANG_ENV = "INGESTD_TEST_HANG_FILE"  # tests: while this file exists the main loop hangs (watchdog test)
-STATUS_TTL = 30
 HOLD_MAX = 0.1  # seconds a ready file may be held to fill a batch while every worker is busy
 
 
-@dataclass
-class ZoneState:
-    cfg: ZoneConfig
-    spec: ZoneSpec
-    names: NameFilter
-    watcher: Watcher
-    inotify: bool
-    state: str = "starting"  # watching | walking | polling | lost
-    walk: Walk | None = None
-    next_walk: float = 0.0
-    walks_done: int = 0
-    last_walk_seconds: float = 0.0
-    trust_events: bool = True
-    lost_reason: str = ""
-
-    @property
-    def root(self) -> str:
-        return str(self.cfg.path)
-
-    def walk_interval(self) -> float:
-        if self.inotify and self.trust_events:
-            return self.cfg.rescan
-        return min(self.cfg.poll_interval, self.cfg.rescan)
-
-
-@dataclass
-class Counters:
-    queued: int = 0
-    skipped: int = 0
-    overflows: int = 0
-    redis_errors: int = 0
-
-
-class Daemon:
+class Daemon(ZoneWork):
     def __init__(self, cfg: Config, r: redis.Redis | None = None, notifier: Notifier | None = None,
                  once: bool = False) -> None:
         self.cfg = cfg
         self.r = r if r is not None else connect(cfg.redis)
         self.ledger = Ledger(self.r, cfg.redis.prefix)
         self.enqueuer = Enqueuer(self.r, self.ledger, cfg.queue)
-        self.reconciler = Reconciler(self.ledger, stale_queued=4 * cfg.queue.job_timeout + 3600)
+        self.reconciler = Reconciler(self.ledger, stale_queued=4 * cfg.queue.job_timeout + 3600,
+                                     lost_jobs=self.enqueuer.lost_jobs)
         self.settler = Settler(self._stat)
+        self.recent = RecentlyQueued(self._stat)
         self.notifier = notifier or Notifier()
         self.once = once  # `scan`: one walk of each zone, wait for what settles, queue, exit
         self.inbox = Inbox()
@@ -97,83 +72,56 @@ class Daemon:
         self._reported: dict[tuple[str, str], str] = {}  # skipped files reported once
         self._stop = False
         self._reload = False
-        self._redis_down_since: float | None = None
+        self.exit_code = 0
+        self.health = RedisHealth(self.r, cfg.redis.prefix, self._walk_all)
+        self.host = socket.gethostname()
+        self.owner = None if once else ZoneOwnership(self.r, cfg.redis.prefix, self.host)
+        self._owned = once  # the zones are ours (scan takes none)
+        self.recounts: list[Recount] = []
         self._next_status = 0.0
         self._next_housekeeping = 0.0
         self._next_reap = 0.0
         self._backlog_full = False
         self._ready_since: float | None = None
         self._next_watchdog = 0.0
-        self._epoch: bytes | None = None
         self._hang_file = os.environ.get(HANG_ENV)
-        self.host = socket.gethostname()
         self.started = time.time()
-
-    # -- zones ------------------------------------------------------------------------------------------
-    def _watcher_for(self, z: ZoneConfig) -> tuple[Watcher, bool]:
-        if z.watcher == "inotify" and not self.once:
-            if self._inotify is None:
-                try:
-                    self._inotify = InotifyWatcher(self.inbox)
-                except OSError as e:
-                    log.error("inotify is not available (%s): zone %s will be polled", e, z.name)
-                    return self._poll, False
-            return self._inotify, True
-        return self._poll, False
-
-    def add_zone(self, z: ZoneConfig) -> None:
-        watcher, inotify = self._watcher_for(z)
-        zs = ZoneState(cfg=z, spec=ZoneSpec.from_config(z), names=NameFilter.for_zone(z), watcher=watcher,
-                       inotify=inotify)
-        self.zones[z.name] = zs
-        self.enqueuer.zones.add(z.name)
-        watcher.add_zone(z)
-        if not os.path.isdir(z.path):
-            self._lose(zs, f"{z.path} is not a directory (missing or unmounted?)")
-            return
-        zs.state = "watching" if inotify else "polling"
-        zs.walk = Walk()  # the first walk also places the watches
-        log.info("zone %s: %s %s → %s (%s, settle %gs)", z.name, "watching" if inotify else "polling",
-                 z.path, z.collection, z.mode, z.settle, extra={"fields": {"INGEST_ZONE": z.name}})
-
-    def remove_zone(self, name: str) -> None:
-        zs = self.zones.pop(name)
-        zs.watcher.remove_zone(name)
-        self.settler.discard(name)
-        self.ready = [x for x in self.ready if x.zone != name]
-
-    def _lose(self, zs: ZoneState, reason: str) -> None:
-        if zs.state != "lost":
-            log.error("zone %s: %s; checking again every few seconds", zs.cfg.name, reason,
-                      extra={"message_id": MessageId.ZONE_WALKING,
-                             "fields": {"INGEST_ZONE": zs.cfg.name, "INGEST_RESULT": "zone lost"}})
-        zs.state, zs.lost_reason, zs.walk = "lost", reason, None
-        zs.watcher.remove_zone(zs.cfg.name)
-        self.settler.discard(zs.cfg.name)
-        zs.next_walk = time.monotonic() + 5.0
-
-    def _untrust(self, zs: ZoneState, why: str) -> None:
-        """Events can no longer be trusted: walk the whole zone now, and on a short timer until trusted."""
-        if zs.state == "watching":
-            log.warning("zone %s: %s; walking the zone to find what was missed", zs.cfg.name, why,
-                        extra={"message_id": MessageId.ZONE_WALKING,
-                               "fields": {"INGEST_ZONE": zs.cfg.name, "INGEST_RESULT": why}})
-        zs.state = "walking"
-        zs.next_walk = min(zs.next_walk, time.monotonic() + zs.walk_interval())
-        if zs.walk is None or not zs.walk.full:
-            zs.walk = Walk()
 
     # -- the loop ---------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Take the zones (ZoneTaken if another daemon runs one), add them, recount their counters."""
+        self._take_zones([z.name for z in self.cfg.zones])
         for z in self.cfg.zones:
             self.add_zone(z)
-        self._check_epoch()
+        self.health.check_epoch()
+
+    def _take_zones(self, names: list[str]) -> None:
+        """Take these zones for this daemon and recount their `queued` counters; ZoneTaken if another
+        daemon runs one. With Redis away, taking them is tried again until it answers (nothing is
+        queued meanwhile)."""
+        if self.owner is None:
+            return
+        try:
+            for zone, h in self.owner.acquire(names):
+                log.warning("zone %s: %s is gone (no such process); this daemon takes the zone over", zone,
+                            h.describe(), extra={"fields": {"INGEST_ZONE": zone}})
+        except redis.RedisError as e:
+            self.health.error(e)
+            self._owned = False
+            return
+        self._owned = True
+        self.recounts.append(self.new_recount(names))
 
     def run(self) -> int:
         self.install_signals()
-        self.start()
+        try:
+            self.start()
+        except ZoneTaken as e:
+            self._refuse(e, "refusing to start")
+            self.close()
+            return self.exit_code
         # READY only after the first watches are in place: the root watches now, the rest as walked
-        for zs in self.zones.values():
+        for zs in self.zones.values() if self._owned else ():
             if zs.inotify and zs.state == "watching":
                 self._walk_step(zs, budget=0.0)
         self.notifier.ready(self.status_line())
@@ -188,182 +136,91 @@ class Daemon:
                 break
         self.notifier.stopping()
         log.info("irods-ingestd stopping", extra={"message_id": MessageId.DAEMON_STOPPING})
-        self._flush()
+        if self._owned:
+            self._flush()
         self.close()
-        return 0
+        return self.exit_code
+
+    def _refuse(self, e: ZoneTaken, what: str) -> None:
+        log.error("%s: %s; one daemon runs a zone (stop that daemon, or give this one other zones)", what, e,
+                  extra={"message_id": MessageId.DAEMON_STOPPING, "fields": {"INGEST_ZONE": e.zone}})
+        self.exit_code = 1
+        self._stop = True
 
     def _idle(self) -> bool:
         return all(zs.walk is None for zs in self.zones.values()) and not len(self.settler) and not self.ready
 
     def turn(self, max_wait: float = 1.0) -> None:
         """One turn of the main loop (tests drive the daemon with this)."""
-        now = time.monotonic()
-        wait = max_wait
-        if any(zs.walk for zs in self.zones.values()):
-            wait = 0.0
-        elif self.ready:
-            wait = 0.0 if self._ready_since is None else min(wait, 0.01)
-        nd = self.settler.next_deadline()
-        if nd is not None:
-            wait = min(wait, max(0.0, nd - now))
-        for zs in self.zones.values():
-            wait = min(wait, max(0.0, zs.next_walk - now)) if zs.walk is None else wait
+        wait = self._wait(time.monotonic(), max_wait)
         if wait > 0:
             self.inbox.wait(wait)
         if self._inotify is not None:
             for ch in self._inotify.changes():
                 self._on_change(ch)
         now = time.monotonic()
-        for zs in list(self.zones.values()):
+        for zs in list(self.zones.values()) if self._owned else ():
             if zs.walk is None and now >= zs.next_walk:
                 self._start_walk(zs)
             if zs.walk is not None and len(self.ready) < 20_000:
                 self._walk_step(zs, budget=0.05)
-        if not self._redis_down():
+        if not self.health.down():
             self.ready.extend(self.settler.pop_ready())
+            self._recheck_recent()
         self._report_settler_skips()
-        self._flush()
+        if self._owned:
+            self._flush()
+        self._recount_step()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 1.0
             self._housekeeping()
-        if now >= self._next_status:
+        if now >= self._next_status and not self.once:
             self._next_status = now + 1.0
             self.publish_status()
         self._watchdog(now)
 
-    def _start_walk(self, zs: ZoneState) -> None:
-        if zs.state == "lost":
-            zs.next_walk = time.monotonic() + 5.0
-            if os.path.isdir(zs.cfg.path):
-                log.info("zone %s: %s is back; watching and walking it", zs.cfg.name, zs.cfg.path,
-                         extra={"message_id": MessageId.ZONE_WATCHING, "fields": {"INGEST_ZONE": zs.cfg.name}})
-                zs.watcher.add_zone(zs.cfg)
-                zs.state = "watching" if zs.inotify else "polling"
-                zs.trust_events = True
-                zs.walk = Walk()
-            return
-        zs.walk = Walk()
+    def _wait(self, now: float, max_wait: float) -> float:
+        """How long the loop may sleep: until the next settle deadline, walk, recheck or event."""
+        wait = max_wait
+        if any(zs.walk for zs in self.zones.values()) or (self.recounts and self.health.down_since is None):
+            wait = 0.0
+        elif self.ready:
+            wait = 0.0 if self._ready_since is None else min(wait, 0.01)
+        for due in (self.settler.next_deadline(), self.recent.next_due()):
+            if due is not None:
+                wait = min(wait, max(0.0, due - now))
+        for zs in self.zones.values():
+            wait = min(wait, max(0.0, zs.next_walk - now)) if zs.walk is None else wait
+        return wait
 
-    def _walk_step(self, zs: ZoneState, budget: float) -> None:
-        walk = zs.walk
-        assert walk is not None
-        deadline = time.monotonic() + budget
-        name = zs.cfg.name
-        before = self._watch_before_list(zs) if zs.inotify and zs.state != "lost" else None
-        while walk.stack:
-            try:
-                found, listings = self.reconciler.step(name, zs.root, walk, zs.names,
-                                                       zs.cfg.symlinks == "follow", before)
-            except redis.RedisError as e:
-                self._on_redis_error(e)
+    def _recheck_recent(self) -> None:
+        """Files queued recently that changed since (a writer that paused, then wrote on): settle again."""
+        for zone, rel, size, mtime in self.recent.changed():
+            zs = self.zones.get(zone)
+            if zs is not None and not zs.names.reason_to_skip(rel.rpartition("/")[2], rel):
+                log.info("zone %s: %s changed after it was queued; it will be queued again when it settles",
+                         zone, printable(rel), extra={"fields": {"INGEST_ZONE": zone, "INGEST_PATH": printable(rel)}})
+                self.settler.observe(zone, rel, size, mtime, zs.cfg.settle)
+
+    def _recount_step(self) -> None:
+        if not self.recounts or self.health.down_since is not None:
+            return
+        rc = self.recounts[0]
+        try:
+            if not rc.run(budget=0.02):
                 return
-            if not os.path.isdir(zs.cfg.path):
-                self._lose(zs, f"{zs.cfg.path} disappeared")
-                return
-            self._observe_found(zs, found)
-            for lst in listings:
-                self._report_listing(zs, lst)
-            if time.monotonic() >= deadline:
-                break
-        if not walk.stack:
-            self._finish_walk(zs, walk)
-
-    def _watch_before_list(self, zs: ZoneState) -> Callable[[str], None]:
-        watcher = zs.watcher
-
-        def before(reldir: str) -> None:
-            if not watcher.watch_dir(zs.cfg.name, reldir):
-                if zs.walk is not None:
-                    zs.walk.unwatched += 1
-                if zs.trust_events and getattr(watcher, "limit_hit", False):
-                    zs.trust_events = False
-                    self._untrust_quiet(zs, "the inotify watch limit was reached")
-        return before
-
-    def _untrust_quiet(self, zs: ZoneState, why: str) -> None:
-        log.warning("zone %s: %s; it will be walked every %gs", zs.cfg.name, why, zs.walk_interval(),
-                    extra={"message_id": MessageId.ZONE_WALKING,
-                           "fields": {"INGEST_ZONE": zs.cfg.name, "INGEST_RESULT": why}})
-        zs.state = "walking"
-        zs.next_walk = min(zs.next_walk, time.monotonic() + zs.walk_interval())
-
-    def _finish_walk(self, zs: ZoneState, walk: Walk) -> None:
-        zs.walk = None
-        secs = time.monotonic() - walk.started
-        if walk.full:
-            zs.walks_done += 1
-            zs.last_walk_seconds = secs
-            if zs.inotify and not zs.trust_events and walk.unwatched == 0 and os.path.isdir(zs.cfg.path):
-                zs.trust_events = True  # every directory is watched again (the limit was raised)
-            zs.next_walk = time.monotonic() + zs.walk_interval()
-            log.info("zone %s: walked %d directories, %d files, %d new or changed in %.1fs", zs.cfg.name,
-                     walk.dirs, walk.files, walk.new, secs, extra={"fields": {"INGEST_ZONE": zs.cfg.name}})
-            if zs.state == "walking" and zs.trust_events:
-                zs.state = "watching"
-                log.info("zone %s: events trusted again", zs.cfg.name,
-                         extra={"message_id": MessageId.ZONE_WATCHING, "fields": {"INGEST_ZONE": zs.cfg.name}})
-
-    def _observe_found(self, zs: ZoneState, found: list[Any]) -> None:
-        settle = zs.cfg.settle
-        # a file untouched for the settle time (plus clock-skew slack on shared file systems) is settled
-        slack = 2.0 if zs.inotify else 60.0
-        old = (time.time() - settle - slack) * 1e9
-        for f in found:
-            if f.mtime_ns <= old and not self.settler.is_settling(zs.cfg.name, f.rel):
-                self.ready.append(Ready(zs.cfg.name, f.rel, f.size, f.mtime_ns))
-            else:
-                self.settler.observe(zs.cfg.name, f.rel, f.size, f.mtime_ns, settle)
-
-    def _on_change(self, ch: Change) -> None:
-        if ch.kind is Kind.OVERFLOW:
-            self.counters.overflows += 1
-            log.warning("inotify event queue overflowed (%s): walking every watched zone", ch.detail,
-                        extra={"message_id": MessageId.EVENT_OVERFLOW})
-            for zs in self.zones.values():
-                if zs.inotify and zs.state != "lost":
-                    self._untrust(zs, "events were lost (queue overflow)")
+        except redis.RedisError as e:
+            self.health.error(e)
             return
-        found = self.zones.get(ch.zone or "")
-        if found is None or found.state == "lost":
-            return
-        zs = found
-        if ch.kind is Kind.ZONE_LOST:
-            self._lose(zs, ch.detail)
-            return
-        if ch.kind is Kind.DIR:
-            name = ch.rel.rpartition("/")[2]
-            if zs.names.dir_excluded(name, ch.rel):
-                return
-            if zs.walk is None:
-                zs.walk = Walk(stack=[ch.rel], full=False)
-            else:
-                zs.walk.stack.append(ch.rel)
-            return
-        if ch.kind is Kind.GONE:
-            self.settler.discard(zs.cfg.name, ch.rel)
-            return
-        name = ch.rel.rpartition("/")[2]
-        if zs.names.reason_to_skip(name, ch.rel):
-            return
-        if ch.kind is Kind.WRITE and self.settler.touch(zs.cfg.name, ch.rel):
-            return
-        st = stat_file(zs.root, ch.rel, zs.cfg.symlinks == "follow")
-        if st is None:
-            self.settler.discard(zs.cfg.name, ch.rel)
-        elif isinstance(st, str):
-            self._report_skip(zs.cfg.name, ch.rel, st)
-        else:
-            self.settler.observe(zs.cfg.name, ch.rel, st[0], st[1], zs.cfg.settle)
-
-    def _stat(self, zone: str, rel: str) -> tuple[int, int] | str | None:
-        zs = self.zones.get(zone)
-        if zs is None:
-            return None
-        return stat_file(zs.root, rel, zs.cfg.symlinks == "follow")
+        self.recounts.pop(0)
+        for zone, (before, after) in rc.result.items():
+            level = logging.WARNING if before != after else logging.INFO
+            log.log(level, "zone %s: queued counter recounted from the ledger: %d (it said %d)", zone, after,
+                    before, extra={"fields": {"INGEST_ZONE": zone}})
 
     # -- queueing ---------------------------------------------------------------------------------------
     def _flush(self) -> None:
-        if not self.ready or self._redis_down():
+        if not self.ready or self.health.down():
             return
         try:
             if self._hold_for_batch():
@@ -381,12 +238,21 @@ class Daemon:
                 if zs is None:
                     continue
                 try:
-                    self.counters.queued += self.enqueuer.enqueue(zs.spec, files)
+                    sent = self.enqueuer.enqueue_files(zs.spec, files)
                 except redis.RedisError:
                     self.ready.extend(Ready(zone, f.rel, f.size, f.mtime_ns) for f in files)
                     raise
+                self.counters.sent += len(sent)
+                for f in sent:
+                    self.recent.add(zone, f.rel, f.size, f.mtime_ns, zs.cfg.settle)
+        except redis.WatchError as e:  # the ledger kept changing under these files: offered again next turn
+            log.warning("%s", e)
         except redis.RedisError as e:
-            self._on_redis_error(e)
+            self.health.error(e)
+
+    def backlog_full(self) -> bool:
+        """Ready files wait because the backlog (files queued, max_backlog) is full."""
+        return self._backlog_full and bool(self.ready)
 
     def _hold_for_batch(self) -> bool:
         """While jobs are already waiting for a worker, a few ready files are held (at most HOLD_MAX
@@ -404,142 +270,60 @@ class Daemon:
             return False
         return True
 
-    # -- Redis health -----------------------------------------------------------------------------------
-    def _on_redis_error(self, e: Exception) -> None:
-        self.counters.redis_errors += 1
-        if self._redis_down_since is None:
-            self._redis_down_since = time.monotonic()
-            log.error("Redis is not answering (%s): files keep settling and will be queued when it is back",
-                      e)
-
-    def _redis_down(self) -> bool:
-        if self._redis_down_since is None:
-            return False
-        if time.monotonic() - self._redis_down_since < 2.0:
-            return True
-        try:
-            self.r.ping()
-        except redis.RedisError:
-            self._redis_down_since = time.monotonic()
-            return True
-        log.info("Redis answers again")
-        self._redis_down_since = None
-        self._check_epoch()
-        return False
-
-    def _check_epoch(self) -> None:
-        """Notice a Redis that lost its data (restarted without persistence): walk every zone again."""
-        key = f"{self.cfg.redis.prefix}:epoch"
-        try:
-            cur = self.r.get(key)
-            if cur is None:
-                cur = f"{time.time():.6f}".encode()
-                self.r.set(key, cur, nx=True)
-                cur = self.r.get(key)
-        except redis.RedisError as e:
-            self._on_redis_error(e)
-            return
-        if self._epoch is not None and cur != self._epoch:
-            log.warning("Redis lost its data (restarted without persistence?): walking every zone to "
-                        "queue again what is not in iRODS")
-            for zs in self.zones.values():
-                if zs.state != "lost":
-                    zs.walk = Walk()
-        self._epoch = cur
-
     def _housekeeping(self) -> None:
-        if self._redis_down():
+        if self.health.down():
             return
         try:
-            self._check_epoch()
-            if time.monotonic() >= self._next_reap and not self.once:
+            self.health.check_epoch()
+            self._keep_zones()
+            if time.monotonic() >= self._next_reap and not self.once and self._owned:
                 self._next_reap = time.monotonic() + 5.0
                 self.enqueuer.reap()
                 after_jobs.enqueue_due(self.r, self.ledger.prefix, self.enqueuer.queue,
                                        [zs.spec for zs in self.zones.values()])
-            for zs in self.zones.values():
+            for zs in self.zones.values() if self._owned else ():
                 for rel in self.ledger.pop_resettle(zs.cfg.name):
                     st = stat_file(zs.root, rel, zs.cfg.symlinks == "follow")
                     if isinstance(st, tuple):
                         self.settler.observe(zs.cfg.name, rel, st[0], st[1], zs.cfg.settle)
         except redis.RedisError as e:
-            self._on_redis_error(e)
+            self.health.error(e)
         if self._hang_file and os.path.exists(self._hang_file):
             log.warning("%s exists: hanging the main loop (test of the watchdog)", self._hang_file)
             while os.path.exists(self._hang_file):
                 time.sleep(1.0)
 
-    # -- reporting --------------------------------------------------------------------------------------
-    def _report_skip(self, zone: str, rel: str, reason: str) -> None:
-        if self._reported.get((zone, rel)) == reason:
+    def _keep_zones(self) -> None:
+        """Renew this daemon's zones (or take them, if Redis was away at start); stop if another daemon
+        took one over meanwhile (this one was stopped or cut off from Redis longer than the lock's TTL)."""
+        if self.owner is None:
             return
-        if len(self._reported) > 100_000:
-            self._reported.clear()
-        self._reported[(zone, rel)] = reason
-        self.counters.skipped += 1
-        log.warning("zone %s: skipping %s: %s", zone, _printable(rel), reason,
-                    extra={"message_id": MessageId.FILE_SKIPPED,
-                           "fields": {"INGEST_ZONE": zone, "INGEST_PATH": _printable(rel),
-                                      "INGEST_RESULT": f"skipped: {reason}"}})
+        try:
+            if not self._owned:
+                self._take_zones(list(self.zones))
+            else:
+                self.owner.renew()
+        except ZoneTaken as e:
+            self._owned = False
+            self._refuse(e, "stopping: another daemon took over a zone of this one")
 
-    def _report_listing(self, zs: ZoneState, lst: Listing) -> None:
-        for rel, reason in lst.skipped:
-            self._report_skip(zs.cfg.name, rel, reason)
-        if lst.error:
-            self._report_skip(zs.cfg.name, lst.reldir or ".", lst.error)
-
-    def _report_settler_skips(self) -> None:
-        while self.settler.skipped:
-            zone, rel, reason = self.settler.skipped.pop()
-            self._report_skip(zone, rel, reason)
+    # -- reporting --------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        zones = {}
-        for name, zs in self.zones.items():
-            zones[name] = {
-                "state": zs.state, "path": zs.root, "collection": zs.cfg.collection, "mode": zs.cfg.mode,
-                "settling": self.settler.count(name), "walking": zs.walk is not None,
-                "walks": zs.walks_done, "last_walk_seconds": round(zs.last_walk_seconds, 3),
-                "lost_reason": zs.lost_reason or None,
-            }
-        return {
-            "host": self.host, "pid": os.getpid(), "version": __version__, "started": self.started,
-            "updated": time.time(), "zones": zones, "ready_waiting": len(self.ready),
-            "backlog_full": self._backlog_full and bool(self.ready),
-            "redis_down": self._redis_down_since is not None, "queued_since_start": self.counters.queued,
-            "skipped": self.counters.skipped, "overflows": self.counters.overflows,
-        }
+        return daemonstatus.build(self)
 
     def status_line(self) -> str:
-        states: dict[str, int] = {}
-        for zs in self.zones.values():
-            states[zs.state] = states.get(zs.state, 0) + 1
-        st = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no zones"
-        line = f"zones: {st}; settling {len(self.settler)}; queued {self.counters.queued}"
-        try:
-            done = failed = 0
-            for name in self.zones:
-                s = self.ledger.stats(name)
-                done += s["done"]
-                failed += s["failed"]
-            line += f"; ingested {done}; failed {failed}"
-        except redis.RedisError:
-            line += "; Redis down"
-        if self.ready and self._backlog_full:
-            line += f"; waiting: backlog full ({len(self.ready)} ready)"
-        return line
+        return daemonstatus.line(self)
 
     def publish_status(self) -> None:
         line = self.status_line()
         self.notifier.status(line)
-        if self._redis_down_since is not None:
+        if self.health.down_since is not None or not self._owned:
             return
         try:
-            data = self.status()
-            data["line"] = line
-            self.r.set(f"{self.cfg.redis.prefix}:daemon:{self.host}", json.dumps(data), ex=STATUS_TTL)
+            daemonstatus.publish(self, line)
         except redis.RedisError as e:
-            self._on_redis_error(e)
+            self.health.error(e)
 
     def _watchdog(self, now: float) -> None:
         interval = self.notifier.watchdog_interval()
@@ -565,40 +349,20 @@ class Daemon:
         self._on_stop(0, None)
 
     def reload(self) -> None:
-        self.notifier.reloading()
-        try:
-            new = load(self.cfg.source, check_paths=False)
-        except ConfigError as e:
-            log.error("reload refused, keeping the running configuration:\n%s", e,
-                      extra={"message_id": MessageId.RELOAD})
-            self.notifier.ready(self.status_line())
-            return
-        old = {z.name: z for z in self.cfg.zones}
-        cur = {z.name: z for z in new.zones}
-        for name in old.keys() - cur.keys():
-            self.remove_zone(name)
-        for name, z in cur.items():
-            if name in old and old[name] != z:
-                self.remove_zone(name)
-            if name not in self.zones:
-                self.add_zone(z)
-        for part in ("redis", "queue"):
-            if getattr(new, part) != getattr(self.cfg, part):
-                log.warning("reload: the [%s] settings changed; they take effect at the next restart", part)
-        self.cfg = Config(source=new.source, redis=self.cfg.redis, irods=new.irods, queue=self.cfg.queue,
-                          zones=new.zones, log_level=new.log_level)
-        logging.getLogger().setLevel(new.log_level.upper())
-        log.info("configuration reloaded: %d zones (%s)", len(self.zones), ", ".join(self.zones),
-                 extra={"message_id": MessageId.RELOAD})
-        self.notifier.ready(self.status_line())
+        daemonreload.reload(self)
+
+    def new_recount(self, zones: list[str]) -> Recount:
+        return Recount(self.ledger, zones)
 
     def close(self) -> None:
+        """Stop watching; a daemon withdraws its status record and lets its zones go."""
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
-
-
-def _printable(rel: str) -> str:
-    """A path for logs, in the same mapped form the workers log and put into iRODS (%XX for bytes that are
-    not UTF-8 or are control characters)."""
-    return names.display(rel)
+        if self.owner is not None and self._owned:
+            try:
+                daemonstatus.withdraw(self)
+                self.owner.release()
+            except redis.RedisError:
+                pass  # both expire by themselves
+            self._owned = False

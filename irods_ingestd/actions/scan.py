@@ -1,7 +1,12 @@
-"""`irods-ingestd scan [--zone Z]`: one reconcile pass now, e.g. to onboard a large existing tree.
+"""`irods-ingestd scan [--zone Z] [--backlog-wait S]`: one reconcile pass now, e.g. to onboard a large
+existing tree.
 
-Walks the zones, waits for what is still settling, queues what is new or changed, and exits. On a
-terminal it shows progress on stderr.
+Walks the zones, waits for what is still settling, sends what is new or changed (or whose job was lost)
+to the queue, and exits. It is not the daemon: it takes no zone and writes no status record, and may run
+beside a daemon (the queue's check-and-enqueue is atomic, so no file is queued twice). When the backlog
+is full (`max_backlog`) it says so and waits for workers; after `--backlog-wait` seconds without
+progress it exits with code 3, naming what it could not send (a running daemon queues those by itself).
+On a terminal it shows progress on stderr.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import time
 
 from ..config import ConfigError, load
 from ..daemon import Daemon
+
+BACKLOG_FULL_EXIT = 3
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,25 +33,56 @@ def run(args: argparse.Namespace) -> int:
     d = Daemon(cfg, once=True)
     d.install_signals()
     d.start()
-    tty = sys.stderr.isatty()
-    last = 0.0
     t0 = time.monotonic()
+    try:
+        code = _loop(d, getattr(args, "backlog_wait", 60.0), sys.stderr.isatty())
+    finally:
+        d.close()
+    sys.stdout.write(f"scan: sent {d.counters.sent} files to the queue in {time.monotonic() - t0:.1f}s; "
+                     f"skipped {d.counters.skipped}\n")
+    return code
+
+
+def _loop(d: Daemon, backlog_wait: float, tty: bool) -> int:
+    last = 0.0
+    stuck_since: float | None = None  # the backlog is full and has not shrunk since
+    low = 0
     while not d._idle() and not d._stop:
         d.turn(max_wait=0.2)
         now = time.monotonic()
+        if d.backlog_full():
+            queued = d.enqueuer.backlog()
+            if stuck_since is None or queued < low:
+                if stuck_since is None:
+                    sys.stderr.write(f"scan: backlog full ({_backlog(d)}): waiting for workers to take files "
+                                     f"(at most {backlog_wait:g}s without progress)\n")
+                stuck_since, low = now, queued
+            elif now - stuck_since >= backlog_wait:
+                sys.stderr.write(f"{chr(10) if tty else ''}scan: backlog full ({_backlog(d)}) and no worker took a "
+                                 f"file for {backlog_wait:g}s: {len(d.ready)} files not sent to the queue (and "
+                                 f"{len(d.settler)} still settling); a running daemon queues them, or run scan "
+                                 f"again when workers run\n")
+                return BACKLOG_FULL_EXIT
+        else:
+            stuck_since = None
         if tty and now - last > 0.2:
             last = now
-            dirs = sum(zs.walk.dirs for zs in d.zones.values() if zs.walk)
-            files = sum(zs.walk.files for zs in d.zones.values() if zs.walk)
-            sys.stderr.write(f"\r{_spinner(now)} walked {dirs} dirs, {files} files; settling "
-                             f"{len(d.settler)}; queued {d.counters.queued}   ")
+            sys.stderr.write(f"\r{_progress(d, now)}   ")
             sys.stderr.flush()
-    d.close()
     if tty:
         sys.stderr.write("\n")
-    sys.stdout.write(f"scan: queued {d.counters.queued} files in {time.monotonic() - t0:.1f}s; "
-                     f"skipped {d.counters.skipped}\n")
     return 0
+
+
+def _backlog(d: Daemon) -> str:
+    return f"{d.enqueuer.backlog(0)} files queued, max_backlog {d.cfg.queue.max_backlog}"
+
+
+def _progress(d: Daemon, now: float) -> str:
+    dirs = sum(zs.walk.dirs for zs in d.zones.values() if zs.walk)
+    files = sum(zs.walk.files for zs in d.zones.values() if zs.walk)
+    text = f"{_spinner(now)} walked {dirs} dirs, {files} files; settling {len(d.settler)}; sent {d.counters.sent}"
+    return text + (f"; waiting: backlog full ({len(d.ready)} ready)" if d.backlog_full() else "")
 
 
 def _spinner(t: float) -> str:

@@ -1,4 +1,11 @@
-"""`irods-ingestd status [--json]`: per zone, watching or walking, settling, queued, ingested, failed."""
+"""`irods-ingestd status [--json] [--recount]`: per zone, watching or walking, settling, queued, ingested,
+failed.
+
+Each daemon's record (`{prefix}:daemon:{host}:{pid}`) gives a daemon line; each zone line says which
+daemon runs it. *queued* means one thing on every line: files in the ledger as queued, waiting for or
+in a worker. `--recount` first recounts those counters from the ledger's entries (exact while daemons
+and workers go on), for a count that drifted (an older version, a Redis that lost keys).
+"""
 
 from __future__ import annotations
 
@@ -10,23 +17,28 @@ from typing import Any
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from .. import names
+from .. import daemonstatus, names
 from ..config import Config, load
 from ..ledger import Ledger
+from ..recount import Recount
 from ..redisconn import connect
+
+
+def recount(cfg: Config) -> dict[str, dict[str, int]]:
+    """Recount the configured zones' `queued` counters; zone → {before, after}."""
+    rc = Recount(Ledger(connect(cfg.redis), cfg.redis.prefix), [z.name for z in cfg.zones])
+    rc.run()
+    return {z: {"before": b, "after": a} for z, (b, a) in rc.result.items()}
 
 
 def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
     r = connect(cfg.redis)
     ledger = Ledger(r, cfg.redis.prefix)
-    daemons = []
-    for key in r.scan_iter(f"{cfg.redis.prefix}:daemon:*"):
-        raw = r.get(key)
-        if raw:
-            daemons.append(json.loads(raw))
+    daemons = daemonstatus.read_all(r, cfg.redis.prefix)
     live: dict[str, Any] = {}
     for d in daemons:
-        live.update(d.get("zones", {}))
+        for name, z in d.get("zones", {}).items():
+            live[name] = {**z, "daemon": f"{d.get('host')} pid {d.get('pid')}"}
     zones = {}
     for z in cfg.zones:
         stats = ledger.stats(z.name)
@@ -37,9 +49,9 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
             failed.append({"path": names.display(rel), **info})
         d = live.get(z.name, {})
         zones[z.name] = {
-            "state": d.get("state", "daemon not running"), "path": str(z.path), "collection": z.collection,
-            "settling": d.get("settling", 0), "queued": stats["queued"], "ingested": stats["done"],
-            "bytes": stats["bytes"], "failed": stats["failed"], "failed_files": failed,
+            "state": d.get("state", "daemon not running"), "daemon": d.get("daemon"), "path": str(z.path),
+            "collection": z.collection, "settling": d.get("settling", 0), "queued": stats["queued"],
+            "ingested": stats["done"], "bytes": stats["bytes"], "failed": stats["failed"], "failed_files": failed,
         }
     q = Queue(cfg.queue.name, connection=r)
     return {
@@ -53,6 +65,8 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
 
 def render(s: dict[str, Any]) -> str:
     lines = []
+    for zone, c in s.get("recounted", {}).items():
+        lines.append(f"recounted zone {zone}: queued {c['before']} → {c['after']}")
     if not s["daemons"]:
         lines.append("daemon: not running (no status in Redis for 30 s)")
     for d in s["daemons"]:
@@ -61,7 +75,8 @@ def render(s: dict[str, Any]) -> str:
     lines.append(f"queue {q['name']}: {q['jobs_waiting']} jobs waiting, {q['jobs_running']} running, "
                  f"{q['jobs_failed']} failed")
     for name, z in s["zones"].items():
-        lines.append(f"zone {name}: {z['state']}; settling {z['settling']}, queued {z['queued']}, "
+        by = f" (daemon {z['daemon']})" if z.get("daemon") else ""
+        lines.append(f"zone {name}: {z['state']}{by}; settling {z['settling']}, queued {z['queued']}, "
                      f"ingested {z['ingested']} ({z['bytes']} bytes), failed {z['failed']}  "
                      f"[{z['path']} → {z['collection']}]")
         for f in z["failed_files"]:
@@ -73,6 +88,9 @@ def render(s: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load(args.config, check_paths=False)
+    recounted = recount(cfg) if getattr(args, "recount", False) else None
     s = gather(cfg, failed_limit=10_000 if args.json else 20)
+    if recounted is not None:
+        s["recounted"] = recounted
     sys.stdout.write(json.dumps(s, indent=2) + "\n" if args.json else render(s))
     return 0

@@ -95,10 +95,10 @@ def test_scan_queues_an_existing_tree_and_exits(tmp_path, redis_server, redis_co
     (tmp_path / "two" / "other.txt").write_text("not scanned")
     r = cli(cfg, "scan", "--zone", "one")
     assert r.returncode == 0, r.stderr
-    assert "scan: queued 31 files" in r.stdout
+    assert "scan: sent 31 files to the queue" in r.stdout
     got = queued(redis_conn)
     assert len(got) == 31 and {z for z, *_ in got} == {"one"}
     r = cli(cfg, "scan", "--zone", "one")
-    assert "scan: queued 0 files" in r.stdout
+    assert "scan: sent 0 files to the queue" in r.stdout
     r = cli(cfg, "scan", "--zone", "nope")
     assert r.returncode == 2 and "no zone named 'nope'" in r.stderr

@@ -156,7 +156,7 @@ def test_second_walk_of_unchanged_tree_queues_nothing(tmp_path, redis_server, re
         walks = dt.daemon.zones["z1"].walks_done
         wait_for(lambda: dt.daemon.zones["z1"].walks_done >= walks + 2, timeout=30)
         assert dt.daemon.zones["z1"].walks_done >= walks + 2
-        assert dt.daemon.counters.queued == 10_000
+        assert dt.daemon.counters.sent == 10_000
     assert len(first) == 10_000
     assert len({x[1] for x in first}) == 10_000
 
