@@ -13,7 +13,9 @@
   included). It gets the iRODS credentials from the five IRODS_* variables (with the password: it has no
   other way to get one but ~/.irods/.irodsA).
 - (c) the server's ceiling: 4 threads, each with its own session, a quarter of the files each, a bare
-  `data_objects.put` (no checksum, no metadata, no bookkeeping). (c+) the same with regChksum (no goal).
+  `data_objects.put` (no checksum, no metadata, no bookkeeping). No goals, to show where the time goes:
+  (c+) the same with regChksum; (d) put+regChksum and 7 AVUs like ingestd's provenance in one
+  `apply_atomic_operations` call; (r) `data_objects.register` with regChksum and the same 7 AVUs.
 Every contender's objects, bytes and checksums are counted by GenQuery after its run; a contender that did
 not put every file, byte for byte, is reported as FAIL with what was missing, never timed as a success.
 """
@@ -69,7 +71,7 @@ class event_handler(Core):
 '''
 
 # contender keys, labels
-PUT, REG, A, B, C, C_SUM = "put", "reg", "a", "b", "c", "c+"
+PUT, REG, A, B, C, C_SUM, D, R = "put", "reg", "a", "b", "c", "c+", "d", "r"
 LABELS = {
     PUT: "ingestd put (daemon + 4 workers)",
     REG: "ingestd register (daemon + 4 workers)",
@@ -77,13 +79,15 @@ LABELS = {
     B: "b: automated-ingest 0.7.0 PUT, 4 Celery workers",
     C: "c: 4 threads, bare put",
     C_SUM: "c+: 4 threads, put+regChksum",
+    D: "d: 4 threads, put+regChksum+7 AVUs",
+    R: "r: 4 threads, register+regChksum+7 AVUs",
 }
 # goals of issue 13, for 3,000 x 4 KiB (small) and 300 x 4 MiB (large), on the real server
 GOALS: dict[str, dict[tuple[str, str], float]] = {
     "small": {(PUT, C): 0.8, (PUT, A): 2.0, (PUT, B): 1.5, (REG, C): 5.0},
     "large": {(PUT, C): 0.9},
 }
-RATIOS = [(PUT, A), (PUT, B), (PUT, C), (REG, A), (REG, B), (REG, C)]
+RATIOS = [(PUT, A), (PUT, B), (PUT, C), (PUT, D), (REG, A), (REG, B), (REG, C), (REG, R)]
 
 
 @dataclass
@@ -241,19 +245,42 @@ def run_sequential(svc: Services, src: Path, coll: str) -> Outcome:
     return Outcome(time.monotonic() - t0)
 
 
-def _put_share(conn: dict[str, Any], items: list[tuple[str, str]], opts: dict[str, str]) -> int:
+def _avu_ops(local: str) -> list[Any]:
+    """Seven AVUs like ingestd's default provenance (host, source path, zone, size, mtime, time, version)."""
+    from irods.meta import AVUOperation, iRODSMeta
+
+    st = os.stat(local)
+    avus = [iRODSMeta("bench::source_host", os.uname().nodename), iRODSMeta("bench::source_path", local),
+            iRODSMeta("bench::zone", "bench"), iRODSMeta("bench::size", str(st.st_size), "bytes"),
+            iRODSMeta("bench::mtime", str(st.st_mtime_ns), "ns"), iRODSMeta("bench::ingest_time", f"{time.time():.6f}"),
+            iRODSMeta("bench::version", "0")]
+    return [AVUOperation(operation="add", avu=m) for m in avus]
+
+
+def _share(conn: dict[str, Any], items: list[tuple[str, str]], op: str, opts: dict[str, str], avus: bool) -> int:
+    from irods.models import DataObject
     from irods.session import iRODSSession
 
     with iRODSSession(**conn) as s:
         for local, target in items:
-            s.data_objects.put(local, target, **opts)
+            if op == "register":
+                s.data_objects.register(local, target, **opts)
+            else:
+                s.data_objects.put(local, target, **opts)
+            if avus:
+                s.metadata.apply_atomic_operations(DataObject, target, *_avu_ops(local))
     return len(items)
 
 
-def run_threads(svc: Services, src: Path, coll: str, *, chksum: bool) -> Outcome:
-    """(c) 4 threads, each with its own session and a quarter of the files; nothing but the put."""
+def run_threads(svc: Services, src: Path, coll: str, *, op: str = "put", chksum: bool = False,
+                avus: bool = False) -> Outcome:
+    """4 threads, each with its own session and a quarter of the files: the put (or register), a server
+    checksum if asked, 7 AVUs in one atomic call if asked; no lookup, no verification, no bookkeeping."""
     from irods.keywords import REG_CHKSUM_KW
 
+    if op == "register":  # the server reads the files as `irods`
+        server_readable(src)
+        open_to_others(src)
     colls, items = _plan(src, coll)
     opts = {REG_CHKSUM_KW: ""} if chksum else {}
     conn = svc.conn()
@@ -262,10 +289,10 @@ def run_threads(svc: Services, src: Path, coll: str, *, chksum: bool) -> Outcome
         for c in colls:
             s.collections.create(c)
     with ThreadPoolExecutor(WORKERS) as pool:
-        done = sum(f.result() for f in [pool.submit(_put_share, conn, items[i::WORKERS], opts)
+        done = sum(f.result() for f in [pool.submit(_share, conn, items[i::WORKERS], op, opts, avus)
                                         for i in range(WORKERS)])
     secs = time.monotonic() - t0
-    return Outcome(secs) if done == len(items) else Outcome(why=f"put {done} of {len(items)}")
+    return Outcome(secs) if done == len(items) else Outcome(why=f"{op} {done} of {len(items)}")
 
 
 # -- ingestd ---------------------------------------------------------------------------------------------
@@ -361,8 +388,10 @@ def run(svc: Services, work: Path, res: Results, quick: bool, small: int | None 
             (REG, partial(run_ingestd, svc, src, mode="register", n=n, work=work, label=label)),
             (A, partial(run_sequential, svc, src)),
             (B, partial(run_automated_ingest, svc, src, n=n, work=work, label=label)),
-            (C, partial(run_threads, svc, src, chksum=False)),
+            (C, partial(run_threads, svc, src)),
             (C_SUM, partial(run_threads, svc, src, chksum=True)),
+            (D, partial(run_threads, svc, src, chksum=True, avus=True)),
+            (R, partial(run_threads, svc, src, op="register", chksum=True, avus=True)),
         ]
         rates = {}
         for key, fn in contenders:
@@ -374,7 +403,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool, small: int | None 
                 continue
             ratio = rates[x] / rates[y]
             goal = GOALS.get(label, {}).get((x, y))
-            what = f"{label} {'put' if x == PUT else 'register'}/{y}"
+            what = f"{label} ingestd {'put' if x == PUT else 'register'} / {y}"
             if goal is None:
                 res.add("throughput", what, f"{ratio:.2f}x")
             elif svc.real_irods:
@@ -392,6 +421,7 @@ def run_one(svc: Services, res: Results, label: str, key: str, fn: Callable[[str
     coll = f"{svc.home}/bench-tp-{label}-{key.replace('+', 'sum')}-{os.getpid()}-{int(time.time())}"
     target = f"{coll}/run" if key in (PUT, REG) else coll
     what = f"{label} {n}x{size // 1024}KiB {LABELS[key]}"
+    load = loadavg().split()[0]
     print(f"    {LABELS[key]} → {coll} (load {loadavg()})", flush=True)
     if not svc.real_irods:
         svc.irods.reset_counters()
@@ -416,7 +446,8 @@ def run_one(svc: Services, res: Results, label: str, key: str, fn: Callable[[str
             c = svc.irods.counters()
             api = sum(v for k, v in c.items() if k.isupper() and k != "DATA_OBJ_WRITE_BYTES")
             extra += f"; {api / n:.1f} API calls/file, {c.get('connections_accepted', 0)} connections"
-        res.add("throughput", what, f"{n / secs:.1f} files/s, {nbytes / secs / 1e6:.1f} MB/s ({secs:.2f}s; {extra})")
+        res.add("throughput", what, f"{n / secs:.1f} files/s, {nbytes / secs / 1e6:.1f} MB/s ({secs:.2f}s; {extra}; "
+                f"load {load})")
         return n / secs
     finally:
         svc.remove_collection(coll)
