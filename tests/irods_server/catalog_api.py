@@ -13,8 +13,12 @@ from irods.message import GenQueryRequest, MetadataRequest, ModAclRequest
 from .avus import Avus
 from .base import ServerBase
 from .catalog import ACCESS_ALIASES, ACCESS_CODES
-from .errors import E, IrodsError
+from .errors import DropConnection, E, IrodsError
 from .wire import Conn, Reply, json_reply, unpack, unpack_json, xesc
+
+RETURN_TOTAL_ROW_COUNT = 0x20
+# what a real server sends after a close: no rows, no columns, and MAX_SQL_ATTR empty results
+EMPTY_RESULTS = "<SqlResult_PI><attriInx>0</attriInx><reslen>0</reslen></SqlResult_PI>" * 50
 
 
 class CatalogApi(ServerBase):
@@ -134,12 +138,43 @@ class CatalogApi(ServerBase):
 
     # --- GenQuery ----------------------------------------------------------------------------
     def h_gen_query(self, conn: Conn, body: bytes, bs: bytearray) -> Reply:
+        """A query whose rows do not fit in one page stays open on this connection as a numbered statement
+        (1, 2, ...: the smallest free number) that continueInx names, until its last page or a close."""
         msg = unpack(GenQueryRequest, body)
         v = msg._values
         max_rows = v.get("maxRows") or 0
         cont = v.get("continueInx") or 0
-        if max_rows <= 0:
-            raise IrodsError(E.CAT_NO_ROWS_FOUND, "query closed")
+        if cont > 0:
+            if cont not in conn.statements:  # a real agent dies of it
+                raise DropConnection(f"no open query {cont}")
+            cols, rows, start = conn.statements.pop(cont)
+        elif max_rows > 0:
+            cols, rows = self.catalog.genquery(*self._query_args(v))
+            start = v.get("partialStartIndex") or 0
+        if max_rows <= 0:  # a close
+            return Reply(0, "<GenQueryOut_PI><rowCnt>0</rowCnt><attriCnt>0</attriCnt><continueInx>0</continueInx>"
+                         "<totalRowCount>0</totalRowCount>" + EMPTY_RESULTS + "</GenQueryOut_PI>")
+        page = rows[start : start + max_rows]
+        if not page:
+            raise IrodsError(E.CAT_NO_ROWS_FOUND, "no rows found")
+        nxt = 0
+        if start + max_rows < len(rows):
+            nxt = cont or min(set(range(1, len(conn.statements) + 2)) - set(conn.statements))
+            conn.statements[nxt] = (cols, rows, start + max_rows)
+        total = len(rows) if (v.get("options") or 0) & RETURN_TOTAL_ROW_COUNT else 0
+        parts = [
+            f"<GenQueryOut_PI><rowCnt>{len(page)}</rowCnt><attriCnt>{len(cols)}</attriCnt>"
+            f"<continueInx>{nxt}</continueInx><totalRowCount>{total}</totalRowCount>"
+        ]
+        for i, col in enumerate(cols):
+            parts.append(f"<SqlResult_PI><attriInx>{col}</attriInx><reslen>{256}</reslen>")
+            parts.extend(f"<value>{xesc(r[i])}</value>" for r in page)
+            parts.append("</SqlResult_PI>")
+        parts.append("</GenQueryOut_PI>")
+        return Reply(0, "".join(parts))
+
+    @staticmethod
+    def _query_args(v: dict) -> tuple[list[tuple[int, int]], list[tuple[int, str]], int]:
         sel = v.get("InxIvalPair_PI")
         cond = v.get("InxValPair_PI")
         selects = list(zip(sel._values.get("inx") or [], sel._values.get("ivalue") or [], strict=False)) if sel else []
@@ -149,19 +184,4 @@ class CatalogApi(ServerBase):
         )  # fmt: skip
         if not selects:
             raise IrodsError(E.SYS_INVALID_INPUT_PARAM, "no columns selected")
-        cols, rows = self.catalog.genquery(selects, conds, v.get("options") or 0)
-        start = cont if cont > 0 else (v.get("partialStartIndex") or 0)
-        page = rows[start : start + max_rows]
-        if not page:
-            raise IrodsError(E.CAT_NO_ROWS_FOUND, "no rows found")
-        nxt = start + max_rows if start + max_rows < len(rows) else 0
-        parts = [
-            f"<GenQueryOut_PI><rowCnt>{len(page)}</rowCnt><attriCnt>{len(cols)}</attriCnt>"
-            f"<continueInx>{nxt}</continueInx><totalRowCount>{len(rows)}</totalRowCount>"
-        ]
-        for i, col in enumerate(cols):
-            parts.append(f"<SqlResult_PI><attriInx>{col}</attriInx><reslen>{256}</reslen>")
-            parts.extend(f"<value>{xesc(r[i])}</value>" for r in page)
-            parts.append("</SqlResult_PI>")
-        parts.append("</GenQueryOut_PI>")
-        return Reply(0, "".join(parts))
+        return selects, conds, v.get("options") or 0

@@ -48,3 +48,7 @@ class IrodsError(Exception):
         super().__init__(msg or str(code))
         self.code = code
         self.msg = msg
+
+
+class DropConnection(Exception):
+    """Raised by a request handler: the connection is closed without a reply (a real agent would die)."""

@@ -75,6 +75,10 @@ def service_listdir_check(phys: str) -> None:
         raise IrodsError(E.UNIX_FILE_CREATE_ERR - errno.EACCES, f"opendir {phys}: Permission denied")
 
 
+def _cannot_list(exc: OSError) -> None:
+    raise IrodsError(E.UNIX_FILE_CREATE_ERR - (exc.errno or 0), f"opendir {exc.filename}: {exc.strerror}")
+
+
 def verification_result(code: int, message: str, severity: str) -> str:
     text = json.dumps([{"error_code": code, "message": message, "severity": severity}], separators=(",", ":"))
     return pack_xml("STR_PI", myStr=text)
@@ -119,7 +123,7 @@ class RegisterApi(ServerBase):
         stays registered as an empty collection, as with a real server."""
         service_stat(phys)
         sub = {k: v for k, v in kw.items() if k not in ("collection", "forceFlag")}
-        for dirpath, dirnames, filenames in os.walk(phys):
+        for dirpath, dirnames, filenames in os.walk(phys, onerror=_cannot_list):
             rel = os.path.relpath(dirpath, phys)
             lpath = path if rel == "." else f"{path}/{rel}"
             if not self.catalog.coll(lpath):

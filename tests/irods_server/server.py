@@ -1,6 +1,8 @@
-"""The iRODS test server: sockets, framing, authentication, API handlers, faults and the control channel.
+"""The iRODS test server: sockets, framing, startup, authentication, dispatch, faults and the control channel.
 
-See the package docstring (``tests/irods_server/__init__.py``) for what this is and is not.
+The API handlers are mixed in from namespace.py (collections, rename, unlink, trash), dataobj.py (data object
+I/O), register.py (register, checksums) and catalog_api.py (metadata, ACLs, GenQuery). See the package
+docstring (``tests/irods_server/__init__.py``) for what this is and is not.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .avus import Avus
 from .catalog import Catalog
 from .catalog_api import CatalogApi
 from .dataobj import DataObjectApi, Desc
-from .errors import E, IrodsError
+from .errors import DropConnection, E, IrodsError
 from .namespace import NamespaceApi
 from .register import RegisterApi
 from .wire import API_NAMES, Reply, api_num, error_xml, json_reply, native_digest, pack_xml, unpack, unpack_json
@@ -61,6 +63,7 @@ class ClientConn:
         self.user_type = ""
         self.proxy_user = ""
         self.challenge: bytes | None = None
+        self.statements: dict[int, tuple[list[int], list[list[str]], int]] = {}  # open GenQueries
 
     # --- framing -----------------------------------------------------------------------------
     def _recv_exact(self, n: int) -> bytearray:
@@ -124,7 +127,7 @@ class ClientConn:
                 if reply.status < 0 and reply.err:
                     errxml = error_xml(reply.err_status or reply.status, reply.err)
                 self.send_msg("RODS_API_REPLY", reply.status, reply.body, errxml, reply.bs)
-        except (ConnectionError, OSError, struct.error, ET.ParseError) as exc:
+        except (ConnectionError, OSError, struct.error, ET.ParseError, DropConnection) as exc:
             log.debug("conn %d closed: %r", self.cid, exc)
         finally:
             self.server.connection_closed(self)
@@ -373,6 +376,8 @@ class IrodsTestServer(NamespaceApi, DataObjectApi, RegisterApi, CatalogApi):
             return handler(conn, body, bs)
         except IrodsError as exc:
             return Reply(exc.code, err=exc.msg)
+        except DropConnection:
+            raise
         except Exception as exc:
             log.exception("handler for %s failed", name)
             return Reply(E.SYS_INVALID_INPUT_PARAM, err=f"test server error: {exc!r}")

@@ -28,6 +28,7 @@ class Conn(Protocol):
 
     cid: int
     user: str | None
+    statements: dict[int, tuple[list[int], list[list[str]], int]]  # open GenQueries: columns, rows, next row
 
 
 @dataclass
