@@ -12,6 +12,7 @@ burst, latency, memory.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import shutil
 import subprocess
@@ -77,17 +78,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def code_version() -> str:
-    """The git revision of the checkout the benchmarks import (the package is installed editable), and
-    whether the working tree differs from it (other engineers' uncommitted changes count)."""
+    """The git revision of the checkout the benchmarks import (the package is installed editable), and what
+    of irods_ingestd/ differs from it (other engineers' uncommitted work counts): files, and a hash of the
+    diff plus the untracked files, so that two runs can be told apart."""
     root = Path(__file__).resolve().parent.parent
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, check=True).stdout
+
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "irods_ingestd"],
-                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        rev = git("rev-parse", "--short", "HEAD").strip()
+        changed = git("status", "--porcelain", "--", "irods_ingestd").splitlines()
+        if not changed:
+            return rev
+        h = hashlib.sha1(git("diff", "HEAD", "--", "irods_ingestd").encode())
+        for line in sorted(changed):
+            if line.startswith("??"):
+                path = root / line[3:].strip()
+                for f in sorted(path.rglob("*") if path.is_dir() else [path]):
+                    if f.is_file() and f.suffix == ".py":
+                        h.update(f.read_bytes())
     except (OSError, subprocess.CalledProcessError):
         return "unknown (no git)"
-    return f"{rev}" + (" + uncommitted changes in irods_ingestd/" if dirty else "")
+    names = ", ".join(line[3:].strip().removeprefix("irods_ingestd/") for line in sorted(changed))
+    return f"{rev} + uncommitted irods_ingestd/ changes (tree hash {h.hexdigest()[:10]}: {names})"
 
 
 if __name__ == "__main__":
