@@ -246,14 +246,17 @@ def race_round(server: Any, sessions: list[Any], raw_api: bool) -> set[tuple[Any
     for t in threads:
         t.join(60)
     check = sessions[0]
-    # what each create answered, and whether collections exist right after (not paired: whether a racing
-    # session creates one a moment later is chance)
-    classes = {("answer", result) for result, _ in seen}
-    classes |= {("exists afterwards", check.collections.exists(path)) for _, path in seen}
-    for s, (_, path) in zip(sessions, seen, strict=True):  # trying again always completes the tree
-        s.collections.create(path)
-    classes.add(("after a second create, all exist", all(check.collections.exists(p) for _, p in seen)))
-    check.collections.remove(base, recurse=True, force=True)
+    try:
+        # what each create answered, and whether collections exist right after (not paired: whether a racing
+        # session creates one a moment later is chance)
+        classes = {("answer", result) for result, _ in seen}
+        classes |= {("exists afterwards", check.collections.exists(path)) for _, path in seen}
+        for s, (_, path) in zip(sessions, seen, strict=True):  # trying again always completes the tree
+            s.collections.create(path)
+        classes.add(("after a second create, all exist", all(check.collections.exists(p) for _, p in seen)))
+    finally:
+        if check.collections.exists(base):
+            check.collections.remove(base, recurse=True, force=True)
     return classes
 
 
