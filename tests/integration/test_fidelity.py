@@ -24,7 +24,6 @@ from irods_ingestd.ingest import rename  # DATA_OBJ_RENAME exactly as the produc
 from tests.irods_server.differential import (
     Differential,
     Recorder,
-    differences,
     open_statements,
     outcome,
     race_round,
@@ -40,13 +39,6 @@ def diff(request: pytest.FixtureRequest) -> Differential:
         pytest.skip("no real iRODS server configured (.ci/irods.sh or INGESTD_TEST_IRODS_ENV): "
                     "the differential tests compare the test server with one")  # fmt: skip
     return Differential({"real": real, "standin": request.getfixturevalue("irods_standin")})
-
-
-def same(diff: Differential, scenario: Any) -> None:
-    results = diff.run(scenario)
-    assert results["real"], "the scenario recorded nothing"
-    found = differences(results)
-    assert not found, "the test server differs from the real iRODS:\n" + "\n".join(found)
 
 
 def test_collections(diff: Differential) -> None:
@@ -73,7 +65,7 @@ def test_collections(diff: Differential) -> None:
         rec.call("move into a collection", s.collections.move, f"{b}/m", f"{b}/a2")
         rec.state()
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 @pytest.mark.parametrize("raw_api", [True, False], ids=["COLL_CREATE", "collections.create"])
@@ -124,7 +116,7 @@ def test_put_and_create_onto_existing(diff: Differential, tmp_path: Any) -> None
         rec.call("exists, a collection", s.data_objects.exists, b)
         rec.state()
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 def test_large_put_and_an_abandoned_writer(diff: Differential, tmp_path: Any) -> None:
@@ -148,7 +140,7 @@ def test_large_put_and_an_abandoned_writer(diff: Differential, tmp_path: Any) ->
             time.sleep(0.2)
         rec.state("after the writer went away")
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 def test_authentication(diff: Differential) -> None:
@@ -179,7 +171,7 @@ def test_rename_raw_api(diff: Differential) -> None:
         rec.call("rename", rename, s, f"{b}/a", f"{b}/sub/a.final")
         rec.state()
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 def test_unlink_and_unregister(diff: Differential) -> None:
@@ -202,7 +194,7 @@ def test_unlink_and_unregister(diff: Differential) -> None:
         rec.note("the registered file is still there", os.path.exists(phys))
         rec.state()
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 def test_checksums(diff: Differential, tmp_path: Any) -> None:
@@ -232,7 +224,7 @@ def test_checksums(diff: Differential, tmp_path: Any) -> None:
         rec.call("force, changed", s.data_objects.chksum, f"{b}/changing", forceChksum="")
         rec.state()
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 def test_register(diff: Differential) -> None:
@@ -264,7 +256,7 @@ def test_register(diff: Differential) -> None:
         rec.call("a closed tree", s.collections.register, str(rec.files / "closed"), f"{b}/closed")
         rec.state()
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 def test_metadata(diff: Differential) -> None:
@@ -315,7 +307,7 @@ def test_metadata(diff: Differential) -> None:
         rec.call("items of the other", items, other)
         rec.state()
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 def test_genquery(diff: Differential) -> None:
@@ -370,7 +362,7 @@ def test_genquery(diff: Differential) -> None:
         rec.call("collections like", lambda: sorted(r[Collection.name] for r in
                  s.query(Collection.name).filter(Like(Collection.name, b + "%"))))  # fmt: skip
 
-    same(diff, scenario)
+    diff.assert_same(scenario)
 
 
 def test_what_the_product_sends(diff: Differential) -> None:
@@ -403,4 +395,4 @@ def test_what_the_product_sends(diff: Differential) -> None:
         rec.call("unlink, force", s.data_objects.unlink, f"{coll}/h", force=True)
         rec.state()
 
-    same(diff, scenario)
+    diff.assert_same(scenario)

@@ -218,6 +218,13 @@ class Differential:
             results[name] = rec.observations
         return results
 
+    def assert_same(self, scenario: Callable[[Recorder], None]) -> None:
+        """Run the scenario on both servers; fail listing every observation that differs."""
+        results = self.run(scenario)
+        assert results["real"], "the scenario recorded nothing"
+        found = differences(results)
+        assert not found, "the test server differs from the real iRODS:\n" + "\n".join(found)
+
 
 def race_round(server: Any, sessions: list[Any], raw_api: bool) -> set[tuple[Any, ...]]:
     """Six sessions at once create a/b/c and the levels around it in a new tree (recursively, with the raw
