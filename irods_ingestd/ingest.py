@@ -307,8 +307,8 @@ def rename(session: Any, src: str, dst: str) -> None:
 def _unlink_quiet(session: Any, path: str) -> None:
     try:
         session.data_objects.unlink(path, force=True)
-    except (iex.OBJ_PATH_DOES_NOT_EXIST, iex.DataObjectDoesNotExist, iex.CAT_UNKNOWN_FILE):
-        pass
+    except (iex.OBJ_PATH_DOES_NOT_EXIST, iex.DataObjectDoesNotExist, iex.CAT_UNKNOWN_FILE, iex.CAT_NO_ROWS_FOUND):
+        pass  # iRODS 5 answers CAT_NO_ROWS_FOUND for a missing object
 
 
 # --------------------------------------------------------------------------------------------------
