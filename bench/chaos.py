@@ -96,10 +96,14 @@ KINDS = {
     "inotify-overflow": "inotify queue overflow",
     "irods-outage": "iRODS outage (refuse + drop all)",
     "daemon-second": "second daemon, same config",
+    "worker-kill-after": "worker kill -9 during deferred deletes/moves",
 }
+# not in the default mix (`--kinds` adds them): they fail on irods-ingestd as it is; see chaos_faults.py
+OPTIONAL = {"worker-kill-after"}
+DEFAULT_KINDS = tuple(k for k in KINDS if k not in OPTIONAL)
 WEIGHTS = {"daemon-kill": 3, "worker-kill": 3, "worker-kill-large": 2, "redis-aof": 2, "redis-empty": 1.5,
            "irods-refuse": 2, "irods-drop": 2, "irods-delay": 2, "irods-fail": 3, "inotify-overflow": 1,
-           "irods-outage": 0, "daemon-second": 1.5}  # 0: exactly once
+           "irods-outage": 0, "daemon-second": 1.5, "worker-kill-after": 1.5}  # 0: exactly once
 # error codes python-irodsclient knows; the package retries the first kind and fails the file for the second
 FAIL_CODES = {
     "DATA_OBJ_WRITE": [(-513000, "UNIX_FILE_WRITE_ERR"), (-510013, "UNIX_FILE_OPEN_ERR")],
@@ -161,11 +165,12 @@ class Fault:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_faults(rng: random.Random, n: int, short: bool, outage: float = OUTAGE) -> list[Fault]:
-    kinds = list(KINDS)
+def plan_faults(rng: random.Random, n: int, short: bool, outage: float = OUTAGE,
+                kinds: tuple[str, ...] = DEFAULT_KINDS) -> list[Fault]:
     chosen = list(kinds) if n >= len(kinds) else rng.sample(kinds, n)
-    while len(chosen) < n:
-        chosen.append(rng.choices(kinds, [WEIGHTS[k] for k in kinds])[0])
+    weights = [WEIGHTS[k] for k in kinds]
+    while len(chosen) < n and any(weights):
+        chosen.append(rng.choices(kinds, weights)[0])
     rng.shuffle(chosen)
     gap = (1.0, 3.5) if short else (2.0, 7.0)
     out = []
@@ -223,6 +228,7 @@ class Options:
     keep_data: bool = False
     outage: float | None = None  # seconds (default: OUTAGE; with short, the retry budget + 7 s)
     same_names: int = 40  # reused names in the delete zone
+    kinds: tuple[str, ...] = DEFAULT_KINDS  # the fault mix
 
 
 @dataclass
@@ -724,7 +730,7 @@ backoff_max = "{BACKOFF_MAX:g}s"
         plan = plan_files(self.rng, o.files, o.large)
         outage = o.outage if o.outage is not None else \
             (chaos_faults.retry_budget(RETRIES, BACKOFF, BACKOFF_MAX) + 7.0 if o.short else OUTAGE)
-        faults = plan_faults(self.rng, o.faults, o.short, outage)
+        faults = plan_faults(self.rng, o.faults, o.short, outage, o.kinds)
         try:
             self.sysctl_orig = SYSCTL.read_text().strip()
         except OSError:
@@ -859,6 +865,8 @@ def table(res: Result) -> str:
     rows: list[tuple[str, str]] = []
     extra = chaos_faults.rows(res.extra, res.faults)
     for k, label in KINDS.items():
+        if k in OPTIONAL and not res.faults.get(k):
+            continue
         v = extra.get(k) or str(res.faults.get(k, 0))
         if k == "irods-fail":
             v += f" (calls failed: {res.fail_calls_fired})"
@@ -943,9 +951,14 @@ def main(argv: list[str] | None = None) -> int:
                     "--short a little longer than the workers' retry budget)")
     ap.add_argument("--same-names", type=int, default=None, help="reused names in the delete zone (default 40; "
                     "8 with --short)")
+    ap.add_argument("--kinds", default=",".join(DEFAULT_KINDS), help="the fault kinds to draw from, comma-"
+                    f"separated (default: all but {', '.join(sorted(OPTIONAL))}): " + ", ".join(KINDS))
     a = ap.parse_args(argv)
+    kinds = tuple(k.strip() for k in a.kinds.split(",") if k.strip())
+    if not kinds or set(kinds) - set(KINDS):
+        ap.error(f"--kinds: unknown kind(s) {', '.join(sorted(set(kinds) - set(KINDS)))}; known: {', '.join(KINDS)}")
     o = Options(seed=a.seed, short=a.short, job_timeout=a.job_timeout, workdir=a.workdir, keep_data=a.keep_data,
-                outage=a.outage)
+                outage=a.outage, kinds=kinds)
     o.same_names = a.same_names if a.same_names is not None else (8 if a.short else 40)
     o.files = a.files if a.files is not None else (300 if a.short else 2000)
     o.faults = a.faults if a.faults is not None else (18 if a.short else 55)

@@ -208,6 +208,8 @@ def verify(objs: list[Obj], expected: list[Expected], zones: dict[str, ZoneLayou
     older = earlier_versions(zones, versions)
     f.versions = len(older)
     unique_content = Counter(e.checksum for e in list(want.values()) + list(older.values()))
+    earlier_sums = {target(zones[zone], rel): {e.checksum for e in vs[:-1]}
+                    for (zone, rel), vs in (versions or {}).items()}
 
     def duplicates(path: str, e: Expected) -> None:
         if rows[path] > 1:
@@ -222,6 +224,9 @@ def verify(objs: list[Obj], expected: list[Expected], zones: dict[str, ZoneLayou
         ok = False
         if o is None:
             f.lost.append(path)
+        elif o.checksum != e.checksum and not by_sum[e.checksum] and o.checksum in earlier_sums.get(path, ()):
+            # the name still holds an earlier version and this one is in no object: lost, not merely wrong
+            f.lost.append(f"{path} (the newest version, in no object; the name holds an earlier one)")
         else:
             ok = _check_object(f, o, e, path, read_bytes)
             f.present_ok += ok

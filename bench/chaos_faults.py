@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
 import re
 import time
@@ -44,12 +46,16 @@ class FaultsExtra:
     handed_back_files: int = 0  # distinct files among them
     refusals: Counter = field(default_factory=Counter)  # process key → starts refused (another daemon runs)
     second: Counter = field(default_factory=Counter)  # refused | took-over | alongside
+    after_kills_in_flight: int = 0  # workers killed while running deferred after-actions
+    traps_swapped: int = 0  # worker-kill-after: files renamed onto a verified one, same size and mtime
 
 
 def plan_params(kind: str, rng: random.Random, short: bool, outage: float) -> dict[str, Any] | None:
     """The parameters of a fault of this module (None: not one of them)."""
     if kind == "irods-outage":
         return {"hold": outage}
+    if kind == "worker-kill-after":
+        return {"zone": rng.choice(["delete", "delete", "move"]), "files": 150, "traps": TRAPS}
     if kind == "daemon-second":
         return {"variant": rng.choice(["alongside", "alongside", "takeover"]),
                 "hold": round(rng.uniform(4.0, 8.0) if short else rng.uniform(8.0, 20.0), 2),
@@ -189,7 +195,100 @@ def f_daemon_second(c: Campaign, p: dict[str, Any]) -> None:
                            f"after the second one stopped (owners: {sorted(owners(c))})")
 
 
-FAULTS = {"irods-outage": f_irods_outage, "daemon-second": f_daemon_second}
+# -- worker-kill-after (not in the default mix: see OPTIONAL) ---------------------------------------------
+
+AFTER_TASK = "irods_ingestd.tasks.after_batch"
+TRAPS = 10
+
+
+def f_worker_kill_after(c: Campaign, p: dict[str, Any]) -> None:
+    """A burst of small files into a delete or move zone, so that many after-actions fall due together
+    (jobs of up to 200), then every worker seen running an after-action job within a few seconds is
+    killed with SIGKILL in the middle of it.
+
+    In the delete zone, `traps` names are written last (their after-actions fall due last); once each is
+    verified in iRODS a different file of the same size and mtime is renamed onto it (`rsync -t` of a
+    corrected file): only the first file's after-action, finding another file, has the second one settled
+    and copied (the ledger holds the same size and mtime as done). Both must end in iRODS."""
+    from rq.job import Job
+
+    from bench.chaos import FilePlan
+
+    c.burst_no += 1
+    zone = c.zones[p["zone"]]
+    for i in range(p["files"]):
+        c.write_file(FilePlan(zone.name, f"afterburst{c.burst_no:02d}-{i:04d}.txt", c.frng.randint(1, 512)))
+    traps = [f"trap{c.burst_no:02d}-{i:02d}.dat" for i in range(p.get("traps", 0) if zone.after == "delete" else 0)]
+    if traps:
+        _swap_traps(c, zone, traps)
+    killed: set[str] = set()
+    deadline = time.monotonic() + 60
+    stop_at = None
+    while time.monotonic() < (stop_at or deadline):
+        try:
+            for jid, worker in c.started_jobs():
+                job = Job.fetch(jid, connection=c.r())
+                if job.func_name == AFTER_TASK and worker and worker.startswith("chaos-w") and worker not in killed:
+                    killed.add(worker)
+                    c.extra.after_kills_in_flight += 1
+                    c._kill_workers([int(worker.split("-")[1][1:])], 0.0)
+                    stop_at = stop_at or time.monotonic() + 6.0
+        except Exception:  # noqa: BLE001 - gone meanwhile
+            pass
+        time.sleep(0.01)
+    if not killed:
+        c.res.notes.append("worker-kill-after: no after-action job caught in flight within 60s")
+
+
+def _swap_traps(c: Campaign, zone: Any, traps: list[str]) -> None:
+    """Write the traps, wait until each is verified in iRODS, rename a different file of the same size and
+    mtime onto it."""
+    from bench.chaos_check import Expected
+
+    first: dict[str, tuple[bytes, int]] = {}
+    for rel in traps:
+        data = random.Random(f"{c.o.seed}:{rel}:v0").randbytes(1000)
+        path = zone.landing / rel
+        path.write_bytes(data)
+        c.register_version(zone.name, rel, Expected(zone.name, rel, len(data), hashlib.sha256(data).digest()))
+        first[rel] = (data, os.stat(path).st_mtime_ns)
+    pending = set(traps)
+    deadline = time.monotonic() + 60
+    while pending and time.monotonic() < deadline:
+        for rel in sorted(pending):
+            data, mtime = first[rel]
+            if not _object_is(c, f"{zone.collection}/{rel}", data):
+                continue
+            pending.discard(rel)
+            if not (zone.landing / rel).exists():
+                continue  # deleted already: too late for a swap
+            new = random.Random(f"{c.o.seed}:{rel}:v1").randbytes(len(data))
+            tmp = zone.landing / f".{rel}.swap01"
+            tmp.write_bytes(new)
+            os.utime(tmp, ns=(mtime, mtime))
+            c.register_version(zone.name, rel, Expected(zone.name, rel, len(new), hashlib.sha256(new).digest()))
+            os.rename(tmp, zone.landing / rel)
+            c.extra.traps_swapped += 1
+        time.sleep(0.05)
+
+
+def _object_is(c: Campaign, path: str, data: bytes) -> bool:
+    from irods.models import Collection, DataObject
+
+    from bench.chaos_check import Expected
+
+    want = Expected("", "", len(data), hashlib.sha256(data).digest()).checksum
+    coll, _, name = path.rpartition("/")
+    try:
+        with c.irods.session() as s:
+            q = s.query(DataObject.checksum).filter(Collection.name == coll).filter(DataObject.name == name)
+            return any(row[DataObject.checksum] == want for row in q)
+    except Exception:  # noqa: BLE001 - not there yet
+        return False
+
+
+FAULTS = {"irods-outage": f_irods_outage, "daemon-second": f_daemon_second,
+          "worker-kill-after": f_worker_kill_after}
 
 
 def rows(x: FaultsExtra, kinds: Counter) -> dict[str, str]:
@@ -200,5 +299,7 @@ def rows(x: FaultsExtra, kinds: Counter) -> dict[str, str]:
         "irods-outage": f"{kinds.get('irods-outage', 0)} ({held}; files handed back: {x.handed_back_files}, "
                         f"hand-backs: {x.handed_back})",
         "daemon-second": f"{kinds.get('daemon-second', 0)} ({sec}; starts refused: {sum(x.refusals.values())})",
+        "worker-kill-after": f"{kinds.get('worker-kill-after', 0)} (caught in flight: {x.after_kills_in_flight}; "
+                             f"same size and mtime renamed onto a verified file: {x.traps_swapped})",
     }
 

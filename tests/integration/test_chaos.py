@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import BACKOFF, BACKOFF_MAX, KINDS, RETRIES, SYSCTL, Campaign, Options, report
+from bench.chaos import BACKOFF, BACKOFF_MAX, DEFAULT_KINDS, RETRIES, SYSCTL, Campaign, Options, report
 from bench.chaos_faults import retry_budget
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def test_short_fault_campaign(tmp_path: Path) -> None:
     print(text)
 
     inotify_ok = os.access(SYSCTL, os.W_OK)
-    for kind in KINDS:
+    for kind in DEFAULT_KINDS:
         if kind == "inotify-overflow" and not inotify_ok:
             continue
         assert res.faults[kind] >= 1, f"fault kind {kind} never injected\n{text}"
