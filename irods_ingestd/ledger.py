@@ -160,6 +160,23 @@ class Ledger:
                 out[i] = unpack(v) if v else None
         return out
 
+    def get_many_on(self, client: Any, zone: str, rels: Sequence[str]) -> list[Entry | None]:
+        """`get_many` through this client in one script call: a pipeline that WATCHes the directories (its
+        connection, before MULTI), so the check and the write of an enqueue share one connection."""
+        by_dir: dict[str, list[int]] = {}
+        fields: list[bytes] = []
+        for i, rel in enumerate(rels):
+            d, name = split_rel(rel)
+            by_dir.setdefault(d, []).append(i)
+            fields.append(name_field(name))
+        keys = [self.dir_key(zone, d) for d in by_dir]
+        args: list[Any] = [len(idx) for idx in by_dir.values()] + [fields[i] for idx in by_dir.values() for i in idx]
+        values = client.eval(lua.READ_MANY, len(keys), *keys, *args)
+        out: list[Entry | None] = [None] * len(rels)
+        for i, v in zip((i for idx in by_dir.values() for i in idx), values, strict=True):
+            out[i] = unpack(v) if v else None
+        return out
+
     def get(self, zone: str, rel: str) -> Entry | None:
         return self.get_many(zone, [rel])[0]
 

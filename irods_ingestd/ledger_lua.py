@@ -123,3 +123,19 @@ redis.call('HSET', KEYS[1], 'queued', n)
 redis.call('DEL', KEYS[2], KEYS[3])
 return {old, n}
 """
+
+# Read entries of several directories in one call (on a WATCHing connection, before its MULTI).
+# KEYS: dir hashes. ARGV: for each key the number of its fields, then all the fields in key order.
+READ_MANY = """
+local out = {}
+local pos = #KEYS + 1
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[i])
+  if n > 0 then
+    local vals = redis.call('HMGET', key, unpack(ARGV, pos, pos + n - 1))
+    for j = 1, n do table.insert(out, vals[j]) end
+  end
+  pos = pos + n
+end
+return out
+"""

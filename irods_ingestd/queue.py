@@ -113,10 +113,12 @@ class Enqueuer:
     def room(self) -> int:
         return max(0, self.cfg.max_backlog - self.backlog())
 
-    def unknown(self, zone: str, files: Sequence[FileItem]) -> tuple[list[FileItem], list[str]]:
+    def unknown(self, zone: str, files: Sequence[FileItem], client: Any = None) -> tuple[list[FileItem], list[str]]:
         """The files the ledger does not already hold at this size and mtime (queued, done or failed),
-        and which of them had an earlier version fail."""
-        entries = self.ledger.get_many(zone, [f.rel for f in files])
+        and which of them had an earlier version fail (read through `client`, a WATCHing pipeline, if
+        given)."""
+        rels = [f.rel for f in files]
+        entries = self.ledger.get_many(zone, rels) if client is None else self.ledger.get_many_on(client, zone, rels)
         new = [(f, e) for f, e in zip(files, entries, strict=True)
                if e is None or not e.same_version(f.size, f.mtime_ns)]
         return [f for f, _ in new], [f.rel for f, e in new if e is not None and e.state == FAILED]
@@ -142,11 +144,12 @@ class Enqueuer:
         """Check and enqueue in one optimistic transaction (WATCH the directory hashes, read, MULTI, write,
         EXEC), again from the read while another writer changed one of those hashes in between."""
         keys = sorted({self.ledger.dir_key(zone.name, split_rel(f.rel)[0]) for f in files})
+        self.queue.get_redis_server_version()  # RQ asks once (cached), on a connection of its own: not mid-WATCH
         for attempt in range(WATCH_ATTEMPTS):
             with self.r.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(*keys)
-                    new, failed = self.unknown(zone.name, files) if check else (list(files), [])
+                    new, failed = self.unknown(zone.name, files, pipe) if check else (list(files), [])
                     if not new:
                         pipe.unwatch()
                         return []
@@ -199,23 +202,34 @@ class Enqueuer:
             except NoSuchJobError:
                 failed.remove(job_id)
                 continue
-            try:
-                batch = Batch.from_record(job.args[0])
-            except (ValueError, KeyError, IndexError, TypeError):
-                log.error("job %s in the failed registry is not an ingest job of this version; removed "
-                          "(its files are found again by the walks)", job_id)
-                failed.remove(job_id)
-                continue
-            result = job.latest_result()
-            reason = _last_line(result.exc_string if result else None) or "the job failed (worker died or raised)"
-            for f in batch.files:
-                if self.ledger.mark_failed(batch.zone.name, f.rel, f.size, f.mtime_ns,
-                                           f"job failed {JOB_RETRIES + 1} times: {reason}", kind="job",
-                                           only_queued=True):
-                    marked += 1
+            marked += self._reap_failed(failed, job)
+        return marked
+
+    def _reap_failed(self, failed: FailedJobRegistry, job: Job) -> int:
+        record = job.args[0] if job.args else None
+        result = job.latest_result()
+        reason = _last_line(result.exc_string if result else None) or "the job failed (worker died or raised)"
+        if isinstance(record, dict) and record.get("kind") == "after":
+            log.error("after-action job %s failed for good: %s; its files stay in the landing zone (their "
+                      "copies in iRODS are verified)", job.id, reason)
             failed.remove(job, delete_job=True)
-            log.error("job %s of zone %s failed for good: %s; %d of its %d files recorded as failed",
-                      job_id, batch.zone.name, reason, marked, len(batch.files))
+            return 0
+        try:
+            batch = Batch.from_record(record)  # type: ignore[arg-type]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            log.error("job %s in the failed registry is not an ingest job of this version; removed "
+                      "(its files, still queued in the ledger, are queued again by the next walk)", job.id)
+            failed.remove(job, delete_job=True)
+            return 0
+        marked = 0
+        for f in batch.files:
+            if self.ledger.mark_failed(batch.zone.name, f.rel, f.size, f.mtime_ns,
+                                       f"job failed {JOB_RETRIES + 1} times: {reason}", kind="job",
+                                       only_queued=True):
+                marked += 1
+        failed.remove(job, delete_job=True)
+        log.error("job %s of zone %s failed for good: %s; %d of its %d files recorded as failed",
+                  job.id, batch.zone.name, reason, marked, len(batch.files))
         return marked
 
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             key = f"host {h.host} (pid {h.pid})"
             by_daemon[key] = by_daemon.get(key, 0) + n
     for who, n in by_daemon.items():
-        sys.stdout.write(f"retry: {n} failed files handed to the daemon on {who}, which queues them again\n")
+        sys.stdout.write(f"retry: {n} failed files queued again: handed to the daemon on {who}\n")
     if unowned:
         sys.stdout.write(f"retry: {sum(unowned.values())} failed files will be queued again when the daemon "
                          f"runs (no daemon runs zone {', '.join(sorted(unowned))})\n")

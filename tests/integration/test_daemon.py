@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -241,3 +242,52 @@ def test_watch_limit_falls_back_to_walking(tmp_path, redis_server, redis_conn, z
         assert wait_for(lambda: len(rels(redis_conn)) >= 3, timeout=10)
     assert rels(redis_conn) == ["new1/inside", "new1/later", "new1/watched"]
     assert "inotify watch limit reached" in caplog.text
+
+
+def test_a_daemon_started_while_redis_is_down_takes_its_zones_when_it_answers(tmp_path, redis_server, redis_conn,
+                                                                               zone_dir, caplog):
+    """Nothing is walked or queued before the zones are this daemon's; once Redis answers they are taken
+    and the files queued."""
+    cfg = cfg_for(tmp_path, redis_server, zone_dir)
+    (zone_dir / "early").write_bytes(b"e")
+    redis_server.stop(kill=True)
+    try:
+        with DaemonThread(cfg, redis_server.client()) as dt:
+            assert wait_for(lambda: dt.daemon.health.down_since is not None, timeout=10)
+            time.sleep(1.0)
+            assert not dt.daemon._owned and dt.daemon.counters.sent == 0
+            redis_server.start()
+            r2 = redis_server.client()
+            assert wait_for(lambda: rels(r2) == ["early"], timeout=20), caplog.text[-2000:]
+            owner = json.loads(r2.get("ingestd:owner:z1"))
+            assert owner["pid"] == os.getpid()
+        assert r2.get("ingestd:owner:z1") is None  # let go at stop
+    finally:
+        if redis_server.proc is None or redis_server.proc.poll() is not None:
+            redis_server.start()
+
+
+def test_a_zone_appearing_later_as_a_symlink_into_another_zone_is_not_walked(tmp_path, redis_server, redis_conn,
+                                                                              zone_dir, caplog):
+    """Checked at load, but a missing zone directory is waited for: when it appears, it is checked again."""
+    from irods_ingestd.config import validate
+
+    (zone_dir / "sub").mkdir()
+    (zone_dir / "sub" / "once.txt").write_text("x")
+    env = tmp_path / "env.json"
+    env.write_text("{}")
+    cfg = validate({"redis": {"url": redis_server.url}, "irods": {"environment_file": str(env)},
+                    "queue": {"name": "ingest-test"},
+                    "zone": [{"name": "z1", "path": str(zone_dir), "collection": "/tempZone/home/rods/z1",
+                              "settle": "0.3s"},
+                             {"name": "z2", "path": str(tmp_path / "later"), "collection": "/tempZone/home/rods/z2",
+                              "settle": "0.3s"}]}, check_paths=False)
+    with DaemonThread(cfg, redis_conn) as dt:
+        assert wait_for(lambda: rels(redis_conn) == ["sub/once.txt"], timeout=10)
+        assert dt.daemon.zones["z2"].state == "lost"
+        (tmp_path / "later").symlink_to(zone_dir / "sub")
+        assert wait_for(lambda: "zone z2 is not walked" in caplog.text, timeout=15)
+        time.sleep(1.0)
+        assert dt.daemon.zones["z2"].state == "lost"
+    assert queued(redis_conn) == [("z1", "sub/once.txt", 1, (zone_dir / "sub" / "once.txt").stat().st_mtime_ns)]
+    assert "their paths overlap" in caplog.text

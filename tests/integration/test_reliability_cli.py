@@ -89,7 +89,7 @@ def test_retry_with_a_daemon_names_it(tmp_path, redis_server, redis_conn):
         assert wait_for(lambda: redis_conn.keys("ingestd:daemon:*"), timeout=10)
         r = cli(cfg, "retry")
         assert r.returncode == 0, r.stderr
-        assert "1 failed files handed to the daemon on" in r.stdout, r.stdout
+        assert "1 failed files queued again: handed to the daemon on host " in r.stdout, r.stdout
         assert wait_for(lambda: Ledger(redis_conn).stats("one")["queued"] == 1, timeout=10)
 
 
