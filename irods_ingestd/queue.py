@@ -2,10 +2,11 @@
 
 RQ's job id does not de-duplicate, so the ledger keeps the state: a file already queued, ingested or
 failed at the same size and mtime is never queued again. The check and the write are one optimistic
-Redis transaction: the ledger's directory hashes are WATCHed, read, and the files marked queued and
-their jobs enqueued in one MULTI/EXEC, which fails (and is tried again from the read) if any of those
-hashes changed in between. So two enqueuers racing on one file (two daemons, a `scan` beside the daemon)
-queue it once, and a crash cannot leave a ledger entry without its job or a job without its entry.
+Redis transaction: the zone's enqueue generation is WATCHed, the entries read, and the files marked
+queued, their jobs enqueued and the generation bumped in one MULTI/EXEC, which fails (and is tried again
+from the read) if another enqueuer of the zone got in between. So two enqueuers racing on one file (two
+daemons, a `scan` beside the daemon) queue it once, and a crash cannot leave a ledger entry without its
+job or a job without its entry.
 Each queued entry names its job, so a walk can find a file whose job was lost (`lost_jobs`).
 The backlog (files queued, not yet finished) is bounded: when it is full, `room()` says so and the daemon
 waits instead of growing Redis without limit.
@@ -26,7 +27,7 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegi
 
 from .config import QueueConfig
 from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
-from .ledger import FAILED, Ledger, split_rel
+from .ledger import FAILED, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -141,23 +142,26 @@ class Enqueuer:
         return out
 
     def _enqueue_chunk(self, zone: ZoneSpec, files: Sequence[FileItem], check: bool) -> list[FileItem]:
-        """Check and enqueue in one optimistic transaction (WATCH the directory hashes, read, MULTI, write,
-        EXEC), again from the read while another writer changed one of those hashes in between."""
-        keys = sorted({self.ledger.dir_key(zone.name, split_rel(f.rel)[0]) for f in files})
+        """Check and enqueue in one optimistic transaction: WATCH the zone's enqueue generation, read the
+        entries, MULTI, mark queued + enqueue + bump the generation, EXEC; again from the read if another
+        enqueuer of the zone got in between. Only enqueuers bump it (workers, who write the same hashes
+        but only ever take files out of `queued`, never make an enqueue try again)."""
+        gen = f"{self.ledger.prefix}:eg:{zone.name}"
         self.queue.get_redis_server_version()  # RQ asks once (cached), on a connection of its own: not mid-WATCH
         for attempt in range(WATCH_ATTEMPTS):
             with self.r.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(*keys)
+                    pipe.watch(gen)
                     new, failed = self.unknown(zone.name, files, pipe) if check else (list(files), [])
                     if not new:
                         pipe.unwatch()
                         return []
-                    batches = make_batches(zone, new, self.cfg.batch_files, self.cfg.batch_bytes)
+                    batches = [(b, b.id) for b in make_batches(zone, new, self.cfg.batch_files, self.cfg.batch_bytes)]
                     pipe.multi()
-                    self.ledger.mark_queued(pipe, zone.name, ((f.rel, f.size, f.mtime_ns, b.id)
-                                                              for b in batches for f in b.files), clear_failed=failed)
-                    self.queue.enqueue_many([self._job_data(b) for b in batches], pipeline=pipe)
+                    marks = ((f.rel, f.size, f.mtime_ns, bid) for b, bid in batches for f in b.files)
+                    self.ledger.mark_queued(pipe, zone.name, marks, clear_failed=failed)
+                    self.queue.enqueue_many([self._job_data(b, bid) for b, bid in batches], pipeline=pipe)
+                    pipe.incr(gen)
                     pipe.execute()
                     return new
                 except redis.WatchError:
@@ -178,9 +182,9 @@ class Enqueuer:
             lost.update(x.decode() if isinstance(x, bytes) else str(x) for x in res)
         return lost
 
-    def _job_data(self, b: Batch) -> Any:
+    def _job_data(self, b: Batch, job_id: str) -> Any:
         return Queue.prepare_data(
-            TASK_FUNC, args=(b.to_record(),), job_id=b.id, timeout=int(self.cfg.job_timeout),
+            TASK_FUNC, args=(b.to_record(),), job_id=job_id, timeout=int(self.cfg.job_timeout),
             result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=Retry(max=JOB_RETRIES),
             description=f"ingest {len(b.files)} files ({b.bytes} bytes) of zone {b.zone.name}",
         )
