@@ -226,6 +226,31 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
     )
 
 
+def _check_zones(c: Checker, zraw: Any, check_paths: bool) -> list[ZoneConfig]:
+    """Every [[zone]], then what they must not share: a name, a directory (by real path and device/inode,
+    not text: symlinks, bind mounts; missing directories are fine here), a move_to, a collection."""
+    if not isinstance(zraw, list):
+        c.problems.append("zone: use [[zone]] tables (an array of tables)")
+        zraw = []
+    zones = [z for i, raw in enumerate(zraw) if (z := _check_zone(c, i, raw, check_paths))]
+    if not zraw:
+        c.problems.append("no [[zone]] defined: nothing to watch")
+    seen: dict[str, ZoneConfig] = {}
+    for z in zones:
+        if z.name in seen:
+            c.problems.append(f"zone {z.name!r}: the name is used twice")
+        seen[z.name] = z
+    c.problems += aliasing_problems([z for z in zones if z.path.is_absolute() and
+                                     (z.move_to is None or z.move_to.is_absolute())])
+    for i, a in enumerate(zones):
+        for b in zones[i + 1:]:
+            if a.collection == b.collection or a.collection.startswith(b.collection + "/") or \
+                    b.collection.startswith(a.collection + "/"):
+                c.problems.append(f"zone {a.name!r} and zone {b.name!r}: their collections overlap "
+                                  f"({a.collection} and {b.collection})")
+    return zones
+
+
 def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: bool = True) -> Config:
     """Validate parsed TOML and build a Config, or raise ConfigError listing every problem."""
     c = Checker()
@@ -284,27 +309,7 @@ def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: boo
     if queue_cfg.retries < 0:
         c.problems.append("[queue].retries: must not be negative")
 
-    zraw = data.get("zone", [])
-    if not isinstance(zraw, list):
-        c.problems.append("zone: use [[zone]] tables (an array of tables)")
-        zraw = []
-    zones = [z for i, raw in enumerate(zraw) if (z := _check_zone(c, i, raw, check_paths))]
-    if not zraw:
-        c.problems.append("no [[zone]] defined: nothing to watch")
-    seen: dict[str, ZoneConfig] = {}
-    for z in zones:
-        if z.name in seen:
-            c.problems.append(f"zone {z.name!r}: the name is used twice")
-        seen[z.name] = z
-    # by real path and device/inode, not text (symlinks, bind mounts); missing directories are fine here
-    c.problems += aliasing_problems([z for z in zones if z.path.is_absolute() and
-                                     (z.move_to is None or z.move_to.is_absolute())])
-    for i, a in enumerate(zones):
-        for b in zones[i + 1:]:
-            if a.collection == b.collection or a.collection.startswith(b.collection + "/") or \
-                    b.collection.startswith(a.collection + "/"):
-                c.problems.append(f"zone {a.name!r} and zone {b.name!r}: their collections overlap "
-                                  f"({a.collection} and {b.collection})")
+    zones = _check_zones(c, data.get("zone", []), check_paths)
     if c.problems:
         raise ConfigError(source, c.problems)
     return Config(source=source, redis=redis_cfg, irods=irods_cfg, queue=queue_cfg, zones=tuple(zones),
