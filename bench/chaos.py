@@ -22,7 +22,9 @@ see bench/chaos_samename.py), it injects on a seeded schedule:
 - irods-outage (once): iRODS refuses and drops every connection for 120 s (`--short`: a little longer than
   the workers' retry budget), so files are handed back to the daemon and queued again;
 - daemon-second: a second daemon on the same config for a while, maybe while the first is killed (a
-  refusal to start is expected, not a crash); see bench/chaos_faults.py.
+  refusal to start is expected, not a crash); see bench/chaos_faults.py;
+- worker-kill-after (only with `--kinds`: irods-ingestd as it is fails it): workers killed while they
+  run deferred deletes/moves, files of the same size and mtime renamed onto verified ones meanwhile.
 
 After the last fault it waits (bounded) until every file is in iRODS or listed as failed and the
 deferred deletes and moves are done (bench/chaos_drain.py), records the failures, runs `irods-ingestd
@@ -890,6 +892,7 @@ def table(res: Result) -> str:
                  ("earlier versions right at name.~k~", f"{f.versions_ok} of {f.versions}"),
                  ("after = move/delete not done", str(len(f.after_pending))),
                  ("after-action leftovers (private names)", str(len(f.leftovers))),
+                 ("files in delete/move landing or move_to nobody wrote", str(len(f.unexpected))),
                  ("landing files changed", str(len(f.landing_changed))),
                  ("RQ started registry after drain", str(f.jobs_started)),
                  ("RQ jobs waiting / failed registry", f"{f.jobs_waiting} / {f.jobs_failed}"),

@@ -79,6 +79,7 @@ class Findings:
     versions_ok: int = 0
     versions_unmarked: list[str] = field(default_factory=list)  # kept without ingestd::superseded (info)
     leftovers: list[str] = field(default_factory=list)  # landing files left under an after-action's private name
+    unexpected: list[str] = field(default_factory=list)  # files in delete/move landing or move_to nobody wrote
     landing_changed: list[str] = field(default_factory=list)  # kept landing file not what was written
     failed_listed: list[str] = field(default_factory=list)  # in the ledger's failed list
     jobs_started: int = 0
@@ -88,7 +89,7 @@ class Findings:
     def problems(self) -> list[str]:
         out = []
         for name in ("lost", "duplicated", "wrong", "stray", "extra", "removed_unverified", "after_pending",
-                     "landing_changed", "leftovers"):
+                     "landing_changed", "leftovers", "unexpected"):
             items = getattr(self, name)
             if items:
                 out.append(f"{name}: {len(items)} (e.g. {', '.join(items[:5])})")
@@ -276,25 +277,31 @@ def verify(objs: list[Obj], expected: list[Expected], zones: dict[str, ZoneLayou
             f.stray.append(path)
         else:
             f.extra.append(path)
-    f.leftovers = after_leftovers(zones)
+    f.leftovers, f.unexpected = after_leftovers(zones, expected)
     return f
 
 
-def after_leftovers(zones: dict[str, ZoneLayout]) -> list[str]:
-    """Files under an after-action's private name in the landing zones and move_to directories: a delete or
-    move that took a file aside and never finished (never ingested: the names are reserved)."""
-    out = []
+def after_leftovers(zones: dict[str, ZoneLayout], expected: list[Expected]) -> tuple[list[str], list[str]]:
+    """In the landing and move_to directories of delete and move zones: (files under an after-action's
+    private name: a delete or move that took a file aside and never finished, never ingested since the
+    names are reserved; files the campaign never wrote there: a file put back or moved under another name,
+    or moved twice)."""
+    leftovers, unexpected = [], []
     for z in zones.values():
         if not z.removes:
             continue
+        rels = {e.rel for e in expected if e.zone == z.name}
         for top in (z.landing, z.move_to):
             if top is None or not top.is_dir():
                 continue
             for d, _dirs, files in os.walk(top):
                 for n in files:
+                    path = os.path.join(d, n)
                     if any(fnmatch.fnmatchcase(n, pat) for pat in AFTER_PRIVATE):
-                        out.append(os.path.join(d, n))
-    return sorted(out)
+                        leftovers.append(path)
+                    elif os.path.relpath(path, top) not in rels:
+                        unexpected.append(path)
+    return sorted(leftovers), sorted(unexpected)
 
 
 def superseded_objects(session: Any, root: str) -> set[str]:

@@ -93,4 +93,28 @@ def wait_drained(c: Campaign, timeout: float, failed_ok: bool) -> float | None:
             c.log(f"drain check: {type(e).__name__}: {e}")
         time.sleep(2.0)
     c.res.notes.append(f"not drained within {timeout:.0f}s: {st.line() if st else 'no state read'}")
+    c.res.notes += stuck_jobs(c)
     return None
+
+
+def stuck_jobs(c: Campaign) -> list[str]:
+    """What each job still in RQ's started registry is, who runs it since when, and the last lines of that
+    worker's log."""
+    from rq.job import Job
+
+    out = []
+    try:
+        r = c.r()
+        for jid, worker in c.started_jobs():
+            job = Job.fetch(jid, connection=r)
+            rec = job.args[0] if job.args else {}
+            files = [f[0] if isinstance(f, list | tuple) else f.get("rel") for f in rec.get("files", [])]
+            out.append(f"still running: job {jid} ({job.func_name}, zone {rec.get('zone', {}).get('name')}, "
+                       f"{len(files)} files, e.g. {files[:3]}) in worker {worker} since {job.started_at}")
+            if worker and worker.startswith("chaos-w"):
+                log_file = c.logs / f"worker-{worker.split('-')[1][1:]}.log"
+                tail = log_file.read_text(errors="replace").splitlines()[-3:] if log_file.exists() else []
+                out += [f"  {log_file.name}: {line[:300]}" for line in tail]
+    except Exception as e:  # noqa: BLE001 - a diagnosis only
+        out.append(f"could not list the started jobs: {type(e).__name__}: {e}")
+    return out

@@ -70,6 +70,7 @@ def test_short_fault_campaign(tmp_path: Path) -> None:
     assert not f.removed_unverified, text
     assert not f.after_pending, text
     assert not f.leftovers, text
+    assert not f.unexpected, text
     assert not f.landing_changed, text
     assert f.jobs_started == 0, text
     assert f.jobs_waiting == 0, text
