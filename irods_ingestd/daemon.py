@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 HANG_ENV = "INGESTD_TEST_HANG_FILE"  # tests: while this file exists the main loop hangs (watchdog test)
 HOLD_MAX = 0.1  # seconds a ready file may be held to fill a batch while every worker is busy
+RENEW_BEFORE_QUEUEING = 5.0  # seconds since the zones were last renewed after which queueing checks first
 
 
 class Daemon(ZoneWork):
@@ -78,6 +79,7 @@ class Daemon(ZoneWork):
         self.owner = None if once else ZoneOwnership(self.r, cfg.redis.prefix, self.host)
         self._owned = once  # the zones are ours (scan takes none)
         self.recounts: list[Recount] = []
+        self._renewed = time.monotonic()  # the zones were last known to be ours
         self._next_status = 0.0
         self._next_housekeeping = 0.0
         self._next_reap = 0.0
@@ -225,6 +227,10 @@ class Daemon(ZoneWork):
         try:
             if self._hold_for_batch():
                 return
+            if self.owner is not None and time.monotonic() - self._renewed > RENEW_BEFORE_QUEUEING:
+                self._keep_zones()  # e.g. after a pause (SIGSTOP, a frozen VM): are the zones still ours?
+                if not self._owned:
+                    return
             room = self.enqueuer.room()
             self._backlog_full = room < len(self.ready)
             if room <= 0:
@@ -296,13 +302,14 @@ class Daemon(ZoneWork):
     def _keep_zones(self) -> None:
         """Renew this daemon's zones (or take them, if Redis was away at start); stop if another daemon
         took one over meanwhile (this one was stopped or cut off from Redis longer than the lock's TTL)."""
-        if self.owner is None:
+        if self.owner is None or self.exit_code:
             return
         try:
             if not self._owned:
                 self._take_zones(list(self.zones))
             else:
                 self.owner.renew()
+            self._renewed = time.monotonic()
         except ZoneTaken as e:
             self._owned = False
             self._refuse(e, "stopping: another daemon took over a zone of this one")

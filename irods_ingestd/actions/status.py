@@ -19,6 +19,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from .. import daemonstatus, names
 from ..config import Config, load
+from ..daemonlock import owner
 from ..ledger import Ledger
 from ..recount import Recount
 from ..redisconn import connect
@@ -48,8 +49,11 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
                 break
             failed.append({"path": names.display(rel), **info})
         d = live.get(z.name, {})
+        held = owner(r, cfg.redis.prefix, z.name) if not d else None
+        state = f"held by the daemon on {held.host} pid {held.pid}, which wrote no status for 30 s (stuck?)" \
+            if held else "daemon not running"
         zones[z.name] = {
-            "state": d.get("state", "daemon not running"), "daemon": d.get("daemon"), "path": str(z.path),
+            "state": d.get("state", state), "daemon": d.get("daemon"), "path": str(z.path),
             "collection": z.collection, "settling": d.get("settling", 0), "queued": stats["queued"],
             "ingested": stats["done"], "bytes": stats["bytes"], "failed": stats["failed"], "failed_files": failed,
         }

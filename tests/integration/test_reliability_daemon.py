@@ -120,6 +120,27 @@ def test_a_second_daemon_on_the_same_zones_refuses_naming_the_first(request, tmp
     assert (s["queued"], s["done"], s["failed"]) == (0, 40, 0)
 
 
+def test_a_daemon_whose_zone_was_taken_over_stops_queueing(tmp_path, redis_server, redis_conn, caplog):
+    """This daemon was cut off (or stopped) longer than the lock's TTL and another took the zone: it stops
+    instead of queueing beside the other."""
+    from tests.daemon_harness import DaemonThread, make_config, queued
+
+    (tmp_path / "z").mkdir()
+    cfg = make_config(tmp_path, redis_server.url, [{"name": "z", "path": str(tmp_path / "z"),
+                                                    "collection": "/tempZone/home/rods/z", "settle": "0.3s"}])
+    with DaemonThread(cfg, redis_conn) as dt:
+        assert wait_for(lambda: redis_conn.get("ingestd:owner:z"), timeout=10)
+        other = {"host": "otherhost", "pid": 4242, "pidns": "pid:[1]", "since": time.time(), "token": "t"}
+        redis_conn.set("ingestd:owner:z", json.dumps(other), px=30_000)  # as if our key had expired
+        assert wait_for(lambda: dt.daemon.exit_code == 1, timeout=10)
+        (tmp_path / "z" / "late.txt").write_text("x")
+        time.sleep(1.5)
+        assert queued(redis_conn) == []
+        assert json.loads(redis_conn.get("ingestd:owner:z"))["host"] == "otherhost"  # not released by us
+    assert "another daemon took over a zone of this one" in caplog.text
+    assert "zone 'z' is run by the daemon on host otherhost (pid 4242" in caplog.text
+
+
 def test_racing_enqueuers_never_queue_a_file_twice(redis_conn):
     """Two daemons' worth of enqueuers offer the same files at once: each version is queued exactly once,
     and the `queued` counter is the number of files queued."""
