@@ -49,9 +49,12 @@ def irods_problem(kind: str) -> str | None:
     """Why the iRODS of this kind cannot be used, or None."""
     if kind != "real":
         return None
-    if real_irods_config() is None:
+    conf = real_irods_config()
+    if conf is None:
         return (f"no real iRODS configured: run `make irods` (.ci/irods.sh writes {LOCAL_DIR}) or set {ENV_VAR} "
                 f"and {PASSWORD_VAR}; or run against the stand-in with --irods standin")
+    if not conf[0].is_file():
+        return f"{conf[0]} (the real iRODS' environment file) does not exist"
     return None
 
 
