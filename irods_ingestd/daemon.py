@@ -250,7 +250,7 @@ class Daemon(ZoneWork):
                     raise
                 self.counters.sent += len(sent)
                 for f in sent:
-                    self.recent.add(zone, f.rel, f.size, f.mtime_ns, zs.cfg.settle)
+                    self.recent.add(zone, f.rel, f.size, f.mtime_ns, zs.cfg.settle / 2)
         except redis.WatchError as e:  # the ledger kept changing under these files: offered again next turn
             log.warning("%s", e)
         except redis.RedisError as e:

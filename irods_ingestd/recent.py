@@ -1,9 +1,9 @@
-"""Files queued recently, looked at again every `settle` for a while: a writer that paused longer than
-`settle` (so its file was queued) and then wrote more, without closing the file, sends no event the
-daemon watches for (no IN_MODIFY: it comes with every write()), and on a poll zone nothing at all. Here
-such a file is stat()ed again each settle interval for `window` seconds after it was queued; a change
-hands it back to the settler, so the new version is queued within about `settle` of the change instead
-of at the next rescan.
+"""Files queued recently, looked at again for a while: a writer that paused longer than `settle` (so its
+file was queued) and then wrote more, without closing the file, sends no event the daemon watches for
+(no IN_MODIFY: it comes with every write()), and on a poll zone nothing at all. Here such a file is
+stat()ed again every `interval` (the daemon uses half the zone's settle) for `window` seconds after it was
+queued; a change hands it back to the settler, so the change is noticed within half the settle time and
+the new version queued when it settled (within 1.5 × settle of the change), instead of at the next rescan.
 
 Bounded: at most `limit` files (the oldest are let go first), only files written within `window`
 (an old file queued by a walk is not expected to grow), and at most `budget` seconds of stat() calls a
