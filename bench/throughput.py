@@ -190,12 +190,26 @@ def run_automated_ingest(svc: Services, src: Path, coll: str, *, n: int, work: P
                     proc.kill()
                     proc.wait()
         wall = time.monotonic() - t0
+    remove_handler_copies(job)
     if rc != 0:
         first = _first_error(clog) or _first_error(slog)
         return Outcome(why=f"irods_sync exited {rc}" + (f": {first}" if first else "") + f" (see {clog}, {slog})")
     if watch.done_at is None:  # never saw its task counter: its own wall time (it polls once a second)
         return Outcome(wall, note=f"irods_sync returned at {wall:.2f}s")
     return Outcome(watch.done_at, note=f"tasks done at {watch.done_at:.2f}s, irods_sync returned at {wall:.2f}s")
+
+
+def remove_handler_copies(job: str) -> None:
+    """automated-ingest's workers write the event handler of a job to /tmp/event_handler<job><uuid>.py (a fixed
+    directory) and import it from there; nothing removes them."""
+    tmp = Path("/tmp")
+    mine = re.compile(re.escape("event_handler" + job.replace(".", "__")) + r"[0-9a-f]{32}(\.py|\..*\.pyc)")
+    for f in [*tmp.glob("event_handler*.py"), *tmp.glob("__pycache__/event_handler*.pyc")]:
+        if mine.fullmatch(f.name):
+            try:
+                f.unlink()
+            except OSError:
+                pass
 
 
 class TasksWatch:
