@@ -161,7 +161,7 @@ class Daemon(ZoneWork):
             for ch in self._inotify.changes():
                 self._on_change(ch)
         now = time.monotonic()
-        for zs in list(self.zones.values()) if self._owned else ():
+        for zs in list(self.zones.values()) if self._walking() else ():
             if zs.walk is None and now >= zs.next_walk:
                 self._start_walk(zs)
             if zs.walk is not None and len(self.ready) < 20_000:
@@ -184,8 +184,11 @@ class Daemon(ZoneWork):
     def _wait(self, now: float, max_wait: float) -> float:
         """How long the loop may sleep: until the next settle deadline, walk, recheck or event."""
         wait = max_wait
-        if any(zs.walk for zs in self.zones.values()) or (self.recounts and self.health.down_since is None):
+        walking = self._walking() and any(zs.walk for zs in self.zones.values())
+        if walking or (self.recounts and self.health.down_since is None):
             wait = 0.0
+        elif self.ready and (self.backlog_full() or not self._owned or self.health.down_since is not None):
+            wait = min(wait, 0.2)  # waiting for room, the zones or Redis: look again soon, do not spin
         elif self.ready:
             wait = 0.0 if self._ready_since is None else min(wait, 0.01)
         for due in (self.settler.next_deadline(), self.recent.next_due()):
@@ -194,6 +197,10 @@ class Daemon(ZoneWork):
         for zs in self.zones.values():
             wait = min(wait, max(0.0, zs.next_walk - now)) if zs.walk is None else wait
         return wait
+
+    def _walking(self) -> bool:
+        """Walks go on while the zones are this daemon's and Redis answers (a walk reads the ledger)."""
+        return self._owned and self.health.down_since is None
 
     def _recheck_recent(self) -> None:
         """Files queued recently that changed since (a writer that paused, then wrote on): settle again."""
