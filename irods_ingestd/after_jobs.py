@@ -17,7 +17,8 @@ from typing import Any
 import redis
 from rq import Queue
 
-from . import after
+from . import registry
+from .ingest import after
 from .job import JOB_VERSION, ZoneSpec
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def enqueue_due(r: redis.Redis, prefix: str, queue: Queue, zones: Iterable[ZoneS
     fatal: the file keeps its ledger entry and stays in the landing zone (its copy is verified)."""
     n = 0
     for zone in zones:
-        if zone.after not in after.ACTIONS:
+        if zone.after not in registry.AFTER_ACTIONS:
             continue
         while items := after.take_due(r, prefix, zone.name, BATCH):
             queue.enqueue(AFTER_TASK, record(zone, items), job_timeout=600, result_ttl=60)

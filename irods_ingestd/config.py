@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import registry
 from .config_parse import Checker, parse_duration, parse_size
 from .config_paths import aliasing_problems
 
@@ -40,7 +41,7 @@ DEFAULT_TEMP_PATTERNS = (
 MODES = ("put", "register")
 WATCHERS = ("inotify", "poll")
 SYMLINK_POLICIES = ("skip", "follow")
-AFTER_ACTIONS = ("keep", "delete", "move")
+AFTER_ACTIONS = ("keep", *registry.AFTER_ACTIONS)  # delete, move: irods_ingestd.registry
 VERSION_POLICIES = ("keep", "replace", "conflict")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MIN_SETTLE = 0.1  # seconds
@@ -76,6 +77,7 @@ class ZoneConfig:
     after: str = "keep"
     move_to: Path | None = None
     versions: str = "keep"  # a different file under an ingested name: keep the old object as name.~N~
+    metadata: tuple[str, ...] = ()  # metadata extractors besides the provenance (irods_ingestd.registry)
     after_hold: float = 10.0  # seconds a verified file is left alone before delete/move (default: settle)
 
 
@@ -136,7 +138,7 @@ _QUEUE_KEYS = {
 _ZONE_KEYS = {
     "name", "path", "collection", "mode", "settle", "watcher", "rescan", "poll_interval", "include",
     "exclude", "temp_patterns", "symlinks", "resource", "after", "move_to",
-    "versions", "after_hold",
+    "versions", "after_hold", "metadata",
 }
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -183,6 +185,11 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
     symlinks = c.choice(where, raw, "symlinks", SYMLINK_POLICIES, "skip")
     after = c.choice(where, raw, "after", AFTER_ACTIONS, "keep")
     versions = c.choice(where, raw, "versions", VERSION_POLICIES, "keep")
+    metadata = c.strings(where, raw, "metadata", ())
+    for m in metadata:
+        if m not in registry.EXTRACTORS:
+            c.problems.append(f"{where}.metadata: no metadata extractor named {m!r} (there are: "
+                              f"{', '.join(sorted(registry.EXTRACTORS))})")
     after_hold = c.conv(where, raw, "after_hold", parse_duration, settle)
     if after_hold is not None and after_hold < 0:
         c.problems.append(f"{where}.after_hold: must not be negative")
@@ -221,7 +228,7 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
         name=name, path=path, collection=collection, mode=mode, settle=settle, watcher=watcher,
         rescan=rescan, poll_interval=poll_interval, include=include, exclude=exclude, temp_patterns=temps,
         symlinks=symlinks,
-        resource=resource, after=after, move_to=move_to, versions=versions,
+        resource=resource, after=after, move_to=move_to, versions=versions, metadata=tuple(metadata),
         after_hold=after_hold if after_hold is not None else settle,
     )
 

@@ -10,7 +10,8 @@ so a worker of another version can read it and refuse it clearly when the versio
       "zone": {"name", "root", "collection", "mode", "resource", "after", "move_to",
                "follow_symlinks",         # optional, default false
                "versions",                # optional, default "keep" (see ingest: a new version of a file)
-               "after_hold"},             # optional, default 0: seconds between verification and delete/move
+               "after_hold",              # optional, default 0: seconds between verification and delete/move
+               "metadata"},               # optional, default []: metadata extractors besides the provenance
       "files": [[rel, size, mtime_ns], ...] # rel: path relative to root, str (surrogateescape for
                                             #      bytes that are not UTF-8), "/"-separated
     }
@@ -49,25 +50,27 @@ class ZoneSpec:
     follow_symlinks: bool = False
     versions: str = "keep"  # keep | replace | conflict: what a different file under an ingested name does
     after_hold: float = 0.0  # seconds a verified file stays before delete/move
+    metadata: tuple[str, ...] = ()  # metadata extractors besides the provenance (irods_ingestd.registry)
 
     @classmethod
     def from_config(cls, z: ZoneConfig) -> ZoneSpec:
         return cls(name=z.name, root=str(z.path), collection=z.collection, mode=z.mode,
                    resource=z.resource, after=z.after, move_to=str(z.move_to) if z.move_to else None,
                    follow_symlinks=z.symlinks == "follow", versions=z.versions,
-                   after_hold=z.after_hold)
+                   after_hold=z.after_hold, metadata=z.metadata)
 
     def to_record(self) -> dict:
         return {"name": self.name, "root": self.root, "collection": self.collection, "mode": self.mode,
                 "resource": self.resource, "after": self.after, "move_to": self.move_to,
-                "follow_symlinks": self.follow_symlinks, "versions": self.versions, "after_hold": self.after_hold}
+                "follow_symlinks": self.follow_symlinks, "versions": self.versions, "after_hold": self.after_hold,
+                "metadata": list(self.metadata)}
 
     @classmethod
     def from_record(cls, z: dict) -> ZoneSpec:
         return cls(name=z["name"], root=z["root"], collection=z["collection"], mode=z["mode"],
                    resource=z.get("resource", ""), after=z.get("after", "keep"), move_to=z.get("move_to"),
                    follow_symlinks=bool(z.get("follow_symlinks", False)), versions=z.get("versions", "keep"),
-                   after_hold=float(z.get("after_hold", 0.0)))
+                   after_hold=float(z.get("after_hold", 0.0)), metadata=tuple(z.get("metadata", ())))
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,6 +262,17 @@ class Ledger:
             self.r.rpush(self.resettle_key(zone), os.fsencode(rel))
         return ok
 
+    def retry_failed(self, zones: Iterable[str]) -> int:
+        """Hand the failed files back to the daemon (Redis only, no iRODS): each failure is cleared and the
+        file asked to be settled again (the resettle list), which queues it anew. Returns how many."""
+        n = 0
+        for zone in zones:
+            for rel, info in list(self.failures(zone)):
+                self.forget(zone, rel, int(info.get("size", 0)), int(info.get("mtime_ns", 0)), resettle=True)
+                self.clear_failure(zone, rel)
+                n += 1
+        return n
+
     def clear_failure(self, zone: str, rel: str) -> None:
         """Drop a file's failure, and its entry if that is still the failed one (a newer version queued
         meanwhile stays queued: deleting it would leave `queued` counting a file nobody holds)."""

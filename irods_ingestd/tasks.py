@@ -67,11 +67,10 @@ def ingest_batch(record: dict) -> dict:
 
 
 def retry_failed(config: Config, zone: str | None = None, ctx: ingest.IngestContext | None = None) -> int:
-    """Re-queue the ledger's failed files (all zones, or one): their failures are cleared and they are
-    handed back to the daemon to be settled again, which enqueues them. Returns how many."""
-    ctx = ctx or make_context(config)
-    zones = [zone] if zone else [z.name for z in config.zones]
-    return ingest.retry_failed(ctx.ledger, zones)
+    """Re-queue the ledger's failed files (all zones, or one): a Redis-only ledger operation
+    (:meth:`Ledger.retry_failed`). Returns how many."""
+    ledger = ctx.ledger if ctx is not None else Ledger(connect(config.redis), config.redis.prefix)
+    return ledger.retry_failed([zone] if zone else [z.name for z in config.zones])
 
 
 def after_batch(record: dict) -> dict:

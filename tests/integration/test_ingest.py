@@ -19,6 +19,7 @@ from irods.models import Collection, DataObject
 
 from irods_ingestd import ingest, names
 from irods_ingestd.config import Config, IrodsConfig, QueueConfig, RedisConfig, ZoneConfig
+from irods_ingestd.ingest import catalog
 from irods_ingestd.irods_session import SessionHolder
 from irods_ingestd.job import Batch, FileItem, ZoneSpec
 from irods_ingestd.ledger import Ledger
@@ -370,7 +371,7 @@ def test_conflict_is_not_overwritten_and_retry_after_fix_succeeds(env: Env) -> N
             assert f.read() == b"somebody else's data\n"
         # fix it: the owner removes the object; a retry succeeds
         sess.data_objects.unlink(target, force=True)
-    assert ingest.retry_failed(ctx.ledger, ["z1"]) == 1
+    assert ctx.ledger.retry_failed(["z1"]) == 1
     assert ctx.ledger.pop_resettle("z1") == ["x/report.csv"]
     s = env.run(ctx, [it])
     assert s["ingested"] == 1
@@ -402,7 +403,7 @@ def test_interrupted_update_is_rolled_back_then_completed(env: Env, monkeypatch:
     time.sleep(0.01)
     it2 = env.write("u/swap.txt", b"new content\n")
     env.queue("z1", [it2])
-    real_rename = ingest.rename
+    real_rename = catalog.rename
     seen: list[tuple[str, str]] = []
     t = names.target_for(env.coll, "u/swap.txt")
 
@@ -412,10 +413,10 @@ def test_interrupted_update_is_rolled_back_then_completed(env: Env, monkeypatch:
             raise SystemExit("simulated crash between the renames")
         real_rename(session, src, dst)
 
-    monkeypatch.setattr(ingest, "rename", crash_on_second_rename)
+    monkeypatch.setattr(catalog, "rename", crash_on_second_rename)
     with pytest.raises(SystemExit):
         ingest.ingest_file(ctx, env.zone(ctx), it2, retries=0)
-    monkeypatch.setattr(ingest, "rename", real_rename)
+    monkeypatch.setattr(catalog, "rename", real_rename)
     assert seen[0] == (f"{env.coll}/u/swap.txt", t.old_path)
     ctx.sessions.reset()
     with env.session() as sess:
@@ -568,8 +569,8 @@ def test_one_lookup_query_per_collection_for_a_batch(env: Env) -> None:
     # an object that another worker made after the batch's look-up
     late = env.write("flat/late", b"late content")
     other = env.ctx()
-    ingest._prefetch(ctx, Batch(env.zone(ctx), (late,)))
-    ingest._prefetch(ctx, Batch(env.zone(ctx), (late, items[0])))
+    ingest.prefetch(ctx, Batch(env.zone(ctx), (late,)))
+    ingest.prefetch(ctx, Batch(env.zone(ctx), (late, items[0])))
     assert (f"{env.coll}/flat", "late") in ctx.prefetched  # says: absent
     assert env.run(other, [late])["ingested"] == 1
     env.queue("z1", [late])

@@ -17,27 +17,23 @@ file that was verified and never destroys another:
 * ``move`` never overwrites in ``move_to``: a name already taken there gets ``name.~1~``, ``.~2~``…;
   across devices the copy is checked against the verified SHA-256 before the source goes.
 
-Adding an action: a function ``(zone, item, path) -> None`` raising :class:`Changed` (not the verified
-file) or ``OSError``, and one line in :data:`ACTIONS`.
+Adding an action: a module under ``actions/`` with ``run(zone, item, path) -> None`` raising
+:class:`Changed` (not the verified file) or ``OSError``, and one line in :data:`irods_ingestd.registry.AFTER_ACTIONS`.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import logging
 import os
 import secrets
-import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import redis
 
-from . import fsops
-from .job import ZoneSpec
+from .. import fsops, registry
+from ..job import ZoneSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +63,7 @@ class Verified:
 DONE, CHANGED, BUSY, GONE, FAILED = "done", "changed", "busy", "gone", "failed"
 
 
-def _private(path: str, what: str) -> str:
+def private(path: str, what: str) -> str:
     d, name = os.path.split(path)
     token = secrets.token_hex(3)
     private = f".{name}.ingestd-{what}.{token}"  # the default temp patterns (.*.??????) skip it
@@ -76,83 +72,32 @@ def _private(path: str, what: str) -> str:
     return os.path.join(d, private)
 
 
-def _put_back(private: str, path: str) -> str:
+def put_back(src: str, path: str) -> str:
     """Rename a file we took aside back under its name (or a free numbered one if that was taken)."""
     while True:
         dest = fsops.free_name(path)
         try:
-            fsops.rename_noreplace(private, dest)
+            fsops.rename_noreplace(src, dest)
             return dest
         except FileExistsError:
             continue
 
 
-def _take_aside(item: Verified, path: str, what: str) -> str:
+def take_aside(item: Verified, path: str, what: str) -> str:
     """Rename the landing file to a private name and check it is the verified file; Changed otherwise."""
-    private = _private(path, what)
-    fsops.rename_noreplace(path, private)
-    if not item.same(os.lstat(private)):
-        back = _put_back(private, path)
+    aside = private(path, what)
+    fsops.rename_noreplace(path, aside)
+    if not item.same(os.lstat(aside)):
+        back = put_back(aside, path)
         raise Changed(f"replaced after verification (left as {os.path.basename(back)})")
-    return private
-
-
-def delete(zone: ZoneSpec, item: Verified, path: str) -> None:
-    os.unlink(_take_aside(item, path, "del"))
-
-
-def _copy_checked(src: str, dest_dir: str, name: str, item: Verified) -> str:
-    """Copy src into dest_dir under a private name; its SHA-256 must be the verified one."""
-    tmp = _private(os.path.join(dest_dir, name), "move")
-    h = hashlib.sha256()
-    with open(src, "rb") as fin, open(tmp, "xb") as fout:
-        if not item.same(os.fstat(fin.fileno())):
-            raise Changed("changed before it could be copied to move_to")
-        while chunk := fin.read(8 << 20):
-            h.update(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    shutil.copystat(src, tmp)
-    if h.hexdigest() != item.sha256:
-        os.unlink(tmp)
-        raise Changed("its bytes differ from the verified copy")
-    return tmp
-
-
-def move(zone: ZoneSpec, item: Verified, path: str) -> None:
-    assert zone.move_to
-    dest = os.path.join(zone.move_to, item.rel)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    while True:
-        target = fsops.free_name(dest)
-        try:
-            fsops.rename_noreplace(path, target)
-            break
-        except FileExistsError:
-            continue  # taken between the look and the rename: the next free name
-        except OSError as e:
-            if e.errno != errno.EXDEV:
-                raise
-            tmp = _copy_checked(path, os.path.dirname(dest), os.path.basename(dest), item)
-            os.unlink(_take_aside(item, path, "del"))
-            _put_back(tmp, dest)
-            return
-    if not item.same(os.lstat(target)):  # swapped in at the last moment: put it back, unverified
-        _put_back(target, path)
-        raise Changed("replaced after verification")
-    if target != dest:
-        log.info("zone %s: %s already existed; moved as %s", zone.name, dest, os.path.basename(target))
-
-
-ACTIONS: dict[str, Callable[[ZoneSpec, Verified, str], None]] = {"delete": delete, "move": move}
+    return aside
 
 
 def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
     """Apply the zone's after-action to a verified file now: (outcome, reason)."""
-    action = ACTIONS.get(zone.after)
-    if action is None:
+    if zone.after not in registry.AFTER_ACTIONS:
         return DONE, ""
+    action = registry.load(registry.AFTER_ACTIONS, zone.after).run
     path = os.path.join(zone.root, item.rel)
     try:
         st = os.stat(path) if zone.follow_symlinks else os.lstat(path)

@@ -1,0 +1,60 @@
+"""after = "move": the verified landing file goes below ``move_to`` under its relative path, never over a
+file already there (``name.~N~`` then); across devices the copy is checked against the verified SHA-256."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+
+from ... import fsops
+from ...job import ZoneSpec
+from ..after import Changed, Verified, private, put_back, take_aside
+
+log = logging.getLogger("irods_ingestd.ingest")
+
+
+def _copy_checked(src: str, dest_dir: str, name: str, item: Verified) -> str:
+    """Copy src into dest_dir under a private name; its SHA-256 must be the verified one."""
+    tmp = private(os.path.join(dest_dir, name), "move")
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(tmp, "xb") as fout:
+        if not item.same(os.fstat(fin.fileno())):
+            raise Changed("changed before it could be copied to move_to")
+        while chunk := fin.read(8 << 20):
+            h.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    shutil.copystat(src, tmp)
+    if h.hexdigest() != item.sha256:
+        os.unlink(tmp)
+        raise Changed("its bytes differ from the verified copy")
+    return tmp
+
+
+def run(zone: ZoneSpec, item: Verified, path: str) -> None:
+    assert zone.move_to
+    dest = os.path.join(zone.move_to, item.rel)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    while True:
+        target = fsops.free_name(dest)
+        try:
+            fsops.rename_noreplace(path, target)
+            break
+        except FileExistsError:
+            continue  # taken between the look and the rename: the next free name
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            tmp = _copy_checked(path, os.path.dirname(dest), os.path.basename(dest), item)
+            os.unlink(take_aside(item, path, "del"))
+            put_back(tmp, dest)
+            return
+    if not item.same(os.lstat(target)):  # swapped in at the last moment: put it back, unverified
+        put_back(target, path)
+        raise Changed("replaced after verification")
+    if target != dest:
+        log.info("zone %s: %s already existed; moved as %s", zone.name, dest, os.path.basename(target))

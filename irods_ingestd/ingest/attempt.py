@@ -1,0 +1,158 @@
+"""One try at one file: look at what iRODS holds under its name, judge it, transfer, put it in place.
+
+1. The landing file is still the job's version (:func:`local.check_local`); the collection exists.
+2. Look at the target, its temporary copy and a version set aside (the batch's one query per collection,
+   or a query of its own). A version set aside without a final object (an update interrupted between its
+   two renames) is renamed back first; a leftover temporary copy is removed (its tagged name says it is
+   this object's: see :mod:`irods_ingestd.names`).
+3. The target exists: same size and checksum as the local file → done without moving a byte
+   ("already-present"). Other content whose AVUs say this zone's file made it → an update (per the zone's
+   ``versions``); anything else is a conflict: fail with the reason, never overwrite.
+4. ``put``: copy to the temporary name, verify, AVUs (:func:`transfer.put`), then rename onto the final
+   name; an update first renames the old object to ``<name>.~N~`` (``versions = "keep"``) or sets it aside
+   and removes it once the new one is in (``replace``). So the final name only ever holds a verified,
+   complete copy with its metadata. ``register``: register in place and verify (:func:`transfer.register`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import irods.exception as iex
+
+from .. import names
+from ..checksums import Digest
+from ..job import FileItem, ZoneSpec
+from ..locks import FileLock
+from . import catalog, local, metadata, transfer
+from .catalog import Obj
+from .context import IngestContext
+from .errors import Conflict, LockLost, PermanentError, StaleLookup
+from .local import Local
+from .results import ALREADY, INGESTED, UPDATED, FileResult
+
+
+def still_mine(lock: FileLock | None) -> None:
+    if lock is not None and not lock.still_held():
+        raise LockLost()
+
+
+def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, target: names.Target,
+            res: FileResult, lock: FileLock | None = None) -> str:
+    """One try at one file; returns INGESTED, UPDATED or ALREADY, or raises."""
+    loc = local.check_local(zone, item)
+    res.local_st = loc.st
+    catalog.ensure_collection(session, target.collection, ctx.known_collections, ctx.sleep)
+    objs, prefetched = _look(ctx, session, target)
+    existing = objs.get(target.name)
+    dig: Digest | None = None
+    if existing is not None:
+        dig, same = _judge(ctx, session, zone, item, target, loc, existing)
+        if same and dig is not None:
+            res.digest = dig.sha256
+            return ALREADY
+    update = existing is not None
+    opts: dict[str, str] = {"destRescName": zone.resource} if zone.resource else {}
+    avus = metadata.avus_for(zone, item, target, ctx.host)
+    if zone.mode == "register":
+        return _register(ctx, session, loc, target, existing, dig, opts, avus, res)
+    dig, res.moved_bytes = transfer.put(ctx, session, item.size, loc, target.part_path, opts, avus)
+    res.digest = dig.sha256
+    still_mine(lock)
+    return _place(session, zone, target, update, prefetched, res)
+
+
+def _look(ctx: IngestContext, session: Any, target: names.Target) -> tuple[dict[str, Obj], bool]:
+    part, old = target.part_name, target.old_name
+    objs = ctx.prefetched.pop((target.collection, target.name), None)
+    prefetched = objs is not None
+    if objs is None:
+        objs = catalog.lookup(session, target.collection, [target.name, part, old])
+    if target.name not in objs and old in objs:
+        # an update was interrupted between its two renames: put the previous version back first
+        catalog.rename(session, target.old_path, target.path)
+        objs[target.name] = objs.pop(old)
+        objs[target.name].name = target.name
+    if part in objs:
+        catalog.unlink_quiet(session, target.part_path)
+    if old in objs:
+        catalog.unlink_quiet(session, target.old_path)
+    return objs, prefetched
+
+
+def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, target: names.Target, loc: Local,
+           existing: Obj) -> tuple[Digest | None, bool]:
+    """The object under the name: the same content (digest, True), an earlier version of this very file
+    (digest or None, False), or a conflict (raised)."""
+    dig: Digest | None = None
+    if existing.size == item.size:
+        stored = existing.checksum or catalog.server_checksum(session, target.path)
+        dig, same = transfer.verify(ctx, loc, local.digest(loc, ctx.hash_scheme), stored)
+        if same:
+            local.recheck(loc)
+            if zone.mode == "register" and os.path.realpath(loc.path) in existing.paths:
+                avus = catalog.object_avus(session, target.collection, target.name)
+                if metadata.A_SOURCE_PATH not in avus:  # registered by us, interrupted before the AVUs
+                    catalog.set_metadata(session, target.path, metadata.avus_for(zone, item, target, ctx.host))
+            return dig, True
+    avus = catalog.object_avus(session, target.collection, target.name)
+    if not metadata.made_by_us(avus, zone, item, target):
+        who = avus.get(metadata.A_SOURCE_PATH)
+        why = f"made from {who} in zone {avus.get(metadata.A_ZONE)}" if who else "not made by irods-ingestd"
+        raise Conflict(f"conflict: {target.path} exists with other content ({existing.size} bytes, "
+                       f"{existing.checksum or 'no checksum'}), {why}; not overwritten")
+    if zone.versions == "conflict" and zone.mode == "put":
+        raise Conflict(f"conflict: {target.path} holds an earlier version of this file ({existing.size} bytes, "
+                       f"{existing.checksum or 'no checksum'}); versions = \"conflict\": not overwritten")
+    return dig, False
+
+
+def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target, existing: Obj | None,
+              dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult) -> str:
+    realpath = os.path.realpath(loc.path)
+    if names.needs_mapping(realpath):
+        raise PermanentError("register mode cannot register a path that is not valid UTF-8 text")
+    here = existing is not None and realpath in existing.paths
+    aside = None
+    if existing is not None and not here:  # another path registered under the name: set it aside
+        catalog.rename(session, target.path, target.old_path)
+        aside = target.old_path
+    dig = transfer.register(ctx, session, loc, target.path, aside, here, dig, opts, avus)
+    res.digest = dig.sha256
+    if aside:
+        catalog.unlink_quiet(session, target.old_path)
+    res.moved_bytes = 0
+    return UPDATED if existing is not None else INGESTED
+
+
+def _place(session: Any, zone: ZoneSpec, target: names.Target, update: bool, prefetched: bool,
+           res: FileResult) -> str:
+    """Rename the verified temporary copy onto the final name (setting an earlier version aside first)."""
+    if update:
+        keep = zone.versions == "keep"
+        if keep:
+            aside = catalog.set_aside_version(session, target)
+        else:
+            catalog.rename(session, target.path, target.old_path)
+            aside = target.old_path
+        try:
+            catalog.rename(session, target.part_path, target.path)
+        except BaseException:
+            catalog.rename(session, aside, target.path)
+            raise
+        if keep:
+            res.kept_as = aside
+            catalog.mark_superseded(session, aside)
+        else:
+            catalog.unlink_quiet(session, target.old_path)
+        return UPDATED
+    try:
+        catalog.rename(session, target.part_path, target.path)
+    except iex.CAT_NAME_EXISTS_AS_DATAOBJ:
+        catalog.unlink_quiet(session, target.part_path)
+        if prefetched:  # the batch's look-up is older than this file's lock: look again before judging
+            raise StaleLookup() from None
+        raise Conflict(f"conflict: {target.path} was created by someone else during the copy; "
+                       f"not overwritten") from None
+    return INGESTED

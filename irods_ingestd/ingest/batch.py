@@ -1,0 +1,208 @@
+"""A batch of files, one at a time: each under its Redis lock, with retries, a ledger record and one
+journal line; then its after-action.
+
+Transient errors (network, iRODS down, SYS_* errors, timeouts) are retried with exponential backoff, the
+session reset between attempts; past the retries the file is handed back to be queued again (until
+``[queue].give_up_after``); permanent ones (conflict, permissions, unreadable local file) fail at once with
+``ledger.mark_failed``. A worker whose lock expired writes nothing more about the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .. import names
+from ..irods_session import SessionError
+from ..job import Batch, FileItem, ZoneSpec
+from ..locks import FileLock
+from ..messages import MessageId
+from . import attempt as attempt_mod
+from . import catalog
+from .after_run import after_action
+from .context import IngestContext
+from .errors import (
+    LocalChanged,
+    LockLost,
+    NotRegular,
+    PermanentError,
+    StaleLookup,
+    Vanished,
+    backoff_delay,
+    describe,
+    is_transient,
+)
+from .results import (
+    ALREADY,
+    CHANGED,
+    DEFERRED,
+    FAILED,
+    INGESTED,
+    LOCKED,
+    LOST,
+    NOT_REGULAR,
+    SUMMARY_KEYS,
+    UPDATED,
+    VANISHED,
+    FileResult,
+    done,
+    log,
+)
+
+LOOKUP_CHUNK_BYTES = 2000  # names in one GenQuery `in (...)` condition, kept short for any server
+
+
+def ingest_file(ctx: IngestContext, zone: ZoneSpec, item: FileItem, retries: int | None = None) -> FileResult:
+    """Ingest one file with its lock, retries and ledger record; returns what happened (never raises for
+    the file's own problems)."""
+    retries = ctx.config.queue.retries if retries is None else retries
+    res = FileResult(item.rel, FAILED, nbytes=item.size)
+    t0 = time.monotonic()
+    try:
+        target = names.target_for(zone.collection, item.rel)
+        res.irods_path = target.path
+    except names.BadName as e:
+        return _fail(ctx, zone, item, res, f"bad name: {e}", "permanent", t0)
+
+    lock = FileLock(ctx.redis, ctx.ledger.prefix, zone.name, item.rel)
+    if not lock.acquire():
+        ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
+        res.result = LOCKED
+        return done(zone, item, res, t0, logging.INFO, MessageId.FILE_SKIPPED)
+    try:
+        out = _attempts(ctx, zone, item, target, res, retries, t0, lock)
+        if out is not None:
+            return out
+        res.reason = after_action(ctx, zone, item, res) if res.result in (INGESTED, UPDATED, ALREADY) else ""
+    except LockLost:
+        res.result, res.reason = LOST, "the lock expired meanwhile: another worker has the file"
+        return done(zone, item, res, t0, logging.WARNING, MessageId.FILE_SKIPPED)
+    finally:
+        lock.release()
+    mid = MessageId.FILE_SKIPPED if res.result == ALREADY else MessageId.FILE_INGESTED
+    return done(zone, item, res, t0, logging.WARNING if res.reason else logging.INFO, mid)
+
+
+def _skip(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult, result: str, t0: float,
+          resettle: bool = False, level: int = logging.INFO) -> FileResult:
+    ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=resettle)
+    res.result = result
+    return done(zone, item, res, t0, level, MessageId.FILE_SKIPPED)
+
+
+def _attempts(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.Target, res: FileResult,
+              retries: int, t0: float, lock: FileLock) -> FileResult | None:
+    """Try until done (None: res.result says how; the ledger has it) or a final answer (returned)."""
+    attempt = 0
+    while True:
+        try:
+            session = ctx.sessions.get()
+            res.result = attempt_mod.attempt(ctx, session, zone, item, target, res, lock)
+            attempt_mod.still_mine(lock)
+            if not ctx.ledger.mark_done(zone.name, item.rel, item.size, item.mtime_ns, res.digest):
+                log.debug("a newer version of %s was queued meanwhile", item.rel)
+            return None
+        except StaleLookup:
+            continue  # the next attempt looks the object up afresh (the prefetched entry is gone)
+        except (LockLost, SessionError):
+            raise  # SessionError: the worker's configuration, not this file: fail the job, keep the files queued
+        except LocalChanged:
+            attempt_mod.still_mine(lock)
+            return _skip(ctx, zone, item, res, CHANGED, t0, resettle=True)
+        except Vanished:
+            attempt_mod.still_mine(lock)
+            return _skip(ctx, zone, item, res, VANISHED, t0)
+        except NotRegular:
+            attempt_mod.still_mine(lock)
+            return _skip(ctx, zone, item, res, NOT_REGULAR, t0, level=logging.WARNING)
+        except PermanentError as e:
+            attempt_mod.still_mine(lock)
+            return _fail(ctx, zone, item, res, str(e), e.kind, t0)
+        except Exception as e:  # noqa: BLE001 - classified below
+            attempt_mod.still_mine(lock)
+            if not is_transient(e):
+                return _fail(ctx, zone, item, res, describe(e), "permanent", t0)
+            ctx.sessions.reset()
+            ctx.known_collections.clear()
+            if attempt >= retries:
+                return _give_back(ctx, zone, item, res, f"{describe(e)} (after {attempt + 1} attempts)", t0)
+            delay = backoff_delay(ctx.config.queue, attempt)
+            log.warning("transient error on %s (attempt %d of %d), retrying in %.1fs: %s",
+                        res.irods_path, attempt + 1, retries + 1, delay, describe(e))
+            attempt += 1
+            ctx.sleep(delay)
+
+
+def _give_back(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult, reason: str,
+               t0: float) -> FileResult:
+    """A transient error outlasted the retries (iRODS down for an upgrade, a database restart): the file
+    goes back to the daemon to be queued again, until it has been failing for `give_up_after`; only then
+    is it listed as failed."""
+    first = ctx.ledger.note_transient(zone.name, item.rel)
+    if time.time() - first < ctx.config.queue.give_up_after:
+        ctx.ledger.forget(zone.name, item.rel, item.size, item.mtime_ns, resettle=True)
+        res.result, res.reason = DEFERRED, reason
+        return done(zone, item, res, t0, logging.WARNING, MessageId.FILE_SKIPPED)
+    ctx.ledger.clear_transient(zone.name, item.rel)
+    return _fail(ctx, zone, item, res, f"{reason}; failing for {ctx.config.queue.give_up_after:g}s",
+                 "transient", t0)
+
+
+def _fail(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult, reason: str, kind: str,
+          t0: float) -> FileResult:
+    res.result = FAILED
+    res.reason = reason
+    ctx.ledger.mark_failed(zone.name, item.rel, item.size, item.mtime_ns, reason, kind)
+    return done(zone, item, res, t0, logging.ERROR, MessageId.FILE_FAILED)
+
+
+def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
+    """Every file of a batch; a summary of counts (and bytes moved)."""
+    summary = {k: 0 for k in SUMMARY_KEYS.values()}
+    summary["bytes"] = 0
+    prefetch(ctx, batch)
+    down = False  # after one file ran out of retries, do not wait again on every other file of the batch
+    for item in batch.files:
+        res = ingest_file(ctx, batch.zone, item, retries=0 if down else None)
+        down = res.result == DEFERRED or (res.result == FAILED and res.reason.endswith("attempts)"))
+        summary[SUMMARY_KEYS[res.result]] += 1
+        summary["bytes"] += res.moved_bytes
+    return summary
+
+
+def _chunks(targets: list[names.Target]) -> list[list[names.Target]]:
+    chunks: list[list[names.Target]] = [[]]
+    size = 0
+    for t in targets:
+        if size >= LOOKUP_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(t)
+        size += 3 * len(t.name.encode("utf-8", "surrogateescape")) + 40
+    return chunks
+
+
+def prefetch(ctx: IngestContext, batch: Batch) -> None:
+    """One GenQuery per collection (per ~2 kB of names) for the whole batch instead of one per file.
+    What it finds is used once per file; anything that goes wrong here just leaves the per-file look-up."""
+    ctx.prefetched.clear()
+    by_coll: dict[str, list[names.Target]] = {}
+    for item in batch.files:
+        try:
+            t = names.target_for(batch.zone.collection, item.rel)
+        except names.BadName:
+            continue
+        by_coll.setdefault(t.collection, []).append(t)
+    if sum(len(ts) for ts in by_coll.values()) < 2:
+        return
+    try:
+        session = ctx.sessions.get()
+        for coll, targets in by_coll.items():
+            for chunk in _chunks(targets):
+                three = {c.name: (c.name, c.part_name, c.old_name) for c in chunk}
+                found = catalog.lookup(session, coll, [n for ns in three.values() for n in ns])
+                for name, ns in three.items():
+                    ctx.prefetched[(coll, name)] = {n: found[n] for n in ns if n in found}
+    except Exception as e:  # noqa: BLE001 - the per-file path looks again and handles the error properly
+        log.debug("batch look-up failed, looking up file by file: %s", e)
+        ctx.prefetched.clear()

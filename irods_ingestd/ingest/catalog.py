@@ -1,0 +1,186 @@
+"""The iRODS catalog adapter: every call the ingest makes to the server, and the only module that sends
+raw API requests (the rename). Functions take a python-irodsclient session and plain values."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import irods.exception as iex
+from irods.api_number import api_number
+from irods.column import In, Like
+from irods.message import FileOpenRequest, ObjCopyRequest, StringStringMap, iRODSMessage
+from irods.meta import AVUOperation, iRODSMeta
+from irods.models import Collection, DataObject, DataObjectMeta
+
+from .. import names
+from .errors import CollectionRace, PermanentError, describe, is_transient
+from .metadata import A_SUPERSEDED, AVU_PREFIX
+
+log = logging.getLogger("irods_ingestd.ingest")
+
+COLLECTION_TRIES = 5
+MAX_KNOWN_COLLECTIONS = 100_000
+
+
+@dataclass
+class Obj:
+    """A data object as a look-up found it (good replicas' size and checksum; every replica's path)."""
+
+    name: str
+    size: int
+    checksum: str
+    paths: list[str]
+
+
+def ensure_collection(session: Any, coll: str, known: set[str], sleep: Callable[[float], Any]) -> None:
+    """Create coll and its parents; safe when many workers race for the same tree.
+
+    A real server's recursive create stops at a parent that another session created meanwhile and
+    answers "already exists" although `coll` itself was not made: so the answer is never trusted, the
+    collection is looked up, and the create repeated until it is there (then cached in `known`)."""
+    if coll in known:
+        return
+    for attempt in range(COLLECTION_TRIES):
+        try:
+            session.collections.create(coll, recurse=True)
+        except (iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, iex.CAT_NAME_EXISTS_AS_COLLECTION,
+                iex.CollectionDoesNotExist, iex.CAT_UNKNOWN_COLLECTION):
+            pass  # another worker made coll or a parent first, or PRC's look-up after the create raced
+        except iex.iRODSException as e:
+            if is_transient(e) or not session.collections.exists(coll):
+                raise
+        if session.collections.exists(coll):
+            break
+        sleep(0.02 * (attempt + 1))
+    else:
+        raise CollectionRace(f"collection {coll} still missing after {COLLECTION_TRIES} creates")
+    if len(known) > MAX_KNOWN_COLLECTIONS:
+        known.clear()
+    known.add(coll)
+
+
+def lookup(session: Any, coll: str, wanted: Iterable[str]) -> dict[str, Obj]:
+    """The data objects called one of `wanted` in coll (good replicas first), in as few queries as may be."""
+    wanted = list(wanted)
+    found: dict[str, Obj] = {}
+    quoted = [n for n in wanted if "'" in n]
+    plain = [n for n in wanted if "'" not in n]
+    cols = (DataObject.name, DataObject.size, DataObject.checksum, DataObject.path, DataObject.replica_status)
+    queries = []
+    if plain:
+        queries.append(session.query(*cols).filter(Collection.name == coll)
+                       .filter(In(DataObject.name, plain) if len(plain) > 1 else DataObject.name == plain[0]))
+    for n in quoted:  # GenQuery cannot quote ' inside an `in` list; a single `=` works
+        queries.append(session.query(*cols).filter(Collection.name == coll).filter(DataObject.name == n))
+    for q in queries:
+        for row in q:
+            name = row[DataObject.name]
+            o = found.get(name)
+            if o is None:
+                o = found[name] = Obj(name, int(row[DataObject.size] or 0), row[DataObject.checksum] or "", [])
+            if str(row[DataObject.replica_status]) == "1":
+                o.size = int(row[DataObject.size] or 0)
+                o.checksum = row[DataObject.checksum] or o.checksum
+            o.paths.append(row[DataObject.path] or "")
+    return found
+
+
+def object_avus(session: Any, coll: str, name: str) -> dict[str, str]:
+    """The object's irods-ingestd AVUs (name → value)."""
+    avus: dict[str, str] = {}
+    q = session.query(DataObjectMeta.name, DataObjectMeta.value) \
+        .filter(Collection.name == coll).filter(DataObject.name == name)
+    for row in q:
+        n = row[DataObjectMeta.name]
+        if n and n.startswith(AVU_PREFIX):
+            avus[n] = row[DataObjectMeta.value] or ""
+    return avus
+
+
+def server_checksum(session: Any, path: str, force: bool = False) -> str:
+    kw = {"forceChksum": ""} if force else {}
+    return str(session.data_objects.chksum(path, **kw) or "")
+
+
+def rename(session: Any, src: str, dst: str) -> None:
+    """DATA_OBJ_RENAME of a data object onto a name that must not exist (PRC's move() first asks whether
+    dst is a collection: two more GenQueries a file, which this skips)."""
+    def inp(path: str) -> FileOpenRequest:
+        return FileOpenRequest(objPath=path, createMode=0, openFlags=0, offset=0, dataSize=0,
+                               numThreads=session.numThreads, oprType=11, KeyValPair_PI=StringStringMap())
+
+    msg = iRODSMessage("RODS_API_REQ", msg=ObjCopyRequest(srcDataObjInp_PI=inp(src), destDataObjInp_PI=inp(dst)),
+                       int_info=api_number["DATA_OBJ_RENAME_AN"])
+    with session.pool.get_connection() as conn:
+        conn.send(msg)
+        conn.recv()
+
+
+def unlink_quiet(session: Any, path: str) -> None:
+    """Remove an object for good (no trash); one that is already gone is fine."""
+    try:
+        session.data_objects.unlink(path, force=True)
+    except (iex.OBJ_PATH_DOES_NOT_EXIST, iex.DataObjectDoesNotExist, iex.CAT_UNKNOWN_FILE, iex.CAT_NO_ROWS_FOUND):
+        pass  # iRODS 5 answers CAT_NO_ROWS_FOUND for a missing object
+
+
+def register(session: Any, realpath: str, path: str, opts: dict[str, str]) -> None:
+    """Register a landing file in place, checksummed by the server; nothing stays registered on failure."""
+    try:
+        session.data_objects.register(realpath, path, regChksum="", **opts)
+    except (iex.UNIX_FILE_STAT_ERR, iex.UNIX_FILE_OPEN_ERR) as e:
+        # it can stat but not open the file (to checksum it): nothing may stay registered
+        with contextlib.suppress(iex.iRODSException):
+            if session.data_objects.exists(path):
+                session.data_objects.unregister(path)
+        raise PermanentError(
+            f"the iRODS server cannot read {realpath} ({describe(e)}): register mode needs the server's "
+            "service account, on the host of the zone's resource, to read the landing file and to search "
+            "every directory above it") from None
+
+
+def unregister(session: Any, path: str) -> None:
+    session.data_objects.unregister(path)
+
+
+def set_metadata(session: Any, path: str, avus: list[iRODSMeta]) -> None:
+    """All of an object's AVUs in one atomic call (the call, not the AVU count, is what costs)."""
+    if avus:
+        session.metadata.apply_atomic_operations(DataObject, path,
+                                                 *(AVUOperation(operation="add", avu=m) for m in avus))
+
+
+def set_aside_version(session: Any, target: names.Target) -> str:
+    """Rename the object at target.path to the first free `<name>.~N~` (never over another object)."""
+    n = _last_version(session, target) + 1
+    while True:
+        aside = f"{target.path}.~{n}~"
+        try:
+            rename(session, target.path, aside)
+            return aside
+        except (iex.CAT_NAME_EXISTS_AS_DATAOBJ, iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME):
+            n += 1
+
+
+def _last_version(session: Any, target: names.Target) -> int:
+    if "'" in target.name:
+        return 0  # GenQuery cannot quote it in a like: count up from 1
+    prefix = target.name + ".~"
+    q = session.query(DataObject.name).filter(Collection.name == target.collection) \
+        .filter(Like(DataObject.name, prefix + "%~"))
+    nums = [int(n[len(prefix):-1]) for n in (r[DataObject.name] for r in q)
+            if n.startswith(prefix) and n[len(prefix):-1].isdigit()]
+    return max(nums, default=0)
+
+
+def mark_superseded(session: Any, path: str) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        set_metadata(session, path, [iRODSMeta(A_SUPERSEDED, now)])
+    except iex.iRODSException as e:  # the version is kept either way; the AVU only dates it
+        log.warning("could not mark %s as superseded: %s", path, describe(e))

@@ -1,0 +1,42 @@
+"""AVUs: the names irods-ingestd writes, which of an object's AVUs say it made it, and the zone's AVUs
+gathered from its extractors (:mod:`irods_ingestd.registry`)."""
+
+from __future__ import annotations
+
+from irods.meta import iRODSMeta
+
+from .. import names, registry
+from ..job import FileItem, ZoneSpec
+
+AVU_PREFIX = "ingestd::"
+A_SOURCE_HOST = AVU_PREFIX + "source_host"
+A_SOURCE_PATH = AVU_PREFIX + "source_path"
+A_SIZE = AVU_PREFIX + "size"
+A_MTIME = AVU_PREFIX + "mtime"
+A_INGEST_TIME = AVU_PREFIX + "ingest_time"
+A_ZONE = AVU_PREFIX + "zone"
+A_VERSION = AVU_PREFIX + "version"
+A_ORIGINAL_NAME = AVU_PREFIX + "original_name"
+A_SUPERSEDED = AVU_PREFIX + "superseded"  # on a previous version kept as <name>.~N~: when it was replaced
+
+
+def source_path(zone: ZoneSpec, rel: str) -> str:
+    """The landing file as logs and AVUs name it (valid UTF-8: mapped components)."""
+    return zone.root.rstrip("/") + "/" + names.display(rel)
+
+
+def avus_for(zone: ZoneSpec, item: FileItem, target: names.Target, host: str) -> list[iRODSMeta]:
+    """Every AVU the zone's extractors give this file: the provenance always (it is how irods-ingestd
+    recognises its own objects), then the zone's `metadata` extractors."""
+    out: list[iRODSMeta] = []
+    for name in dict.fromkeys(("provenance", *zone.metadata)):
+        out += registry.load(registry.EXTRACTORS, name).avus(zone, item, target, host)
+    return out
+
+
+def made_by_us(avus: dict[str, str], zone: ZoneSpec, item: FileItem, target: names.Target) -> bool:
+    """Do an object's AVUs say this zone made it from this very landing path?"""
+    if avus.get(A_ZONE) != zone.name or avus.get(A_SOURCE_PATH) != source_path(zone, item.rel):
+        return False
+    original = avus.get(A_ORIGINAL_NAME)
+    return original == names.original_name_value(item.rel) if target.mapped else original is None

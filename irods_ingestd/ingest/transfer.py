@@ -1,0 +1,124 @@
+"""Moving a file's bytes (put) or its path (register) into iRODS, verified in the server's scheme and
+given its AVUs; the put leaves the verified copy under its temporary name (see :mod:`.attempt`)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import irods.exception as iex
+
+from .. import checksums
+from ..checksums import Digest
+from . import catalog, local
+from .context import IngestContext
+from .errors import LocalChanged, PermanentError, is_transient
+from .local import Local
+
+PARALLEL_THRESHOLD = 32 * 1024 * 1024
+CHUNK = 8 * 1024 * 1024
+
+
+def copy_small(session: Any, loc: Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
+    """One stream: read, hash and write chunk by chunk from a descriptor on the very file looked at."""
+    h = checksums.Hasher(schemes)
+    fd = local.open_checked(loc)
+    with os.fdopen(fd, "rb", buffering=0) as f, session.data_objects.open(dest, "w", **opts) as o:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            o.write(chunk)
+    return h.digest()
+
+
+def copy_large(session: Any, loc: Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
+    """PRC's parallel put, with the digests computed by a thread reading the same file meanwhile."""
+    result: list[Digest] = []
+    error: list[BaseException] = []
+
+    def hash_it() -> None:
+        try:
+            result.append(checksums.file_digest(loc.path, schemes))
+        except BaseException as e:  # noqa: B036 - handed to the caller
+            error.append(e)
+
+    if not os.access(loc.path, os.R_OK):
+        raise PermanentError("unreadable local file: Permission denied")
+    t = threading.Thread(target=hash_it, name="sha256", daemon=True)
+    t.start()
+    try:
+        session.data_objects.put(loc.path, dest, num_threads=0, **opts)
+    finally:
+        t.join()
+    if error:
+        e = error[0]
+        if isinstance(e, PermissionError):
+            raise PermanentError(f"unreadable local file: {e.strerror}")
+        if isinstance(e, FileNotFoundError):
+            raise LocalChanged()
+        raise e
+    return result[0]
+
+
+def verify(ctx: IngestContext, loc: Local, dig: Digest, got: str) -> tuple[Digest, bool]:
+    """Compare the server's checksum with ours, learning the server's scheme."""
+    dig, same, scheme = local.compare(loc, dig, got)
+    if scheme is not None:
+        ctx.hash_scheme = scheme
+    return dig, same
+
+
+def put(ctx: IngestContext, session: Any, size: int, loc: Local, part: str, opts: dict[str, str],
+        avus: list[Any]) -> tuple[Digest, int]:
+    """Copy to the temporary name, verify, give it its AVUs: (digest, bytes moved). Whatever fails for good
+    leaves no temporary copy behind (a transient error may have taken the connection: the next attempt
+    removes it)."""
+    try:
+        copy = copy_large if size > PARALLEL_THRESHOLD else copy_small
+        # regChksum: the server checksums the bytes it stored when the copy is closed (in the same catalog
+        # update that finalizes the replica); the answer is then a look-up, not a second read of the file
+        dig = copy(session, loc, part, {**opts, "regChksum": ""}, checksums.schemes_for(ctx.hash_scheme))
+        got = catalog.server_checksum(session, part) or catalog.server_checksum(session, part, force=True)
+        dig, same = verify(ctx, loc, dig, got)
+        if not same:
+            local.recheck(loc)  # a file that changed while being read is resettled, not failed
+            raise iex.USER_CHKSUM_MISMATCH(f"iRODS has {got or 'no checksum'}, the local file "
+                                           f"{local.shown(dig, ctx.hash_scheme)}")
+        local.recheck(loc)
+        catalog.set_metadata(session, part, avus)
+        return dig, size
+    except BaseException as e:
+        if not is_transient(e):
+            try:
+                catalog.unlink_quiet(session, part)
+            except Exception:  # noqa: BLE001
+                pass
+        raise
+
+
+def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str | None,
+             existing_here: bool, dig: Digest | None, opts: dict[str, str], avus: list[Any]) -> Digest:
+    """Register the landing file's real path at `path` and verify it. An earlier registration of the same
+    path is unregistered first (`existing_here`); another object under the name was set aside to `aside`
+    and is put back if this fails."""
+    realpath = os.path.realpath(loc.path)
+    if existing_here:
+        catalog.unregister(session, path)
+    if dig is None:
+        dig = local.digest(loc, ctx.hash_scheme)
+    catalog.register(session, realpath, path, opts)
+    got = catalog.server_checksum(session, path)
+    try:
+        dig, same = verify(ctx, loc, dig, got)
+        if not same:
+            local.recheck(loc)
+            raise PermanentError(f"checksum mismatch after register: iRODS {got or 'none'}, "
+                                 f"local {local.shown(dig, ctx.hash_scheme)}")
+        local.recheck(loc)
+    except (LocalChanged, PermanentError):
+        catalog.unregister(session, path)
+        if aside:
+            catalog.rename(session, aside, path)
+        raise
+    catalog.set_metadata(session, path, avus)
+    return dig
