@@ -64,11 +64,27 @@ def check_services(cfg: Config) -> list[str]:
     return problems
 
 
+def register_warnings(cfg: Config) -> list[str]:
+    """Register zones the iRODS service account on this host could not read (a hint: the server may run
+    elsewhere, and ACLs are beyond the mode bits)."""
+    from ..register_check import unreadable_for_service_account
+
+    out = []
+    for z in cfg.zones:
+        if z.mode == "register":
+            why = unreadable_for_service_account(z.path)
+            if why:
+                out.append(f"warning: zone {z.name!r} (mode = \"register\"): {why}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load(args.config, check_paths=not args.offline)
     problems = security_problems(cfg)
     if not args.offline:
         problems += check_services(cfg)
+    for w in register_warnings(cfg):
+        sys.stderr.write(f"{w}\n")
     for p in problems:
         sys.stderr.write(f"{p}\n")
     if problems:

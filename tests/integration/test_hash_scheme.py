@@ -1,4 +1,7 @@
-"""Verification in the server's own checksum scheme: a real iRODS 5.0.2 switched to MD5
+"""Verification in the server's own checksum scheme, and what check-config says about the server's
+reading of register zones.
+
+Verification in the server's own checksum scheme: a real iRODS 5.0.2 switched to MD5
 (`default_hash_scheme` in server_config.json) answers MD5 hex checksums; every file must still verify."""
 
 from __future__ import annotations
@@ -47,3 +50,31 @@ def test_md5_server_verifies_puts_and_registers_then_sha256_again(env: Env) -> N
     assert ctx.hash_scheme == checksums.SHA2
     with env.session() as sess:
         assert objects_under(sess, env.coll + "/")[f"{env.coll}/m/new.dat"][1] == sha2(b"after the switch back")
+
+
+def test_check_config_warns_about_a_register_zone_the_server_cannot_read(tmp_path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    import pwd
+    import subprocess
+    import sys
+
+    from tests.landing import server_readable
+
+    try:
+        pwd.getpwnam("irods")
+    except KeyError:
+        pytest.skip("no local iRODS service account")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    public = server_readable(tmp_path.parent / f"{tmp_path.name}-public")
+    env_file = tmp_path / "env.json"
+    env_file.write_text("{}")
+    cfg = tmp_path / "config.toml"
+    zones = "".join(f'[[zone]]\nname = "{n}"\npath = "{p}"\ncollection = "/tempZone/home/rods/{n}"\n'
+                    f'mode = "register"\n' for n, p in (("hidden", private), ("open", public)))
+    cfg.write_text(f'[redis]\nurl = "{redis_server.url}"\n[irods]\nenvironment_file = "{env_file}"\n{zones}')
+    cfg.chmod(0o600)
+    r = subprocess.run([sys.executable, "-m", "irods_ingestd", "-c", str(cfg), "check-config", "--offline"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr  # a hint, not a refusal: the server may run on another host
+    assert "zone 'hidden'" in r.stderr and "irods" in r.stderr and "UNIX_FILE_STAT_ERR" in r.stderr, r.stderr
+    assert "zone 'open'" not in r.stderr, r.stderr
