@@ -110,6 +110,8 @@ class QueueConfig:
     # a file whose transient errors outlast the retries goes back to be queued again (iRODS down for an
     # upgrade needs no human) until it has been failing this long; then it is listed as failed
     give_up_after: float = 86400.0
+    # a job's timeout is job_timeout plus its bytes at this rate (bytes/s): large files are never cut off
+    slowest_rate: float = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ _REDIS_KEYS = {"url", "sentinels", "sentinel_master", "prefix"}
 _IRODS_KEYS = {"environment_file", "password_file", "password", "connection_timeout"}
 _QUEUE_KEYS = {
     "name", "batch_files", "batch_bytes", "max_backlog", "job_timeout",
-    "retries", "backoff", "backoff_max", "give_up_after",
+    "retries", "backoff", "backoff_max", "give_up_after", "slowest_rate",
 }
 _ZONE_KEYS = {
     "name", "path", "collection", "mode", "settle", "watcher", "rescan", "poll_interval", "include",
@@ -307,6 +309,7 @@ def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: boo
         backoff=c.conv("[queue]", qraw, "backoff", parse_duration, q.backoff),
         backoff_max=c.conv("[queue]", qraw, "backoff_max", parse_duration, q.backoff_max),
         give_up_after=c.conv("[queue]", qraw, "give_up_after", parse_duration, q.give_up_after),
+        slowest_rate=c.conv("[queue]", qraw, "slowest_rate", parse_size, q.slowest_rate),
     )
     if not re.match(r"^[A-Za-z0-9_.:-]+$", queue_cfg.name):
         c.problems.append(f"[queue].name: {queue_cfg.name!r} may hold only letters, digits and _ . : -")

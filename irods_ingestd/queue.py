@@ -88,6 +88,12 @@ def make_batches(zone: ZoneSpec, files: Iterable[FileItem], max_files: int, max_
     return out
 
 
+def job_timeout_for(cfg: QueueConfig, nbytes: int) -> int:
+    """A job's timeout sized to its bytes: `job_timeout` plus the time to move them at `slowest_rate`
+    (a 200 GiB file gets ~12 h at 5 MiB/s instead of failing at the same 1 h every time)."""
+    return int(cfg.job_timeout + nbytes / max(1.0, cfg.slowest_rate))
+
+
 class Enqueuer:
     def __init__(self, r: redis.Redis, ledger: Ledger, cfg: QueueConfig) -> None:
         self.r = r
@@ -184,7 +190,7 @@ class Enqueuer:
 
     def _job_data(self, b: Batch, job_id: str) -> Any:
         return Queue.prepare_data(
-            TASK_FUNC, args=(b.to_record(),), job_id=job_id, timeout=int(self.cfg.job_timeout),
+            TASK_FUNC, args=(b.to_record(),), job_id=job_id, timeout=job_timeout_for(self.cfg, b.bytes),
             result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=Retry(max=JOB_RETRIES),
             description=f"ingest {len(b.files)} files ({b.bytes} bytes) of zone {b.zone.name}",
         )

@@ -249,3 +249,23 @@ def test_a_worker_that_lost_its_lock_leaves_the_file_alone(make_pipe: Any, monke
     assert checksums(pipe) == {"f.dat": sha2(b"payload")}
     for c in (frozen, other):
         c.sessions.cleanup()
+
+
+# --- 13. a transfer longer than job_timeout: the job's timeout is sized to its bytes -------------------------
+def test_a_large_file_gets_a_job_timeout_sized_to_it(redis_conn: Any) -> None:
+    from rq import Queue
+
+    from irods_ingestd.config import QueueConfig
+    from irods_ingestd.job import FileItem, ZoneSpec
+    from irods_ingestd.ledger import Ledger
+    from irods_ingestd.queue import Enqueuer
+
+    cfg = QueueConfig(name="timeouts", job_timeout=3600.0, slowest_rate=5 * 1024 * 1024)
+    enq = Enqueuer(redis_conn, Ledger(redis_conn), cfg)
+    zone = ZoneSpec("z", "/landing", "/tempZone/home/rods/z")
+    small = [FileItem(f"s{i}", 4096, i) for i in range(3)]
+    huge = FileItem("genome.bam", 200 << 30, 1)  # 200 GiB: a batch of its own (over batch_bytes)
+    assert enq.enqueue(zone, [*small, huge]) == 4
+    timeouts = {len(j.args[0]["files"]): j.timeout for j in Queue("timeouts", connection=redis_conn).get_jobs()}
+    assert timeouts[3] < 3700  # small files: about job_timeout
+    assert timeouts[1] >= 3600 + (200 << 30) // (5 << 20)  # the huge file: 1 h + 200 GiB at 5 MiB/s (~11 h)
