@@ -107,6 +107,14 @@ def server_checksum(session: Any, path: str, force: bool = False) -> str:
     return str(session.data_objects.chksum(path, **kw) or "")
 
 
+def stored_checksum(session: Any, path: str) -> str:
+    """The checksum the catalog holds for an object's good replica ('' if none): a GenQuery, about a
+    quarter of the time a DATA_OBJ_CHKSUM call takes on iRODS 5.0.2 (0.9 ms against 3.9 ms here)."""
+    coll, _, name = path.rpartition("/")
+    obj = lookup(session, coll, [name]).get(name)
+    return obj.checksum if obj is not None else ""
+
+
 def rename(session: Any, src: str, dst: str) -> None:
     """DATA_OBJ_RENAME of a data object onto a name that must not exist (PRC's move() first asks whether
     dst is a collection: two more GenQueries a file, which this skips)."""

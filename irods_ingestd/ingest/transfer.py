@@ -78,7 +78,7 @@ def put(ctx: IngestContext, session: Any, size: int, loc: Local, part: str, opts
         # regChksum: the server checksums the bytes it stored when the copy is closed (in the same catalog
         # update that finalizes the replica); the answer is then a look-up, not a second read of the file
         dig = copy(session, loc, part, {**opts, "regChksum": ""}, checksums.schemes_for(ctx.hash_scheme))
-        got = catalog.server_checksum(session, part) or catalog.server_checksum(session, part, force=True)
+        got = catalog.stored_checksum(session, part) or catalog.server_checksum(session, part, force=True)
         dig, same = verify(ctx, loc, dig, got)
         if not same:
             local.recheck(loc)  # a file that changed while being read is resettled, not failed
