@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import redis
 
+from . import keys
+
 TTL_MS = 30_000
 
 # KEYS: owner keys. ARGV: our value, TTL ms. Takes (or renews) all of them, or none if another daemon
@@ -102,7 +104,7 @@ def _pid_gone(pid: int) -> bool:
 
 
 def owner_key(prefix: str, zone: str) -> str:
-    return f"{prefix}:owner:{zone}"
+    return keys.owner_key(prefix, zone)
 
 
 def owner(r: redis.Redis, prefix: str, zone: str) -> Holder | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from . import __version__
+from . import __version__, keys
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -25,13 +25,13 @@ STATUS_TTL = 30
 
 
 def status_key(prefix: str, host: str, pid: int) -> str:
-    return f"{prefix}:daemon:{host}:{pid}"
+    return keys.status_key(prefix, host, pid)
 
 
 def read_all(r: redis.Redis, prefix: str) -> list[dict[str, Any]]:
     """Every daemon's status record (sorted by host and pid)."""
     out = []
-    for key in r.scan_iter(f"{prefix}:daemon:*"):
+    for key in r.scan_iter(keys.status_pattern(prefix)):
         raw = r.get(key)
         if raw:
             try:

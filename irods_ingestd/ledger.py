@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 
+from . import keys
 from . import ledger_lua as lua
 
 QUEUED, DONE, FAILED = b"Q", b"D", b"F"
@@ -110,29 +111,28 @@ class Ledger:
 
     # keys
     def dir_key(self, zone: str, reldir: str) -> str:
-        return f"{self.prefix}:l:{zone}:" + hashlib.blake2b(os.fsencode(reldir), digest_size=10).hexdigest()
+        return keys.dir_key(self.prefix, zone, reldir)
 
     def stats_key(self, zone: str) -> str:
-        return f"{self.prefix}:s:{zone}"
+        return keys.stats_key(self.prefix, zone)
 
     def failed_key(self, zone: str) -> str:
-        return f"{self.prefix}:f:{zone}"
+        return keys.failed_key(self.prefix, zone)
 
     def resettle_key(self, zone: str) -> str:
-        return f"{self.prefix}:r:{zone}"
+        return keys.resettle_key(self.prefix, zone)
 
     def _keys(self, zone: str, reldir: str) -> list[str]:
         """KEYS of the state-changing scripts: dir hash, stats, recount key, recount set."""
-        return [self.dir_key(zone, reldir), self.stats_key(zone), f"{self.prefix}:rc:{zone}",
-                f"{self.prefix}:rcs:{zone}"]
+        return [self.dir_key(zone, reldir), self.stats_key(zone), keys.recount_key(self.prefix, zone),
+                keys.recount_set_key(self.prefix, zone)]
 
     def dir_pattern(self, zone: str | None = None) -> str:
         """A SCAN pattern of a zone's directory hashes, or of every zone's (glob characters escaped)."""
-        esc = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in self.prefix)
-        return f"{esc}:l:{zone}:*" if zone else f"{esc}:l:*"
+        return keys.dir_pattern(self.prefix, zone)
 
     def transient_key(self, zone: str) -> str:
-        return f"{self.prefix}:t:{zone}"
+        return keys.transient_key(self.prefix, zone)
 
     # reads
     def dirs(self, zone: str, reldirs: Sequence[str]) -> list[dict[bytes, bytes]]:

@@ -8,14 +8,14 @@ ingested a keeper thread renews it every third of the TTL, however long the tran
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import secrets
 import threading
 from types import TracebackType
 
 import redis
+
+from . import keys
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,7 @@ return 0
 
 
 def lock_key(prefix: str, zone: str, rel: str) -> str:
-    h = hashlib.blake2b(os.fsencode(rel), digest_size=12).hexdigest()
-    return f"{prefix}:lock:{zone}:{h}"
+    return keys.lock_key(prefix, zone, rel)
 
 
 class FileLock:

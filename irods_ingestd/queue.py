@@ -25,6 +25,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from . import keys
 from .config import QueueConfig
 from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
 from .ledger import FAILED, Ledger
@@ -152,7 +153,7 @@ class Enqueuer:
         entries, MULTI, mark queued + enqueue + bump the generation, EXEC; again from the read if another
         enqueuer of the zone got in between. Only enqueuers bump it (workers, who write the same hashes
         but only ever take files out of `queued`, never make an enqueue try again)."""
-        gen = f"{self.ledger.prefix}:eg:{zone.name}"
+        gen = keys.enqueue_generation_key(self.ledger.prefix, zone.name)
         self.queue.get_redis_server_version()  # RQ asks once (cached), on a connection of its own: not mid-WATCH
         for attempt in range(WATCH_ATTEMPTS):
             with self.r.pipeline(transaction=True) as pipe:

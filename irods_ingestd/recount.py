@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Iterable
 
+from . import keys
 from .ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class Recount:
         self.done = False
         self.result: dict[str, tuple[int, int]] = {}  # zone → (before, after)
         self._off: set[str] = set()  # zones whose recount another recount finished
-        self._prefix = f"{ledger.prefix}:l:"
+        self._prefix = keys.dir_key_prefix(ledger.prefix)
 
     def step(self) -> bool:
         """One SCAN call and the counting of what it returned; True when the recount is finished."""

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import redis
 
+from . import keys
+
 log = logging.getLogger("irods_ingestd.daemon")
 
 
@@ -19,7 +21,7 @@ class RedisHealth:
     def __init__(self, r: redis.Redis, prefix: str, on_data_lost: Callable[[], None],
                  on_back: Callable[[], None] | None = None) -> None:
         self.r = r
-        self.key = f"{prefix}:epoch"
+        self.key = keys.epoch_key(prefix)
         self.on_data_lost = on_data_lost
         self.on_back = on_back
         self.down_since: float | None = None

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from .. import fsops, registry
+from .. import fsops, keys, registry
 from ..job import ZoneSpec
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
 # --- deferred actions: a sorted set per zone, scored by the time they are due ---------------------------
 
 def _key(prefix: str, zone: str) -> str:
-    return f"{prefix}:after:{zone}"
+    return keys.after_key(prefix, zone)
 
 
 def defer(r: redis.Redis, prefix: str, zone: str, item: Verified, delay: float) -> None:

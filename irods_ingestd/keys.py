@@ -1,0 +1,96 @@
+"""The Redis key schema: every key name the package uses is built here and nowhere else.
+
+All keys start with the configured prefix `{p}` (`[redis].prefix`, `ingestd` by default):
+
+- ledger (`ledger.py`): `{p}:l:{zone}:{dirhash}` one hash per landing directory, `{p}:s:{zone}` counters,
+  `{p}:f:{zone}` failed files, `{p}:r:{zone}` files handed back to be settled again, `{p}:t:{zone}`
+  transient failures, `{p}:rc:{zone}` / `{p}:rcs:{zone}` a recount in progress;
+- `{p}:eg:{zone}`: the zone's enqueue generation, bumped by enqueuers only (`queue.py`);
+- `{p}:lock:{zone}:{pathhash}`: a worker's lock on one file (`locks.py`);
+- `{p}:after:{zone}`: deferred after-actions, a sorted set by due time (`ingest/after.py`);
+- `{p}:owner:{zone}`: the daemon that runs the zone (`daemonlock.py`);
+- `{p}:daemon:{host}:{pid}`: a daemon's status record (`daemonstatus.py`);
+- `{p}:epoch`: a marker that tells a Redis that lost its data (`redishealth.py`).
+
+Directory and path hashes are BLAKE2b of the path's bytes (surrogateescape), so any name fits a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+
+def _glob_escape(s: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in s)
+
+
+# -- the ledger ---------------------------------------------------------------------------------------
+def dir_key(p: str, zone: str, reldir: str) -> str:
+    return f"{p}:l:{zone}:" + hashlib.blake2b(os.fsencode(reldir), digest_size=10).hexdigest()
+
+
+def dir_key_prefix(p: str) -> str:
+    """What every directory hash's key starts with (`{p}:l:`), zone and hash follow."""
+    return f"{p}:l:"
+
+
+def dir_pattern(p: str, zone: str | None = None) -> str:
+    """A SCAN pattern of a zone's directory hashes, or of every zone's (glob characters escaped)."""
+    esc = _glob_escape(p)
+    return f"{esc}:l:{zone}:*" if zone else f"{esc}:l:*"
+
+
+def stats_key(p: str, zone: str) -> str:
+    return f"{p}:s:{zone}"
+
+
+def failed_key(p: str, zone: str) -> str:
+    return f"{p}:f:{zone}"
+
+
+def resettle_key(p: str, zone: str) -> str:
+    return f"{p}:r:{zone}"
+
+
+def transient_key(p: str, zone: str) -> str:
+    return f"{p}:t:{zone}"
+
+
+def recount_key(p: str, zone: str) -> str:
+    return f"{p}:rc:{zone}"
+
+
+def recount_set_key(p: str, zone: str) -> str:
+    return f"{p}:rcs:{zone}"
+
+
+# -- queueing, workers, after-actions ---------------------------------------------------------------------
+def enqueue_generation_key(p: str, zone: str) -> str:
+    return f"{p}:eg:{zone}"
+
+
+def lock_key(p: str, zone: str, rel: str) -> str:
+    h = hashlib.blake2b(os.fsencode(rel), digest_size=12).hexdigest()
+    return f"{p}:lock:{zone}:{h}"
+
+
+def after_key(p: str, zone: str) -> str:
+    return f"{p}:after:{zone}"
+
+
+# -- daemons ------------------------------------------------------------------------------------------------
+def owner_key(p: str, zone: str) -> str:
+    return f"{p}:owner:{zone}"
+
+
+def status_key(p: str, host: str, pid: int) -> str:
+    return f"{p}:daemon:{host}:{pid}"
+
+
+def status_pattern(p: str) -> str:
+    return f"{_glob_escape(p)}:daemon:*"
+
+
+def epoch_key(p: str) -> str:
+    return f"{p}:epoch"
