@@ -15,7 +15,8 @@ see bench/chaos_samename.py), it injects on a seeded schedule:
 - irods-drop: every open iRODS connection is dropped, during a 40 MiB put when the schedule says so;
 - irods-delay: every iRODS reply is delayed for a while;
 - irods-fail: the next 1-3 calls of DATA_OBJ_WRITE (possibly after some MiB), DATA_OBJ_CLOSE,
-  DATA_OBJ_CHKSUM or COLL_CREATE fail with an error code python-irodsclient knows;
+  ATOMIC_APPLY_METADATA_OPERATIONS, DATA_OBJ_RENAME or COLL_CREATE fail with an error code
+  python-irodsclient knows;
 - inotify-overflow: `fs.inotify.max_queued_events` lowered to 64, the daemon restarted (the limit is
   taken when an inotify instance is made), a burst of small files written, the value restored (in a
   `finally`) and the daemon restarted again;
@@ -70,7 +71,7 @@ from bench.chaos_check import Expected, Findings, ZoneLayout, list_objects, supe
 from bench.chaos_faults import FaultsExtra
 from bench.chaos_report import report
 from bench.chaos_samename import SameNameStats, SameNameWriter, plan_same_names
-from irods_ingestd import names
+from irods_ingestd import keys, names
 from tests.irods_server.harness import IrodsServerProcess
 from tests.redis_harness import RedisServerProcess
 
@@ -111,7 +112,9 @@ WEIGHTS = {"daemon-kill": 3, "worker-kill": 3, "worker-kill-large": 2, "redis-ao
 FAIL_CODES = {
     "DATA_OBJ_WRITE": [(-513000, "UNIX_FILE_WRITE_ERR"), (-510013, "UNIX_FILE_OPEN_ERR")],
     "DATA_OBJ_CLOSE": [(-514000, "UNIX_FILE_CLOSE_ERR"), (-27000, "SYS_COPY_LEN_ERR")],
-    "DATA_OBJ_CHKSUM": [(-512000, "UNIX_FILE_READ_ERR"), (-27000, "SYS_COPY_LEN_ERR")],
+    # a put's metadata and its rename into place (the copy's checksum is read back with a GenQuery)
+    "ATOMIC_APPLY_METADATA_OPERATIONS": [(-115000, "SYS_SOCK_READ_TIMEDOUT"), (-818000, "CAT_NO_ACCESS_PERMISSION")],
+    "DATA_OBJ_RENAME": [(-115000, "SYS_SOCK_READ_TIMEDOUT"), (-818000, "CAT_NO_ACCESS_PERMISSION")],
     "COLL_CREATE": [(-806000, "CAT_SQL_ERR"), (-27000, "SYS_COPY_LEN_ERR")],
 }
 
@@ -490,7 +493,7 @@ backoff_max = "{BACKOFF_MAX:g}s"
             pid = p.pid if p is not None else 0
         try:
             r = self.r()
-            for key in (f"{PREFIX}:daemon:{self.host}:{pid}", f"{PREFIX}:daemon:{self.host}"):
+            for key in (keys.status_key(PREFIX, self.host, pid), f"{PREFIX}:daemon:{self.host}"):
                 raw = r.get(key)
                 if raw and json.loads(raw).get("pid") == pid:
                     return dict(json.loads(raw))
@@ -692,7 +695,7 @@ backoff_max = "{BACKOFF_MAX:g}s"
         out: dict[str, set[str]] = {}
         r = self.r()
         for z in self.zones:
-            out[z] = {os.fsdecode(x) for x in r.hkeys(f"{PREFIX}:f:{z}")}
+            out[z] = {os.fsdecode(x) for x in r.hkeys(keys.failed_key(PREFIX, z))}
         return out
 
     def wait_drained(self, timeout: float, failed_ok: bool) -> float | None:
@@ -800,7 +803,7 @@ backoff_max = "{BACKOFF_MAX:g}s"
             fnd.jobs_failed = FailedJobRegistry(queue=q).get_job_count(cleanup=False)
             for z in self.zones:
                 fnd.failed_listed += [f"{z}:{x}" for x in self.failed_lists()[z]]
-                self.res.ledger_queued_after += int(r.hget(f"{PREFIX}:s:{z}", "queued") or 0)
+                self.res.ledger_queued_after += int(r.hget(keys.stats_key(PREFIX, z), "queued") or 0)
             self.res.findings = fnd
             if not self.res.ok:
                 self.diagnose(fnd)

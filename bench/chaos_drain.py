@@ -23,6 +23,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from bench.chaos_check import list_objects, quick_state
+from irods_ingestd import keys
 
 if TYPE_CHECKING:
     from bench.chaos import Campaign
@@ -56,8 +57,8 @@ def state(c: Campaign, failed_ok: bool) -> DrainState:
     q = Queue(c.queue_name, connection=r)
     st = DrainState(waiting=q.count, started=StartedJobRegistry(queue=q).get_job_count(cleanup=False))
     for zone in c.zones:
-        st.after_pending += int(r.zcard(f"{c.prefix}:after:{zone}"))
-        st.resettle += int(r.llen(f"{c.prefix}:r:{zone}"))
+        st.after_pending += int(r.zcard(keys.after_key(c.prefix, zone)))
+        st.resettle += int(r.llen(keys.resettle_key(c.prefix, zone)))
     failed = c.failed_lists() if failed_ok else {}
     with c.irods.session() as s:
         objs = list_objects(s, c.root_coll)

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from irods_ingestd import keys
+
 if TYPE_CHECKING:
     from bench.chaos import Campaign, Proc
 
@@ -116,7 +118,7 @@ def owners(c: Campaign) -> set[int]:
     try:
         r = c.r()
         for z in c.zones:
-            raw = r.get(f"{c.prefix}:owner:{z}")
+            raw = r.get(keys.owner_key(c.prefix, z))
             if raw:
                 try:
                     out.add(int(json.loads(raw)["pid"]))
