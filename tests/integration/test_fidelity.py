@@ -20,7 +20,7 @@ from irods.message import MetadataRequest, RErrorStack
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, DataObject, DataObjectMeta
 
-from irods_ingestd.ingest import rename  # DATA_OBJ_RENAME exactly as the product sends it
+from irods_ingestd.ingest.catalog import rename  # DATA_OBJ_RENAME exactly as the product sends it
 from tests.irods_server.differential import (
     Differential,
     Recorder,
