@@ -22,6 +22,7 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,7 +134,7 @@ def _pid(p: Proc | None) -> int | None:
     return p.p.pid if p is not None and p.p is not None and p.p.poll() is None else None
 
 
-def _wait(cond: Any, timeout: float) -> bool:
+def _wait(cond: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -147,8 +148,10 @@ def f_daemon_second(c: Campaign, p: dict[str, Any]) -> None:
 
     seen: set[int] = set()  # owner pids seen while the second daemon ran
     second_pids: set[int] = set()
+    log_file = c.logs / "daemon-2.log"
+    offset = log_file.stat().st_size if log_file.exists() else 0  # this fault's part of the log
     with c.lock:
-        d2 = c.procs[SECOND] = Proc(SECOND, c.exe + ["run"], c.logs / "daemon-2.log")
+        d2 = c.procs[SECOND] = Proc(SECOND, c.exe + ["run"], log_file)
         d2.start()
 
     def look() -> set[int]:
@@ -182,7 +185,8 @@ def f_daemon_second(c: Campaign, p: dict[str, Any]) -> None:
                 d2.kill9()
             else:
                 d2.stop()
-    with open(d2.logfile, "rb") as f:
+    with open(log_file, "rb") as f:
+        f.seek(offset)
         n_refused = f.read().decode(errors="replace").count(REFUSED)
     if seen & second_pids:
         c.extra.second["took-over"] += 1
