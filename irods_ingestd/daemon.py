@@ -26,9 +26,9 @@ import redis
 
 from . import __version__, after_jobs, daemonreload, daemonstatus
 from .config import Config
-from .daemon_zones import Counters, ZoneState, ZoneWork, printable
+from .daemon_feed import Feeding
+from .daemon_zones import Counters, ZoneWork
 from .daemonlock import ZoneOwnership, ZoneTaken
-from .job import FileItem
 from .ledger import Ledger
 from .messages import MessageId
 from .queue import Enqueuer
@@ -39,19 +39,16 @@ from .redisconn import connect
 from .redishealth import RedisHealth
 from .sdnotify import Notifier
 from .settler import Ready, Settler
-from .walker import stat_file
 from .watch.api import Inbox
-from .watch.inotify import InotifyWatcher
-from .watch.poll import PollWatcher
+from .watch.select import Backends
+from .zone import Zone
 
 log = logging.getLogger(__name__)
 
 HANG_ENV = "INGESTD_TEST_HANG_FILE"  # tests: while this file exists the main loop hangs (watchdog test)
-HOLD_MAX = 0.1  # seconds a ready file may be held to fill a batch while every worker is busy
-RENEW_BEFORE_QUEUEING = 5.0  # seconds since the zones were last renewed after which queueing checks first
 
 
-class Daemon(ZoneWork):
+class Daemon(ZoneWork, Feeding):
     def __init__(self, cfg: Config, r: redis.Redis | None = None, notifier: Notifier | None = None,
                  once: bool = False) -> None:
         self.cfg = cfg
@@ -65,9 +62,8 @@ class Daemon(ZoneWork):
         self.notifier = notifier or Notifier()
         self.once = once  # `scan`: one walk of each zone, wait for what settles, queue, exit
         self.inbox = Inbox()
-        self._inotify: InotifyWatcher | None = None
-        self._poll = PollWatcher()
-        self.zones: dict[str, ZoneState] = {}
+        self.watchers = Backends(self.inbox, once)
+        self.zones: dict[str, Zone] = {}
         self.ready: list[Ready] = []
         self.counters = Counters()
         self._reported: dict[tuple[str, str], str] = {}  # skipped files reported once
@@ -124,7 +120,7 @@ class Daemon(ZoneWork):
             return self.exit_code
         # READY only after the first watches are in place: the root watches now, the rest as walked
         for zs in self.zones.values() if self._owned else ():
-            if zs.inotify and zs.state == "watching":
+            if zs.watcher.complete and zs.state == "watching":
                 self._walk_step(zs, budget=0.0)
         self.notifier.ready(self.status_line())
         log.info("irods-ingestd %s running with %d zones", __version__, len(self.zones),
@@ -157,15 +153,10 @@ class Daemon(ZoneWork):
         wait = self._wait(time.monotonic(), max_wait)
         if wait > 0:
             self.inbox.wait(wait)
-        if self._inotify is not None:
-            for ch in self._inotify.changes():
-                self._on_change(ch)
+        self._on_changes()
         now = time.monotonic()
-        for zs in list(self.zones.values()) if self._walking() else ():
-            if zs.walk is None and now >= zs.next_walk:
-                self._start_walk(zs)
-            if zs.walk is not None and len(self.ready) < 20_000:
-                self._walk_step(zs, budget=0.05)
+        if self._walking():
+            self._walk_zones(now)
         if not self.health.down():
             self.ready.extend(self.settler.pop_ready())
             self._recheck_recent()
@@ -202,87 +193,6 @@ class Daemon(ZoneWork):
         """Walks go on while the zones are this daemon's and Redis answers (a walk reads the ledger)."""
         return self._owned and self.health.down_since is None
 
-    def _recheck_recent(self) -> None:
-        """Files queued recently that changed since (a writer that paused, then wrote on): settle again."""
-        for zone, rel, size, mtime in self.recent.changed():
-            zs = self.zones.get(zone)
-            if zs is not None and not zs.names.reason_to_skip(rel.rpartition("/")[2], rel):
-                log.info("zone %s: %s changed after it was queued; it will be queued again when it settles",
-                         zone, printable(rel), extra={"fields": {"INGEST_ZONE": zone, "INGEST_PATH": printable(rel)}})
-                self.settler.observe(zone, rel, size, mtime, zs.cfg.settle)
-
-    def _recount_step(self) -> None:
-        if not self.recounts or self.health.down_since is not None:
-            return
-        rc = self.recounts[0]
-        try:
-            if not rc.run(budget=0.02):
-                return
-        except redis.RedisError as e:
-            self.health.error(e)
-            return
-        self.recounts.pop(0)
-        for zone, (before, after) in rc.result.items():
-            level = logging.WARNING if before != after else logging.INFO
-            log.log(level, "zone %s: queued counter recounted from the ledger: %d (it said %d)", zone, after,
-                    before, extra={"fields": {"INGEST_ZONE": zone}})
-
-    # -- queueing ---------------------------------------------------------------------------------------
-    def _flush(self) -> None:
-        if not self.ready or self.health.down():
-            return
-        try:
-            if self._hold_for_batch():
-                return
-            if self.owner is not None and time.monotonic() - self._renewed > RENEW_BEFORE_QUEUEING:
-                self._keep_zones()  # e.g. after a pause (SIGSTOP, a frozen VM): are the zones still ours?
-                if not self._owned:
-                    return
-            room = self.enqueuer.room()
-            self._backlog_full = room < len(self.ready)
-            if room <= 0:
-                return
-            take, self.ready = self.ready[:room], self.ready[room:]
-            by_zone: dict[str, list[FileItem]] = {}
-            for x in take:
-                by_zone.setdefault(x.zone, []).append(FileItem(x.rel, x.size, x.mtime_ns))
-            for zone, files in by_zone.items():
-                zs = self.zones.get(zone)
-                if zs is None:
-                    continue
-                try:
-                    sent = self.enqueuer.enqueue_files(zs.spec, files)
-                except redis.RedisError:
-                    self.ready.extend(Ready(zone, f.rel, f.size, f.mtime_ns) for f in files)
-                    raise
-                self.counters.sent += len(sent)
-                for f in sent:
-                    self.recent.add(zone, f.rel, f.size, f.mtime_ns, zs.cfg.settle / 2)
-        except redis.WatchError as e:  # the ledger kept changing under these files: offered again next turn
-            log.warning("%s", e)
-        except redis.RedisError as e:
-            self.health.error(e)
-
-    def backlog_full(self) -> bool:
-        """Ready files wait because the backlog (files queued, max_backlog) is full."""
-        return self._backlog_full and bool(self.ready)
-
-    def _hold_for_batch(self) -> bool:
-        """While jobs are already waiting for a worker, a few ready files are held (at most HOLD_MAX
-        seconds, or until a batch is full) to make fewer, larger jobs: a file would wait in the queue
-        anyway, and RQ's cost per job is what saturated workers have least time for. With idle workers
-        nothing is held."""
-        now = time.monotonic()
-        if self._ready_since is None:
-            self._ready_since = now
-        if self.once or len(self.ready) >= self.cfg.queue.batch_files or now - self._ready_since >= HOLD_MAX:
-            self._ready_since = None
-            return False
-        if self.enqueuer.waiting_jobs() == 0:
-            self._ready_since = None
-            return False
-        return True
-
     def _housekeeping(self) -> None:
         if self.health.down():
             return
@@ -296,7 +206,7 @@ class Daemon(ZoneWork):
                                        [zs.spec for zs in self.zones.values()])
             for zs in self.zones.values() if self._owned else ():
                 for rel in self.ledger.pop_resettle(zs.cfg.name):
-                    st = stat_file(zs.root, rel, zs.cfg.symlinks == "follow")
+                    st = zs.stat(rel)
                     if isinstance(st, tuple):
                         self.settler.observe(zs.cfg.name, rel, st[0], st[1], zs.cfg.settle)
         except redis.RedisError as e:
@@ -370,9 +280,7 @@ class Daemon(ZoneWork):
 
     def close(self) -> None:
         """Stop watching; a daemon withdraws its status record and lets its zones go."""
-        if self._inotify is not None:
-            self._inotify.close()
-            self._inotify = None
+        self.watchers.close()
         if self.owner is not None and self._owned:
             try:
                 daemonstatus.withdraw(self)

@@ -66,7 +66,29 @@ class Inbox:
 
 
 class Watcher(ABC):
-    """One backend watching any number of zones."""
+    """One backend watching any number of zones (one instance per backend, chosen by `select`).
+
+    What the daemon may conclude from a backend is said here, never inferred from its class:
+    - `name`: the backend's name (the zone option `watcher`);
+    - `complete`: its events report every change, so a zone is trusted between walks and walked only
+      every `rescan` (a backend that is not complete reports nothing: its zones are walked every
+      `poll_interval`); a complete backend gets each directory's `watch_dir` before the walk lists it;
+    - `needs_drain`: it collects events on its own (a reader thread) for `changes()` to translate in
+      the main loop; a backend without it is never asked for changes;
+    - `mtime_slack`: seconds of clock skew allowed for when a walk judges a file settled by its mtime
+      (local file systems: a little; shared ones written from other hosts: more);
+    - `limit_hit`: the kernel refused a watch for lack of resources: its zones cannot be trusted until a
+      walk finds every directory watched again.
+    """
+
+    name: str = ""
+    complete: bool = False
+    needs_drain: bool = False
+    mtime_slack: float = 60.0
+
+    @property
+    def limit_hit(self) -> bool:
+        return False
 
     @abstractmethod
     def add_zone(self, zone: ZoneConfig) -> None:

@@ -29,6 +29,11 @@ _ROOT_LOST = F.DELETE_SELF | F.MOVE_SELF | F.UNMOUNT | F.IGNORED
 
 
 class InotifyWatcher(Watcher):
+    name = "inotify"
+    complete = True  # every change on a watched local directory is reported
+    needs_drain = True
+    mtime_slack = 2.0
+
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
         self._ino = INotify()
@@ -38,7 +43,7 @@ class InotifyWatcher(Watcher):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read_loop, name="inotify-reader", daemon=True)
         self._thread.start()
-        self.limit_hit = False
+        self._limit_hit = False
 
     def _read_loop(self) -> None:
         ino = self._ino
@@ -63,6 +68,10 @@ class InotifyWatcher(Watcher):
             self._unwatch(key)
         self._roots.pop(name, None)
 
+    @property
+    def limit_hit(self) -> bool:
+        return self._limit_hit
+
     def watched(self, zone: str) -> int:
         return sum(1 for k in self._dirs if k[0] == zone)
 
@@ -79,10 +88,10 @@ class InotifyWatcher(Watcher):
             wd = self._ino.add_watch(path, DIR_MASK)
         except OSError as e:
             if e.errno == errno.ENOSPC:
-                if not self.limit_hit:
+                if not self._limit_hit:
                     log.error("inotify watch limit reached (fs.inotify.max_user_watches) at %s: zone %s "
                               "will be walked instead of watched; raise the limit to watch it", path, zone)
-                self.limit_hit = True
+                self._limit_hit = True
             elif e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 log.warning("cannot watch %s: %s", path, e.strerror)
             return False

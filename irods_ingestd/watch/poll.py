@@ -12,6 +12,11 @@ from .api import Change, Watcher
 
 
 class PollWatcher(Watcher):
+    name = "poll"
+    complete = False  # nothing is reported: the zone is walked every poll_interval
+    needs_drain = False
+    mtime_slack = 60.0  # shared file systems: clocks of other hosts
+
     def add_zone(self, zone: ZoneConfig) -> None:
         pass
 

@@ -102,16 +102,16 @@ def test_lost_events_are_repaired_by_the_next_walk(tmp_path, redis_server, redis
     cfg = cfg_for(tmp_path, redis_server, zone_dir, rescan="2s")
     with DaemonThread(cfg, redis_conn) as dt:
         time.sleep(0.3)
-        inotify = dt.daemon._inotify
+        inotify = dt.daemon.watchers.running.get("inotify")
         assert inotify is not None
         inotify.inbox.drain(10**9)
         # simulate the kernel dropping everything: stop translating events, then write files
-        dt.daemon._inotify = None
+        del dt.daemon.watchers.running["inotify"]
         for i in range(10):
             (zone_dir / f"missed{i}").write_bytes(b"m")
         time.sleep(0.5)
         inotify.inbox.drain(10**9)
-        dt.daemon._inotify = inotify
+        dt.daemon.watchers.running["inotify"] = inotify
         assert rels(redis_conn) == []
         wait_for(lambda: len(rels(redis_conn)) >= 10, timeout=10)
     assert rels(redis_conn) == sorted(f"missed{i}" for i in range(10))
@@ -123,15 +123,15 @@ def test_overflow_event_triggers_a_walk(tmp_path, redis_server, redis_conn, zone
     cfg = cfg_for(tmp_path, redis_server, zone_dir)  # rescan 1 h: only the overflow can find them
     with DaemonThread(cfg, redis_conn) as dt:
         time.sleep(0.3)
-        inotify = dt.daemon._inotify
+        inotify = dt.daemon.watchers.running.get("inotify")
         assert inotify is not None
-        dt.daemon._inotify = None
+        del dt.daemon.watchers.running["inotify"]
         for i in range(10):
             (zone_dir / f"missed{i}").write_bytes(b"m")
         time.sleep(0.3)
         inotify.inbox.drain(10**9)
         inotify.inbox.put_many([Change(Kind.OVERFLOW, None, detail="test")])
-        dt.daemon._inotify = inotify
+        dt.daemon.watchers.running["inotify"] = inotify
         wait_for(lambda: len(rels(redis_conn)) >= 10, timeout=10)
         assert dt.daemon.counters.overflows == 1
     assert rels(redis_conn) == sorted(f"missed{i}" for i in range(10))
@@ -219,8 +219,8 @@ def test_watch_limit_falls_back_to_walking(tmp_path, redis_server, redis_conn, z
         (zone_dir / f"d{i}").mkdir()
     cfg = cfg_for(tmp_path, redis_server, zone_dir, poll_interval="1s")
     with DaemonThread(cfg, redis_conn) as dt:
-        wait_for(lambda: dt.daemon._inotify is not None and "z1" in dt.daemon.zones, timeout=5)
-        ino = dt.daemon._inotify._ino
+        wait_for(lambda: "inotify" in dt.daemon.watchers.running and "z1" in dt.daemon.zones, timeout=5)
+        ino = dt.daemon.watchers.running["inotify"]._ino  # type: ignore[attr-defined]
         real_add = ino.add_watch
 
         def limited(path, mask):  # type: ignore[no-untyped-def]

@@ -1,0 +1,129 @@
+"""The daemon's feeding of the queue: ready files to the enqueuer in batches, recently queued files
+looked at again, the ledger's counters recounted.
+
+A mixin of `Daemon` (kept apart to keep each module small; see `Daemon` for the attributes it sets up).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from .config import Config
+from .daemon_zones import Counters
+from .daemonlock import ZoneOwnership
+from .job import FileItem
+from .queue import Enqueuer
+from .recent import RecentlyQueued
+from .recount import Recount
+from .redishealth import RedisHealth
+from .settler import Ready, Settler
+from .zone import Zone, printable
+
+log = logging.getLogger("irods_ingestd.daemon")
+
+HOLD_MAX = 0.1  # seconds a ready file may be held to fill a batch while every worker is busy
+RENEW_BEFORE_QUEUEING = 5.0  # seconds since the zones were last renewed after which queueing checks first
+
+
+class Feeding:
+    cfg: Config
+    once: bool
+    zones: dict[str, Zone]
+    settler: Settler
+    recent: RecentlyQueued
+    ready: list[Ready]
+    enqueuer: Enqueuer
+    health: RedisHealth
+    counters: Counters
+    owner: ZoneOwnership | None
+    recounts: list[Recount]
+    _owned: bool
+    _renewed: float
+    _backlog_full: bool
+    _ready_since: float | None
+
+    def _keep_zones(self) -> None:
+        raise NotImplementedError
+
+    def _recheck_recent(self) -> None:
+        """Files queued recently that changed since (a writer that paused, then wrote on): settle again."""
+        for zone, rel, size, mtime in self.recent.changed():
+            zs = self.zones.get(zone)
+            if zs is not None and not zs.names.reason_to_skip(rel.rpartition("/")[2], rel):
+                log.info("zone %s: %s changed after it was queued; it will be queued again when it settles",
+                         zone, printable(rel), extra={"fields": {"INGEST_ZONE": zone, "INGEST_PATH": printable(rel)}})
+                self.settler.observe(zone, rel, size, mtime, zs.cfg.settle)
+
+    def _recount_step(self) -> None:
+        if not self.recounts or self.health.down_since is not None:
+            return
+        rc = self.recounts[0]
+        try:
+            if not rc.run(budget=0.02):
+                return
+        except redis.RedisError as e:
+            self.health.error(e)
+            return
+        self.recounts.pop(0)
+        for zone, (before, after) in rc.result.items():
+            level = logging.WARNING if before != after else logging.INFO
+            log.log(level, "zone %s: queued counter recounted from the ledger: %d (it said %d)", zone, after,
+                    before, extra={"fields": {"INGEST_ZONE": zone}})
+
+    def _flush(self) -> None:
+        if not self.ready or self.health.down():
+            return
+        try:
+            if self._hold_for_batch():
+                return
+            if self.owner is not None and time.monotonic() - self._renewed > RENEW_BEFORE_QUEUEING:
+                self._keep_zones()  # e.g. after a pause (SIGSTOP, a frozen VM): are the zones still ours?
+                if not self._owned:
+                    return
+            room = self.enqueuer.room()
+            self._backlog_full = room < len(self.ready)
+            if room <= 0:
+                return
+            take, self.ready = self.ready[:room], self.ready[room:]
+            by_zone: dict[str, list[FileItem]] = {}
+            for x in take:
+                by_zone.setdefault(x.zone, []).append(FileItem(x.rel, x.size, x.mtime_ns))
+            for zone, files in by_zone.items():
+                zs = self.zones.get(zone)
+                if zs is None:
+                    continue
+                try:
+                    sent = self.enqueuer.enqueue_files(zs.spec, files)
+                except redis.RedisError:
+                    self.ready.extend(Ready(zone, f.rel, f.size, f.mtime_ns) for f in files)
+                    raise
+                self.counters.sent += len(sent)
+                for f in sent:
+                    self.recent.add(zone, f.rel, f.size, f.mtime_ns, zs.cfg.settle / 2)
+        except redis.WatchError as e:  # the ledger kept changing under these files: offered again next turn
+            log.warning("%s", e)
+        except redis.RedisError as e:
+            self.health.error(e)
+
+    def backlog_full(self) -> bool:
+        """Ready files wait because the backlog (files queued, max_backlog) is full."""
+        return self._backlog_full and bool(self.ready)
+
+    def _hold_for_batch(self) -> bool:
+        """While jobs are already waiting for a worker, a few ready files are held (at most HOLD_MAX
+        seconds, or until a batch is full) to make fewer, larger jobs: a file would wait in the queue
+        anyway, and RQ's cost per job is what saturated workers have least time for. With idle workers
+        nothing is held."""
+        now = time.monotonic()
+        if self._ready_since is None:
+            self._ready_since = now
+        if self.once or len(self.ready) >= self.cfg.queue.batch_files or now - self._ready_since >= HOLD_MAX:
+            self._ready_since = None
+            return False
+        if self.enqueuer.waiting_jobs() == 0:
+            self._ready_since = None
+            return False
+        return True
