@@ -152,27 +152,27 @@ def _irods_path_ok(p: str) -> bool:
         all(part not in (".", "..") for part in p.split("/")[1:])
 
 
-def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig | None:
-    if not isinstance(raw, dict):
-        c.problems.append(f"zone #{i + 1}: expected a [[zone]] table")
-        return None
+def _zone_name(c: Checker, i: int, raw: dict[str, Any]) -> str:
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         c.problems.append(f"zone #{i + 1}.name: missing or invalid (letters, digits, _ . -; 1-64 chars): "
                           f"{name!r}")
-        name = f"#{i + 1}"
-    where = f"zone {name!r}"
-    c.unknown(where, raw, _ZONE_KEYS)
-    path_s = c.get(where, raw, "path", str, None)
-    if path_s is None:
-        c.problems.append(f"{where}.path: missing (the landing directory)")
+        return f"#{i + 1}"
+    return name
+
+
+def _zone_collection(c: Checker, where: str, raw: dict[str, Any]) -> str | None:
     collection = c.get(where, raw, "collection", str, None)
     if collection is None:
         c.problems.append(f"{where}.collection: missing (the target iRODS collection)")
     elif not _irods_path_ok(collection):
         c.problems.append(f"{where}.collection: {collection!r} must be an absolute iRODS path like "
                           f"/zone/home/user/landing (no trailing slash, no . or ..)")
-    mode = c.choice(where, raw, "mode", MODES, "put")
+    return collection
+
+
+def _zone_times(c: Checker, where: str, raw: dict[str, Any]) -> tuple[float, float, float]:
+    """settle, rescan, poll_interval."""
     settle = c.conv(where, raw, "settle", parse_duration, 10.0)
     if settle < MIN_SETTLE:
         c.problems.append(f"{where}.settle: must be at least {MIN_SETTLE:g}s (a file is ready when unchanged for "
@@ -183,36 +183,37 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
     poll_interval = c.conv(where, raw, "poll_interval", parse_duration, 30.0)
     if poll_interval is not None and poll_interval < 0.1:
         c.problems.append(f"{where}.poll_interval: must be at least 0.1s")
-    watcher = c.choice(where, raw, "watcher", WATCHERS, "inotify")
-    symlinks = c.choice(where, raw, "symlinks", SYMLINK_POLICIES, "skip")
-    after = c.choice(where, raw, "after", AFTER_ACTIONS, "keep")
-    versions = c.choice(where, raw, "versions", VERSION_POLICIES, "keep")
+    return settle, rescan, poll_interval
+
+
+def _zone_metadata(c: Checker, where: str, raw: dict[str, Any]) -> tuple[str, ...]:
     metadata = c.strings(where, raw, "metadata", ())
     for m in metadata:
         if m not in registry.EXTRACTORS:
             c.problems.append(f"{where}.metadata: no metadata extractor named {m!r} (there are: "
                               f"{', '.join(sorted(registry.EXTRACTORS))})")
-    after_hold = c.conv(where, raw, "after_hold", parse_duration, settle)
-    if after_hold is not None and after_hold < 0:
-        c.problems.append(f"{where}.after_hold: must not be negative")
-    move_to_s = c.get(where, raw, "move_to", str, None)
-    resource = c.get(where, raw, "resource", str, "")
-    include = c.strings(where, raw, "include", ("*",))
-    exclude = c.strings(where, raw, "exclude", ())
-    temps = c.strings(where, raw, "temp_patterns", DEFAULT_TEMP_PATTERNS)
+    return metadata
+
+
+def _zone_path(c: Checker, where: str, path_s: str | None, check_paths: bool) -> Path | None:
     path = Path(path_s) if path_s else None
-    if path is not None:
-        if not path.is_absolute():
-            c.problems.append(f"{where}.path: {path_s!r} must be an absolute path")
-        elif check_paths:
-            try:
-                st = os.stat(path)
-                if not stat.S_ISDIR(st.st_mode):
-                    c.problems.append(f"{where}.path: {path_s} is not a directory")
-                elif not os.access(path, os.R_OK | os.X_OK):
-                    c.problems.append(f"{where}.path: {path_s} is not readable by this user")
-            except OSError as e:
-                c.problems.append(f"{where}.path: {path_s}: {e.strerror}")
+    if path is None:
+        return None
+    if not path.is_absolute():
+        c.problems.append(f"{where}.path: {path_s!r} must be an absolute path")
+    elif check_paths:
+        try:
+            st = os.stat(path)
+            if not stat.S_ISDIR(st.st_mode):
+                c.problems.append(f"{where}.path: {path_s} is not a directory")
+            elif not os.access(path, os.R_OK | os.X_OK):
+                c.problems.append(f"{where}.path: {path_s} is not readable by this user")
+        except OSError as e:
+            c.problems.append(f"{where}.path: {path_s}: {e.strerror}")
+    return path
+
+
+def _zone_move_to(c: Checker, where: str, move_to_s: str | None, after: str) -> Path | None:
     move_to = Path(move_to_s) if move_to_s else None
     if after == "move":
         if move_to is None:
@@ -221,6 +222,37 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
             c.problems.append(f"{where}.move_to: {move_to_s!r} must be an absolute path")
     elif move_to is not None:
         c.problems.append(f"{where}.move_to: only used with after = \"move\" (after is {after!r})")
+    return move_to
+
+
+def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig | None:
+    if not isinstance(raw, dict):
+        c.problems.append(f"zone #{i + 1}: expected a [[zone]] table")
+        return None
+    name = _zone_name(c, i, raw)
+    where = f"zone {name!r}"
+    c.unknown(where, raw, _ZONE_KEYS)
+    path_s = c.get(where, raw, "path", str, None)
+    if path_s is None:
+        c.problems.append(f"{where}.path: missing (the landing directory)")
+    collection = _zone_collection(c, where, raw)
+    mode = c.choice(where, raw, "mode", MODES, "put")
+    settle, rescan, poll_interval = _zone_times(c, where, raw)
+    watcher = c.choice(where, raw, "watcher", WATCHERS, "inotify")
+    symlinks = c.choice(where, raw, "symlinks", SYMLINK_POLICIES, "skip")
+    after = c.choice(where, raw, "after", AFTER_ACTIONS, "keep")
+    versions = c.choice(where, raw, "versions", VERSION_POLICIES, "keep")
+    metadata = _zone_metadata(c, where, raw)
+    after_hold = c.conv(where, raw, "after_hold", parse_duration, settle)
+    if after_hold is not None and after_hold < 0:
+        c.problems.append(f"{where}.after_hold: must not be negative")
+    move_to_s = c.get(where, raw, "move_to", str, None)
+    resource = c.get(where, raw, "resource", str, "")
+    include = c.strings(where, raw, "include", ("*",))
+    exclude = c.strings(where, raw, "exclude", ())
+    temps = c.strings(where, raw, "temp_patterns", DEFAULT_TEMP_PATTERNS)
+    path = _zone_path(c, where, path_s, check_paths)
+    move_to = _zone_move_to(c, where, move_to_s, after)
     if mode == "register" and after != "keep":
         c.problems.append(f"{where}.after: a register-mode zone keeps its files in place; after must be "
                           f"\"keep\", not {after!r}")
@@ -260,12 +292,7 @@ def _check_zones(c: Checker, zraw: Any, check_paths: bool) -> list[ZoneConfig]:
     return zones
 
 
-def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: bool = True) -> Config:
-    """Validate parsed TOML and build a Config, or raise ConfigError listing every problem."""
-    c = Checker()
-    c.unknown("top level", data, _TOP_KEYS)
-    log_level = c.choice("top level", data, "log_level", LOG_LEVELS, "info")
-
+def _check_redis(c: Checker, data: Mapping[str, Any]) -> RedisConfig:
     rraw = c.get("top level", data, "redis", dict, {})
     c.unknown("[redis]", rraw, _REDIS_KEYS)
     url = c.get("[redis]", rraw, "url", str, RedisConfig.url)
@@ -280,7 +307,10 @@ def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: boo
         sentinel_master=c.get("[redis]", rraw, "sentinel_master", str, "mymaster"),
         prefix=c.get("[redis]", rraw, "prefix", str, "ingestd"),
     )
+    return redis_cfg
 
+
+def _check_irods(c: Checker, data: Mapping[str, Any], check_paths: bool) -> IrodsConfig:
     iraw = c.get("top level", data, "irods", dict, {})
     c.unknown("[irods]", iraw, _IRODS_KEYS)
     env_s = c.get("[irods]", iraw, "environment_file", str, None)
@@ -295,7 +325,10 @@ def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: boo
         c.problems.append("[irods].environment_file: missing (path of an irods_environment.json)")
     elif check_paths and not irods_cfg.environment_file.is_file():
         c.problems.append(f"[irods].environment_file: {env_s} does not exist or is not a file")
+    return irods_cfg
 
+
+def _check_queue(c: Checker, data: Mapping[str, Any]) -> QueueConfig:
     qraw = c.get("top level", data, "queue", dict, {})
     c.unknown("[queue]", qraw, _QUEUE_KEYS)
     q = QueueConfig()
@@ -318,7 +351,18 @@ def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: boo
             c.problems.append(f"[queue].{key}: must be at least 1")
     if queue_cfg.retries < 0:
         c.problems.append("[queue].retries: must not be negative")
+    return queue_cfg
 
+
+def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: bool = True) -> Config:
+    """Validate parsed TOML and build a Config, or raise ConfigError listing every problem."""
+    c = Checker()
+    c.unknown("top level", data, _TOP_KEYS)
+    log_level = c.choice("top level", data, "log_level", LOG_LEVELS, "info")
+
+    redis_cfg = _check_redis(c, data)
+    irods_cfg = _check_irods(c, data, check_paths)
+    queue_cfg = _check_queue(c, data)
     zones = _check_zones(c, data.get("zone", []), check_paths)
     if c.problems:
         raise ConfigError(source, c.problems)

@@ -1,8 +1,12 @@
-"""The daemon's main loop: watch/walk → settle → queue.
+"""The daemon's main loop: watch/walk → settle → queue. The daemon is a scheduler of zones, the settler
+and the enqueuer: each `Zone` (zone.py) owns its watcher, walk, trust state and settle policy; routing
+changes and scheduling walks is `daemon_zones`, feeding the queue `daemon_feed`, holding the zones
+`daemon_owner`.
 
-One thread does all the work here; the inotify backend has its own reader thread that only drains the
-kernel's queue. Each turn of the loop: take the changes the watcher collected, list a few directories
-of any walk in progress, take the files the settler says are ready, and queue them in batches. Redis
+One thread does all the work here; a watcher backend with events of its own (inotify) has its own reader
+thread that only drains the kernel's queue. Each turn of the loop: take the changes the watchers collected,
+list a few directories of any walk in progress, take the files the settler says are ready, and queue them
+in batches. Redis
 being down is logged and waited out: files keep settling in memory and nothing is lost, since a file
 not in the ledger is found again by the next walk.
 
@@ -24,7 +28,7 @@ from typing import Any
 
 import redis
 
-from . import __version__, after_jobs, daemonreload, daemonstatus
+from . import __version__, daemonreload, daemonstatus
 from .config import Config
 from .daemon_feed import Feeding
 from .daemon_zones import Counters, ZoneWork
@@ -93,23 +97,6 @@ class Daemon(ZoneWork, Feeding):
             self.add_zone(z)
         self.health.check_epoch()
 
-    def _take_zones(self, names: list[str]) -> None:
-        """Take these zones for this daemon and recount their `queued` counters; ZoneTaken if another
-        daemon runs one. With Redis away, taking them is tried again until it answers (nothing is
-        queued meanwhile)."""
-        if self.owner is None:
-            return
-        try:
-            for zone, h in self.owner.acquire(names):
-                log.warning("zone %s: %s is gone (no such process); this daemon takes the zone over", zone,
-                            h.describe(), extra={"fields": {"INGEST_ZONE": zone}})
-        except redis.RedisError as e:
-            self.health.error(e)
-            self._owned = False
-            return
-        self._owned = True
-        self.recounts.append(self.new_recount(names))
-
     def run(self) -> int:
         self.install_signals()
         try:
@@ -138,12 +125,6 @@ class Daemon(ZoneWork, Feeding):
             self._flush()
         self.close()
         return self.exit_code
-
-    def _refuse(self, e: ZoneTaken, what: str) -> None:
-        log.error("%s: %s; one daemon runs a zone (stop that daemon, or give this one other zones)", what, e,
-                  extra={"message_id": MessageId.DAEMON_STOPPING, "fields": {"INGEST_ZONE": e.zone}})
-        self.exit_code = 1
-        self._stop = True
 
     def _idle(self) -> bool:
         return all(zs.walk is None for zs in self.zones.values()) and not len(self.settler) and not self.ready
@@ -193,44 +174,6 @@ class Daemon(ZoneWork, Feeding):
         """Walks go on while the zones are this daemon's and Redis answers (a walk reads the ledger)."""
         return self._owned and self.health.down_since is None
 
-    def _housekeeping(self) -> None:
-        if self.health.down():
-            return
-        try:
-            self.health.check_epoch()
-            self._keep_zones()
-            if time.monotonic() >= self._next_reap and not self.once and self._owned:
-                self._next_reap = time.monotonic() + 5.0
-                self.enqueuer.reap()
-                after_jobs.enqueue_due(self.r, self.ledger.prefix, self.enqueuer.queue,
-                                       [zs.spec for zs in self.zones.values()])
-            for zs in self.zones.values() if self._owned else ():
-                for rel in self.ledger.pop_resettle(zs.cfg.name):
-                    st = zs.stat(rel)
-                    if isinstance(st, tuple):
-                        self.settler.observe(zs.cfg.name, rel, st[0], st[1], zs.cfg.settle)
-        except redis.RedisError as e:
-            self.health.error(e)
-        if self._hang_file and os.path.exists(self._hang_file):
-            log.warning("%s exists: hanging the main loop (test of the watchdog)", self._hang_file)
-            while os.path.exists(self._hang_file):
-                time.sleep(1.0)
-
-    def _keep_zones(self) -> None:
-        """Renew this daemon's zones (or take them, if Redis was away at start); stop if another daemon
-        took one over meanwhile (this one was stopped or cut off from Redis longer than the lock's TTL)."""
-        if self.owner is None or self.exit_code:
-            return
-        try:
-            if not self._owned:
-                self._take_zones(list(self.zones))
-            else:
-                self.owner.renew()
-            self._renewed = time.monotonic()
-        except ZoneTaken as e:
-            self._owned = False
-            self._refuse(e, "stopping: another daemon took over a zone of this one")
-
     # -- reporting --------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -274,9 +217,6 @@ class Daemon(ZoneWork, Feeding):
 
     def reload(self) -> None:
         daemonreload.reload(self)
-
-    def new_recount(self, zones: list[str]) -> Recount:
-        return Recount(self.ledger, zones)
 
     def close(self) -> None:
         """Stop watching; a daemon withdraws its status record and lets its zones go."""

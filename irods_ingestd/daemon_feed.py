@@ -1,5 +1,6 @@
 """The daemon's feeding of the queue: ready files to the enqueuer in batches, recently queued files
-looked at again, the ledger's counters recounted.
+looked at again, the ledger's counters recounted; housekeeping every second (the zones renewed, lost
+jobs reaped, deferred after-actions queued, files handed back settled again).
 
 A mixin of `Daemon` (kept apart to keep each module small; see `Daemon` for the attributes it sets up).
 """
@@ -7,17 +8,19 @@ A mixin of `Daemon` (kept apart to keep each module small; see `Daemon` for the 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import redis
 
+from . import after_jobs
 from .config import Config
+from .daemon_owner import Owning
 from .daemon_zones import Counters
-from .daemonlock import ZoneOwnership
 from .job import FileItem
+from .ledger import Ledger
 from .queue import Enqueuer
 from .recent import RecentlyQueued
-from .recount import Recount
 from .redishealth import RedisHealth
 from .settler import Ready, Settler
 from .zone import Zone, printable
@@ -28,7 +31,7 @@ HOLD_MAX = 0.1  # seconds a ready file may be held to fill a batch while every w
 RENEW_BEFORE_QUEUEING = 5.0  # seconds since the zones were last renewed after which queueing checks first
 
 
-class Feeding:
+class Feeding(Owning):
     cfg: Config
     once: bool
     zones: dict[str, Zone]
@@ -38,15 +41,12 @@ class Feeding:
     enqueuer: Enqueuer
     health: RedisHealth
     counters: Counters
-    owner: ZoneOwnership | None
-    recounts: list[Recount]
-    _owned: bool
-    _renewed: float
+    r: redis.Redis
+    ledger: Ledger
+    _next_reap: float
+    _hang_file: str | None
     _backlog_full: bool
     _ready_since: float | None
-
-    def _keep_zones(self) -> None:
-        raise NotImplementedError
 
     def _recheck_recent(self) -> None:
         """Files queued recently that changed since (a writer that paused, then wrote on): settle again."""
@@ -127,3 +127,26 @@ class Feeding:
             self._ready_since = None
             return False
         return True
+
+    def _housekeeping(self) -> None:
+        if self.health.down():
+            return
+        try:
+            self.health.check_epoch()
+            self._keep_zones()
+            if time.monotonic() >= self._next_reap and not self.once and self._owned:
+                self._next_reap = time.monotonic() + 5.0
+                self.enqueuer.reap()
+                after_jobs.enqueue_due(self.r, self.ledger.prefix, self.enqueuer.queue,
+                                       [zs.spec for zs in self.zones.values()])
+            for zs in self.zones.values() if self._owned else ():
+                for rel in self.ledger.pop_resettle(zs.cfg.name):
+                    st = zs.stat(rel)
+                    if isinstance(st, tuple):
+                        self.settler.observe(zs.cfg.name, rel, st[0], st[1], zs.cfg.settle)
+        except redis.RedisError as e:
+            self.health.error(e)
+        if self._hang_file and os.path.exists(self._hang_file):
+            log.warning("%s exists: hanging the main loop (test of the watchdog)", self._hang_file)
+            while os.path.exists(self._hang_file):
+                time.sleep(1.0)

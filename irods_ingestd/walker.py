@@ -58,48 +58,55 @@ def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = 
                     if wanted(name, lambda: join(reldir, name)):  # noqa: B023 - called at once
                         files.append((name, st.st_size, st.st_mtime_ns))
                     continue
-            rel = join(reldir, name)
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if not names.dir_excluded(name, rel):
-                        out.subdirs.append(rel)
-                    continue
-                if entry.is_symlink():
-                    if not follow_symlinks:
-                        out.skipped.append((rel, "symlink (not followed)"))
-                        continue
-                    try:
-                        st = entry.stat(follow_symlinks=True)
-                    except OSError:
-                        out.skipped.append((rel, "dangling or looping symlink"))
-                        continue
-                    if stat.S_ISDIR(st.st_mode):
-                        out.skipped.append((rel, "symlink to a directory (not followed)"))
-                        continue
-                    if not inside(root, entry.path):
-                        out.skipped.append((rel, "symlink pointing outside the zone (not followed)"))
-                        continue
-                else:
-                    st = entry.stat(follow_symlinks=False)
-            except OSError as e:
-                if e.errno == errno.ENOENT:
-                    continue  # vanished between listing and stat
-                reason = "dangling or looping symlink" if e.errno in (errno.ELOOP,) else \
-                    f"cannot stat: {e.strerror or e}"
-                out.skipped.append((rel, reason))
-                continue
-            kind = special_kind(st.st_mode)
-            if kind:
-                out.skipped.append((rel, f"{kind} (never opened)"))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                out.skipped.append((rel, "not a regular file"))
-                continue
-            why = names.reason_to_skip(name, rel)
-            if why:
-                continue  # temporary and excluded names are silently passed over
-            out.files.append((name, st.st_size, st.st_mtime_ns))
+            _other_entry(out, root, entry, join(reldir, name), names, follow_symlinks)
     return out
+
+
+def _other_entry(out: Listing, root: str, entry: os.DirEntry[str], rel: str, names: NameFilter,
+                 follow_symlinks: bool) -> None:
+    """An entry that is not a regular file by its d_type: a subdirectory to visit, a symlink (followed
+    only inside the zone, to a file), a special file, or a file whose d_type the file system did not say."""
+    name = entry.name
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            if not names.dir_excluded(name, rel):
+                out.subdirs.append(rel)
+            return
+        if entry.is_symlink():
+            if not follow_symlinks:
+                out.skipped.append((rel, "symlink (not followed)"))
+                return
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                out.skipped.append((rel, "dangling or looping symlink"))
+                return
+            if stat.S_ISDIR(st.st_mode):
+                out.skipped.append((rel, "symlink to a directory (not followed)"))
+                return
+            if not inside(root, entry.path):
+                out.skipped.append((rel, "symlink pointing outside the zone (not followed)"))
+                return
+        else:
+            st = entry.stat(follow_symlinks=False)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return  # vanished between listing and stat
+        reason = "dangling or looping symlink" if e.errno in (errno.ELOOP,) else \
+            f"cannot stat: {e.strerror or e}"
+        out.skipped.append((rel, reason))
+        return
+    kind = special_kind(st.st_mode)
+    if kind:
+        out.skipped.append((rel, f"{kind} (never opened)"))
+        return
+    if not stat.S_ISREG(st.st_mode):
+        out.skipped.append((rel, "not a regular file"))
+        return
+    why = names.reason_to_skip(name, rel)
+    if why:
+        return  # temporary and excluded names are silently passed over
+    out.files.append((name, st.st_size, st.st_mtime_ns))
 
 
 def inside(root: str, path: str) -> bool:
