@@ -1,5 +1,6 @@
 """The daemon's status record: one Redis key per daemon, `{prefix}:daemon:{host}:{pid}`, TTL 30 s,
-written every second and deleted when the daemon stops; `irods-ingestd status` reads them all.
+written every second and deleted when the daemon stops; `irods-ingestd status` reads them all here
+(`read_all`, `zones_run`, `describe`): this module alone writes and reads the record.
 
 Words mean one thing each, here and in `status`: *settling* (waiting to be unchanged for `settle`),
 *ready* (settled, waiting for room in the backlog), *queued* (in the ledger as queued: waiting for or
@@ -39,6 +40,20 @@ def read_all(r: redis.Redis, prefix: str) -> list[dict[str, Any]]:
             except ValueError:
                 continue
     return sorted(out, key=lambda d: (str(d.get("host")), int(d.get("pid") or 0)))
+
+
+def zones_run(daemons: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Zone → its entry in the record of the daemon that runs it, with `daemon` naming that daemon."""
+    live: dict[str, dict[str, Any]] = {}
+    for d in daemons:
+        for name, z in d.get("zones", {}).items():
+            live[name] = {**z, "daemon": f"{d.get('host')} pid {d.get('pid')}"}
+    return live
+
+
+def describe(d: dict[str, Any]) -> str:
+    """One daemon's line in `status`."""
+    return f"daemon: {d['host']} pid {d['pid']} version {d['version']}: {d.get('line', '')}"
 
 
 def build(d: Daemon) -> dict[str, Any]:

@@ -36,10 +36,7 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
     r = connect(cfg.redis)
     ledger = Ledger(r, cfg.redis.prefix)
     daemons = daemonstatus.read_all(r, cfg.redis.prefix)
-    live: dict[str, Any] = {}
-    for d in daemons:
-        for name, z in d.get("zones", {}).items():
-            live[name] = {**z, "daemon": f"{d.get('host')} pid {d.get('pid')}"}
+    live = daemonstatus.zones_run(daemons)
     zones = {}
     for z in cfg.zones:
         stats = ledger.stats(z.name)
@@ -74,7 +71,7 @@ def render(s: dict[str, Any]) -> str:
     if not s["daemons"]:
         lines.append("daemon: not running (no status in Redis for 30 s)")
     for d in s["daemons"]:
-        lines.append(f"daemon: {d['host']} pid {d['pid']} version {d['version']}: {d.get('line', '')}")
+        lines.append(daemonstatus.describe(d))
     q = s["queue"]
     lines.append(f"queue {q['name']}: {q['jobs_waiting']} jobs waiting, {q['jobs_running']} running, "
                  f"{q['jobs_failed']} failed")
