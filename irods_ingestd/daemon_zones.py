@@ -87,7 +87,7 @@ class ZoneWork:
     def _on_change(self, ch: Change) -> None:
         if ch.kind is Kind.OVERFLOW:
             self.counters.overflows += 1
-            log.warning("inotify event queue overflowed (%s): walking every watched zone", ch.detail,
+            log.warning("watcher events were lost (%s): walking every watched zone", ch.detail,
                         extra={"message_id": MessageId.EVENT_OVERFLOW})
             for zs in self.zones.values():
                 if zs.watcher.complete and zs.state != "lost":
