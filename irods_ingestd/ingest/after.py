@@ -66,10 +66,10 @@ DONE, CHANGED, BUSY, GONE, FAILED = "done", "changed", "busy", "gone", "failed"
 def private(path: str, what: str) -> str:
     d, name = os.path.split(path)
     token = secrets.token_hex(3)
-    private = f".{name}.ingestd-{what}.{token}"  # the default temp patterns (.*.??????) skip it
-    if len(os.fsencode(private)) > 255:
-        private = f".ingestd-{what}.{token}"
-    return os.path.join(d, private)
+    aside = f".{name}.ingestd-{what}.{token}"  # reserved (names.RESERVED_LANDING): never ingested
+    if len(os.fsencode(aside)) > 255:
+        aside = f".ingestd-{what}.{token}"
+    return os.path.join(d, aside)
 
 
 def put_back(src: str, path: str) -> str:
@@ -83,11 +83,16 @@ def put_back(src: str, path: str) -> str:
             continue
 
 
-def take_aside(item: Verified, path: str, what: str) -> str:
+def stat_of(path: str, follow: bool) -> os.stat_result:
+    """The landing file's stat as the zone sees it (a followed link: the file it leads to)."""
+    return os.stat(path) if follow else os.lstat(path)
+
+
+def take_aside(item: Verified, path: str, what: str, follow: bool = False) -> str:
     """Rename the landing file to a private name and check it is the verified file; Changed otherwise."""
     aside = private(path, what)
     fsops.rename_noreplace(path, aside)
-    if not item.same(os.lstat(aside)):
+    if not item.same(stat_of(aside, follow)):
         back = put_back(aside, path)
         raise Changed(f"replaced after verification (left as {os.path.basename(back)})")
     return aside
@@ -100,7 +105,7 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
     action = registry.load(registry.AFTER_ACTIONS, zone.after).run
     path = os.path.join(zone.root, item.rel)
     try:
-        st = os.stat(path) if zone.follow_symlinks else os.lstat(path)
+        st = stat_of(path, zone.follow_symlinks)
     except FileNotFoundError:
         return GONE, "gone before its after-action"
     except OSError as e:

@@ -269,3 +269,15 @@ def test_a_large_file_gets_a_job_timeout_sized_to_it(redis_conn: Any) -> None:
     timeouts = {len(j.args[0]["files"]): j.timeout for j in Queue("timeouts", connection=redis_conn).get_jobs()}
     assert timeouts[3] < 3700  # small files: about job_timeout
     assert timeouts[1] >= 3600 + (200 << 30) // (5 << 20)  # the huge file: 1 h + 200 GiB at 5 MiB/s (~11 h)
+
+
+def test_a_followed_link_in_a_delete_zone_is_removed_not_its_target(make_pipe: Any) -> None:
+    pipe = make_pipe(symlinks="follow", after="delete", after_hold="0s", exclude=["*.keep"])
+    target, link = pipe.root / "data.keep", pipe.root / "alias.bin"
+    with pipe:
+        target.write_bytes(b"bytes behind a link")
+        link.symlink_to(target.name)  # relative, inside the zone; the target itself is excluded
+        until(pipe, lambda: not os.path.lexists(link), what="the link to be removed once verified")
+    assert target.read_bytes() == b"bytes behind a link"  # the link went, not the file it leads to
+    assert checksums(pipe) == {"alias.bin": sha2(b"bytes behind a link")}
+    assert dict(pipe.ledger.failures("z")) == {}

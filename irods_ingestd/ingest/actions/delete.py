@@ -9,4 +9,4 @@ from ..after import Verified, take_aside
 
 
 def run(zone: ZoneSpec, item: Verified, path: str) -> None:
-    os.unlink(take_aside(item, path, "del"))
+    os.unlink(take_aside(item, path, "del", zone.follow_symlinks))  # a followed link: the link goes

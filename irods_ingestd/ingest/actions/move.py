@@ -11,7 +11,7 @@ import shutil
 
 from ... import fsops
 from ...job import ZoneSpec
-from ..after import Changed, Verified, private, put_back, take_aside
+from ..after import Changed, Verified, private, put_back, stat_of, take_aside
 
 log = logging.getLogger("irods_ingestd.ingest")
 
@@ -50,10 +50,10 @@ def run(zone: ZoneSpec, item: Verified, path: str) -> None:
             if e.errno != errno.EXDEV:
                 raise
             tmp = _copy_checked(path, os.path.dirname(dest), os.path.basename(dest), item)
-            os.unlink(take_aside(item, path, "del"))
+            os.unlink(take_aside(item, path, "del", zone.follow_symlinks))
             put_back(tmp, dest)
             return
-    if not item.same(os.lstat(target)):  # swapped in at the last moment: put it back, unverified
+    if not item.same(stat_of(target, zone.follow_symlinks)):  # swapped in at the last moment: put it back
         put_back(target, path)
         raise Changed("replaced after verification")
     if target != dest:
