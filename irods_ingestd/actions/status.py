@@ -17,7 +17,7 @@ from typing import Any
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from .. import daemonstatus, names
+from .. import daemonstatus, keys, names
 from ..config import Config, load
 from ..daemonlock import owner
 from ..ledger import Ledger
@@ -51,8 +51,12 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
             if held else "daemon not running"
         zones[z.name] = {
             "state": d.get("state", state), "daemon": d.get("daemon"), "path": str(z.path),
-            "collection": z.collection, "settling": d.get("settling", 0), "queued": stats["queued"],
+            "collection": z.collection, "after": z.after, "settling": d.get("settling", 0), "queued": stats["queued"],
             "ingested": stats["done"], "bytes": stats["bytes"], "failed": stats["failed"], "failed_files": failed,
+            # handed back after transient errors outlasted the retries (iRODS away): queued again, not failed
+            "retrying": int(r.hlen(keys.transient_key(cfg.redis.prefix, z.name))),
+            # verified, waiting for after_hold (or a writer to close it) before delete/move
+            "after_pending": int(r.zcard(keys.after_key(cfg.redis.prefix, z.name))),
         }
     q = Queue(cfg.queue.name, connection=r)
     return {
@@ -78,7 +82,10 @@ def render(s: dict[str, Any]) -> str:
     for name, z in s["zones"].items():
         by = f" (daemon {z['daemon']})" if z.get("daemon") else ""
         lines.append(f"zone {name}: {z['state']}{by}; settling {z['settling']}, queued {z['queued']}, "
-                     f"ingested {z['ingested']} ({z['bytes']} bytes), failed {z['failed']}  "
+                     f"ingested {z['ingested']} ({z['bytes']} bytes), failed {z['failed']}"
+                     + (f", retrying {z['retrying']}" if z.get("retrying") else "")
+                     + (f", awaiting {'delete' if z.get('after') == 'delete' else 'move'} {z['after_pending']}"
+                        if z.get("after_pending") else "") + "  "
                      f"[{z['path']} → {z['collection']}]")
         for f in z["failed_files"]:
             lines.append(f"    failed: {f['path']}: {f.get('reason')}")

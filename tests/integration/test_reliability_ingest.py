@@ -14,6 +14,7 @@ import pytest
 from irods.models import DataObject
 
 from irods_ingestd import ingest, locks
+from irods_ingestd.actions import status
 from irods_ingestd.ingest import transfer
 from irods_ingestd.job import Batch
 from tests.expect import sha2
@@ -108,6 +109,7 @@ def test_a_file_swapped_in_after_verification_is_not_deleted_but_ingested(make_p
     with pipe:
         path.write_bytes(a)
         until(pipe, lambda: "data.bin" in checksums(pipe), what="A to be ingested")
+        assert status.gather(pipe.cfg)["zones"]["z"]["after_pending"] == 1  # verified, held before the delete
         st = os.stat(path)
         tmp = pipe.root / ".data.bin.swap"
         tmp.write_bytes(b)
@@ -173,6 +175,9 @@ def test_an_irods_outage_longer_than_the_retries_needs_no_human(make_pipe: Any) 
                 pipe.work()
                 time.sleep(0.5)
             assert dict(pipe.ledger.failures("z")) == {}, "an outage must not fail files for good"
+            z = status.gather(pipe.cfg)["zones"]["z"]
+            assert z["retrying"] >= 1 and z["failed"] == 0, z  # status tells the operator what happens
+            assert "retrying" in status.render(status.gather(pipe.cfg))
         finally:
             pipe.irods.refuse_connections(False)
         assert checksums(pipe) == {}  # nothing got in during the outage
