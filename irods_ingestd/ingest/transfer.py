@@ -107,7 +107,7 @@ def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str
     if dig is None:
         dig = local.digest(loc, ctx.hash_scheme)
     catalog.register(session, realpath, path, opts)
-    got = catalog.server_checksum(session, path)
+    got = catalog.stored_checksum(session, path) or catalog.server_checksum(session, path)
     try:
         dig, same = verify(ctx, loc, dig, got)
         if not same:
