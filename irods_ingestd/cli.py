@@ -1,4 +1,10 @@
-"""The `irods-ingestd` command: run, worker, check-config, scan, status, retry."""
+"""The `irods-ingestd` command: run, worker, check-config, scan, status, retry.
+
+Global options (`-c/--config`, `--log-level`, `--log-target`) are accepted before or after the command.
+Exit codes: 0 success; 1 the command ran and found failures (failed files listed by `status`, problems
+found by `check-config`); 2 bad usage or a bad configuration; 3 `scan` gave up on a full backlog;
+130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -22,17 +28,33 @@ COMMANDS = {
 }
 
 
+EPILOG = ("Global options go before or after the command. Exit codes: 0 success, 1 failures found (failed "
+          "files, config problems), 2 bad usage or configuration, 3 scan gave up on a full backlog.")
+
+
+def _globals(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """The global options; on a command's parser without defaults (argparse.SUPPRESS), so one given before
+    the command is not reset by the command's parser."""
+    def d(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument("-c", "--config", default=d(None), help="config file (default: $IRODS_INGESTD_CONFIG or "
+                   "/etc/irods-ingestd/config.toml)")
+    p.add_argument("--log-level", default=d(None), help="override the config's log_level")
+    p.add_argument("--log-target", default=d("auto"), choices=("auto", "journal", "stderr"),
+                   help="where records go: the journal when under systemd (auto), or stderr")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="irods-ingestd", description="Ingest complete files from landing "
-                                "zones into iRODS.")
+                                "zones into iRODS.", epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"irods-ingestd {__version__}")
-    p.add_argument("-c", "--config", help="config file (default: $IRODS_INGESTD_CONFIG or "
-                   "/etc/irods-ingestd/config.toml)")
-    p.add_argument("--log-level", help="override the config's log_level")
-    p.add_argument("--log-target", default="auto", choices=("auto", "journal", "stderr"))
+    _globals(p, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _globals(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_ in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_)
+        sp = sub.add_parser(name, help=help_, description=help_, parents=[common], epilog=EPILOG)
         if name == "worker":
             sp.add_argument("--queue", help="queue name (default: [queue].name)")
             sp.add_argument("--burst", action="store_true", help="exit when the queue is empty")

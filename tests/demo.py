@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"{len(missing)} files did not arrive; see {demo / 'ingestd.log'}", file=sys.stderr)
             return 1
+        print(f"Drop more files into {demo / 'landing'}; `{status_command(cfg)}` shows progress. "
+              "Ctrl-C stops the demo.")
         if args.once:
             return 0
-        print(f"Drop more files into {demo / 'landing'}; `irods-ingestd -c {cfg} status` shows progress. "
-              "Ctrl-C stops the demo.")
         signal.pause()
         return 0
     except KeyboardInterrupt:
@@ -125,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
                 p.kill()
         irods.stop()
         redis_srv.stop()
+
+
+def status_command(cfg: Path) -> str:
+    """The status command as a user can type it in another terminal (the venv's script, by its path)."""
+    script = Path(sys.executable).parent / "irods-ingestd"
+    exe = str(script) if script.exists() else f"{sys.executable} -m irods_ingestd"
+    return f"{exe} -c {cfg} status"
 
 
 if __name__ == "__main__":

@@ -101,4 +101,4 @@ def run(args: argparse.Namespace) -> int:
     if recounted is not None:
         s["recounted"] = recounted
     sys.stdout.write(json.dumps(s, indent=2) + "\n" if args.json else render(s))
-    return 0
+    return 1 if any(z["failed"] for z in s["zones"].values()) else 0  # exit 1: failed files are listed

@@ -16,3 +16,9 @@ def test_demo_shows_files_arriving_in_irods(tmp_path):
     assert "MISSING" not in r.stdout
     assert r.stdout.count(" sha2:") == 4
     assert "ingested 4" in r.stdout and "failed 0" in r.stdout
+    # the command it tells the user to type works as printed, from any directory
+    hint = next(line for line in r.stdout.splitlines() if line.startswith("Drop more files"))
+    command = hint.split("`")[1]
+    assert command.split()[0].startswith("/"), command  # not a bare name that may not be on the PATH
+    h = subprocess.run([*command.split(), "--help"], cwd="/", capture_output=True, text=True, timeout=60)
+    assert h.returncode == 0 and "usage: irods-ingestd status" in h.stdout, h.stdout + h.stderr
