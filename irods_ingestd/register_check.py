@@ -9,6 +9,7 @@ ACLs and root squash are beyond what the bits say: the warning is a hint, not a 
 
 from __future__ import annotations
 
+import functools
 import grp
 import os
 import pwd
@@ -32,20 +33,41 @@ def _allowed(st: os.stat_result, uid: int, gids: set[int], want: int) -> bool:
     return bits & want == want
 
 
-def unreadable_for_service_account(path: Path, account: str = SERVICE_ACCOUNT) -> str | None:
+@functools.lru_cache(maxsize=4096)
+def _dir_ok(d: str, account: str) -> bool:
+    return unreadable_for_service_account(Path(d), account, want_read=False) is None
+
+
+def readable_by_service_account(path: str, st: os.stat_result, account: str = SERVICE_ACCOUNT) -> bool:
+    """Could `account` read this file (its directories cached)? True where this host cannot tell."""
+    try:
+        pw = pwd.getpwnam(account)
+    except KeyError:
+        return True
+    if not _dir_ok(os.path.dirname(path), account):
+        return False
+    return _allowed(st, pw.pw_uid, _gids(account, pw.pw_gid), 4)
+
+
+def _gids(account: str, primary: int) -> set[int]:
+    return {primary} | {g.gr_gid for g in grp.getgrall() if account in g.gr_mem}
+
+
+def unreadable_for_service_account(path: Path, account: str = SERVICE_ACCOUNT,
+                                   want_read: bool = True) -> str | None:
     """Why `account` could not read files under `path`, or None (it can, or there is no such user here)."""
     try:
         pw = pwd.getpwnam(account)
     except KeyError:
         return None
-    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if account in g.gr_mem}
+    gids = _gids(account, pw.pw_gid)
     path = Path(os.path.abspath(path))
     for d in [*reversed(path.parents), path]:
         try:
             st = os.stat(d)
         except OSError:
             return None  # reported elsewhere (missing zone)
-        want = 4 | 1 if d == path else 1
+        want = (4 | 1 if want_read else 1) if d == path else 1
         if not _allowed(st, pw.pw_uid, gids, want):
             need = "read and search" if d == path else "search (x)"
             return (f"the iRODS service account {account!r} on this host has no {need} permission on {d}: "

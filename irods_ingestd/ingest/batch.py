@@ -18,7 +18,7 @@ from ..job import Batch, FileItem, ZoneSpec
 from ..locks import FileLock
 from ..messages import MessageId
 from . import attempt as attempt_mod
-from . import catalog
+from . import bulk, catalog
 from .after_run import after_action
 from .context import IngestContext
 from .errors import (
@@ -162,11 +162,15 @@ def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
     summary["bytes"] = 0
     prefetch(ctx, batch)
     down = False  # after one file ran out of retries, do not wait again on every other file of the batch
-    for item in batch.files:
-        res = ingest_file(ctx, batch.zone, item, retries=0 if down else None)
-        down = res.result == DEFERRED or (res.result == FAILED and res.reason.endswith("attempts)"))
-        summary[SUMMARY_KEYS[res.result]] += 1
-        summary["bytes"] += res.moved_bytes
+    files = list(batch.files)
+    for start in range(0, len(files), bulk.BULK_ROWS):
+        chunk = files[start:start + bulk.BULK_ROWS]
+        in_bulk = {} if down else {r.rel: r for r in bulk.register_batch(ctx, batch.zone, chunk)}
+        for item in chunk:
+            res = in_bulk.get(item.rel) or ingest_file(ctx, batch.zone, item, retries=0 if down else None)
+            down = res.result == DEFERRED or (res.result == FAILED and res.reason.endswith("attempts)"))
+            summary[SUMMARY_KEYS[res.result]] += 1
+            summary["bytes"] += res.moved_bytes
     return summary
 
 

@@ -28,3 +28,4 @@ class IngestContext:
     hash_scheme: str | None = None  # the server's checksum scheme, learnt from its first answer
     # (collection, name) → what one query per collection found for a batch's files (see batch.prefetch)
     prefetched: dict[tuple[str, str], dict[str, Obj]] = field(default_factory=dict)
+    resource_ids: dict[str, str] = field(default_factory=dict)  # resource name → id (bulk register rows)

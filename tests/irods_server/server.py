@@ -30,7 +30,7 @@ from .catalog_api import CatalogApi
 from .dataobj import DataObjectApi, Desc
 from .errors import DropConnection, E, IrodsError
 from .namespace import NamespaceApi
-from .register import RegisterApi
+from .register import BulkRegisterApi, RegisterApi
 from .wire import API_NAMES, Reply, api_num, error_xml, json_reply, native_digest, pack_xml, unpack, unpack_json
 
 log = logging.getLogger("irods_test_server")
@@ -157,7 +157,7 @@ class ClientConn:
         return True
 
 
-class IrodsTestServer(NamespaceApi, DataObjectApi, RegisterApi, CatalogApi):
+class IrodsTestServer(NamespaceApi, DataObjectApi, RegisterApi, BulkRegisterApi, CatalogApi):
     def __init__(self, host: str, port: int, vault: str, catalog: str, zone: str = "tempZone",
                  users: list[tuple[str, str, str]] | None = None, version: str = DEFAULT_VERSION,
                  resource: str = "demoResc", cs_neg_policy: str = "CS_NEG_DONT_CARE",
@@ -193,7 +193,7 @@ class IrodsTestServer(NamespaceApi, DataObjectApi, RegisterApi, CatalogApi):
             601: self.h_create, 602: self.h_open, 676: self.h_write, 675: self.h_read,
             674: self.h_lseek, 673: self.h_close, 20000: self.h_fd_info, 20004: self.h_replica_close,
             615: self.h_unlink, 630: self.h_phy_path_reg, 629: self.h_chksum, 706: self.h_mod_avu,
-            20002: self.h_atomic_metadata, 707: self.h_mod_acl, 702: self.h_gen_query,
+            20002: self.h_atomic_metadata, 707: self.h_mod_acl, 702: self.h_gen_query, 688: self.h_bulk_reg,
         }  # fmt: skip
         self.no_auth_apis = {703, 704, 110000}
 

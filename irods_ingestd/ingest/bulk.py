@@ -1,0 +1,166 @@
+"""Register mode in bulk: up to 50 new files in one BULK_DATA_OBJ_REG call (API 688).
+
+The server takes the rows as they are: it neither stats the files nor computes checksums (598 files/s
+against 211 for one register call a file, measured on iRODS 5.0.2 here). So the worker does what the
+server would have: it reads each file and sends its checksum in the server's scheme (known from an
+earlier answer: the first file of a worker always goes the one-call way), checks that the server's
+service account may read it where it can tell (:mod:`irods_ingestd.register_check`), and checks the file
+did not change meanwhile. One bad row rolls the whole call back; then every file of it goes the one-call
+way (:func:`.batch.ingest_file`), which also handles whatever is not simple: an object already under
+the name, a file that changed, a lock held by another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import irods.exception as iex
+from irods.api_number import api_number
+from irods.message import GenQueryResponse, GenQueryResponseColumn, iRODSMessage
+from irods.models import Resource
+
+from .. import names
+from ..job import FileItem, ZoneSpec
+from ..locks import FileLock
+from ..messages import MessageId
+from ..register_check import readable_by_service_account
+from . import catalog, local, metadata
+from .context import IngestContext
+from .errors import LocalChanged, NotRegular, PermanentError, Vanished, describe
+from .local import Local
+from .results import CHANGED, INGESTED, FileResult, done
+
+log = logging.getLogger("irods_ingestd.ingest")
+
+BULK_ROWS = 50
+MAX_SQL_ATTR = 50  # GenQueryOut_PI always carries this many SqlResult_PI
+SLOT = 1088  # MAX_NAME_LEN: the width of each value in the server's buffer
+# columns: DATA_NAME (the logical path), DATA_TYPE_NAME, DATA_SIZE, D_RESC_NAME, D_DATA_PATH, DATA_MODE,
+# the operation, DATA_REPL_NUM, D_DATA_CHECKSUM, D_RESC_ID
+COL_NAME, COL_TYPE, COL_SIZE, COL_RESC, COL_PATH, COL_MODE, COL_OPR, COL_REPL, COL_CHKSUM, COL_RESC_ID = (
+    403, 406, 407, 409, 410, 421, 999999, 404, 415, 423)
+
+
+@dataclass
+class _Row:
+    item: FileItem
+    target: names.Target
+    loc: Local
+    realpath: str
+    checksum: str
+    sha256: bytes
+    lock: FileLock
+    t0: float
+
+
+def resource_id(ctx: IngestContext, session: Any, name: str) -> str:
+    if name not in ctx.resource_ids:
+        rows = list(session.query(Resource.id).filter(Resource.name == name))
+        if not rows:
+            raise PermanentError(f"no iRODS resource named {name!r}")
+        ctx.resource_ids[name] = str(rows[0][Resource.id])
+    return ctx.resource_ids[name]
+
+
+def zone_resource(zone: ZoneSpec, session: Any) -> str | None:
+    """The resource the rows name: the zone's, else the environment's irods_default_resource. None when
+    only the server knows (its own default): then each file goes the one-call way, which lets it choose."""
+    return zone.resource or getattr(session, "default_resource", None) or None
+
+
+def _candidate(ctx: IngestContext, zone: ZoneSpec, item: FileItem) -> _Row | None:
+    """A file the bulk call can take: new in iRODS (by the batch's look-up), unchanged, readable."""
+    t0 = time.monotonic()
+    try:
+        target = names.target_for(zone.collection, item.rel)
+    except names.BadName:
+        return None
+    found = ctx.prefetched.get((target.collection, target.name))
+    if found is None or found:  # not looked up, or something is there already: the one-call way
+        return None
+    lock = FileLock(ctx.redis, ctx.ledger.prefix, zone.name, item.rel)
+    if not lock.acquire():
+        return None
+    try:
+        loc = local.check_local(zone, item)
+        realpath = os.path.realpath(loc.path)
+        if names.needs_mapping(realpath) or not readable_by_service_account(realpath, loc.st):
+            raise NotRegular()
+        dig = local.digest(loc, ctx.hash_scheme)
+        local.recheck(loc)
+    except (LocalChanged, Vanished, NotRegular, PermanentError, OSError):
+        lock.release()
+        return None
+    scheme = ctx.hash_scheme or "sha2"
+    if scheme not in dig.by_scheme:
+        lock.release()
+        return None
+    return _Row(item, target, loc, realpath, dig.irods(scheme), dig.sha256, lock, t0)
+
+
+def _send(session: Any, rows: list[_Row], resc: str, resc_id: str) -> None:
+    values = {
+        COL_NAME: [r.target.path for r in rows], COL_TYPE: ["generic"] * len(rows),
+        COL_SIZE: [str(r.item.size) for r in rows], COL_RESC: [resc] * len(rows),
+        COL_PATH: [r.realpath for r in rows], COL_MODE: [str(r.loc.st.st_mode & 0o7777) for r in rows],
+        COL_OPR: ["register"] * len(rows), COL_REPL: ["0"] * len(rows),
+        COL_CHKSUM: [r.checksum for r in rows], COL_RESC_ID: [resc_id] * len(rows),
+    }
+    cols = [GenQueryResponseColumn(attriInx=k, reslen=SLOT, value=v) for k, v in values.items()]
+    cols += [GenQueryResponseColumn(attriInx=0, reslen=0, value=[]) for _ in range(MAX_SQL_ATTR - len(cols))]
+    body = GenQueryResponse(rowCnt=len(rows), attriCnt=len(values), continueInx=0, totalRowCount=0,
+                            SqlResult_PI=cols)
+    msg = iRODSMessage("RODS_API_REQ", msg=body, int_info=api_number["BULK_DATA_OBJ_REG_AN"])
+    with session.pool.get_connection() as conn:
+        conn.send(msg)
+        conn.recv()
+
+
+def _finish(ctx: IngestContext, session: Any, zone: ZoneSpec, r: _Row) -> FileResult:
+    """AVUs, a last look at the landing file, the ledger and the journal line of one registered file."""
+    res = FileResult(r.item.rel, INGESTED, irods_path=r.target.path, nbytes=r.item.size, digest=r.sha256,
+                     local_st=r.loc.st)
+    try:
+        catalog.set_metadata(session, r.target.path, metadata.avus_for(zone, r.item, r.target, ctx.host))
+        local.recheck(r.loc)
+    except LocalChanged:  # it changed after it was read: this registration is not of the file as verified
+        catalog.unregister(session, r.target.path)
+        ctx.ledger.forget(zone.name, r.item.rel, r.item.size, r.item.mtime_ns, resettle=True)
+        res.result = CHANGED
+        return done(zone, r.item, res, r.t0, logging.INFO, MessageId.FILE_SKIPPED)
+    ctx.ledger.mark_done(zone.name, r.item.rel, r.item.size, r.item.mtime_ns, r.sha256)
+    return done(zone, r.item, res, r.t0, logging.INFO, MessageId.FILE_INGESTED)
+
+
+def register_batch(ctx: IngestContext, zone: ZoneSpec, items: list[FileItem]) -> list[FileResult]:
+    """Register what it can of these files in bulk; returns their results (the rest: the one-call way)."""
+    if zone.mode != "register" or ctx.hash_scheme is None or len(items) < 2:
+        return []
+    session = ctx.sessions.get()
+    resc = zone_resource(zone, session)
+    if resc is None:
+        return []
+    rows = [r for r in (_candidate(ctx, zone, it) for it in items[:BULK_ROWS]) if r is not None]
+    if len(rows) < 2:
+        for r in rows:
+            r.lock.release()
+        return []
+    out: list[FileResult] = []
+    try:
+        for coll in dict.fromkeys(r.target.collection for r in rows):
+            catalog.ensure_collection(session, coll, ctx.known_collections, ctx.sleep)
+        _send(session, rows, resc, resource_id(ctx, session, resc))
+        for r in rows:
+            out.append(_finish(ctx, session, zone, r))
+    except (iex.iRODSException, OSError) as e:  # rolled back as a whole: each file goes the one-call way
+        log.info("bulk register of %d files failed (%s); registering them one by one", len(rows), describe(e))
+        ctx.sessions.reset()
+        return out
+    finally:
+        for r in rows:
+            r.lock.release()
+    return out
