@@ -848,7 +848,7 @@ backoff_max = "{BACKOFF_MAX:g}s"
 
         led = Ledger(self.r(), PREFIX)
         lines = []
-        for path in (fnd.lost + [w.split(":")[0] for w in fnd.wrong])[:30]:
+        for path in ([x.split(" (")[0] for x in fnd.lost] + [w.split(":")[0] for w in fnd.wrong])[:30]:
             for z in self.zones.values():
                 if path.startswith(z.collection + "/"):
                     rel = path[len(z.collection) + 1:]
