@@ -767,8 +767,11 @@ backoff_max = "{BACKOFF_MAX:g}s"
                 f"(at most {o.drain_timeout:.0f}s)")
             d = self.wait_drained(o.drain_timeout, failed_ok=True)
             self.res.drain_seconds = d
-            st = json.loads(subprocess.run(self.exe + ["status", "--json"], cwd=REPO, capture_output=True,
-                                           text=True, check=True).stdout)
+            # `status` exits 1 when it lists failed files (2 and up: it could not answer)
+            sp = subprocess.run(self.exe + ["status", "--json"], cwd=REPO, capture_output=True, text=True)
+            if sp.returncode not in (0, 1):
+                raise RuntimeError(f"irods-ingestd status exited with {sp.returncode}: {sp.stderr[-2000:]}")
+            st = json.loads(sp.stdout)
             for zname, z in st["zones"].items():
                 for ff in z["failed_files"]:
                     item = (zname, ff["path"], str(ff.get("reason")))
