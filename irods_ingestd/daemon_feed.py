@@ -32,6 +32,8 @@ RENEW_BEFORE_QUEUEING = 5.0  # seconds since the zones were last renewed after w
 
 
 class Feeding(Owning):
+    """Ready files to the enqueuer, recently queued files and recounts, housekeeping."""
+
     cfg: Config
     once: bool
     zones: dict[str, Zone]

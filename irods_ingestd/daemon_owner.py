@@ -22,6 +22,8 @@ log = logging.getLogger("irods_ingestd.daemon")
 
 
 class Owning:
+    """One daemon per zone: take, renew, refuse (see `Daemon` for the attributes it sets up)."""
+
     owner: ZoneOwnership | None
     health: RedisHealth
     recounts: list[Recount]
@@ -30,7 +32,6 @@ class Owning:
     _owned: bool
     _stop: bool
     _renewed: float
-
     ledger: Ledger
 
     def new_recount(self, zones: list[str]) -> Recount:

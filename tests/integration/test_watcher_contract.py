@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from irods_ingestd.config import WATCHERS
 from irods_ingestd.ledger import Ledger
 from irods_ingestd.reconcile import Reconciler
 from irods_ingestd.settler import Settler
@@ -111,6 +112,10 @@ def rig(request, tmp_path, redis_conn):  # type: ignore[no-untyped-def]
     rig = Rig(tmp_path, redis_conn, request.param)
     yield rig
     rig.close()
+
+
+def test_every_watcher_a_zone_may_name_is_a_backend_here() -> None:
+    assert set(BACKENDS) == set(WATCHERS)
 
 
 def test_backend_declares_what_the_daemon_needs(rig: Rig) -> None:
