@@ -148,6 +148,8 @@ class Feeding(Owning):
                         self.settler.observe(zs.cfg.name, rel, st[0], st[1], zs.cfg.settle)
         except redis.RedisError as e:
             self.health.error(e)
+        except Exception:  # noqa: BLE001 - housekeeping must never stop the daemon; the next turn tries again
+            log.exception("housekeeping failed; trying again in a moment")
         if self._hang_file and os.path.exists(self._hang_file):
             log.warning("%s exists: hanging the main loop (test of the watchdog)", self._hang_file)
             while os.path.exists(self._hang_file):

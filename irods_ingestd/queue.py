@@ -216,21 +216,31 @@ class Enqueuer:
             marked += self._reap_failed(failed, job)
         return marked
 
+    @staticmethod
+    def _drop(failed: FailedJobRegistry, job: Job) -> None:
+        """Remove a reaped job; rq 3.0 raises ValueError from Job.delete when the job's execution record
+        is gone (an abandoned job): the registry entry goes all the same."""
+        try:
+            failed.remove(job, delete_job=True)
+        except ValueError as e:
+            log.debug("job %s: %s; removing its registry entry only", job.id, e)
+            failed.remove(job.id)
+
     def _reap_failed(self, failed: FailedJobRegistry, job: Job) -> int:
         record = job.args[0] if job.args else None
         result = job.latest_result()
         reason = _last_line(result.exc_string if result else None) or "the job failed (worker died or raised)"
         if isinstance(record, dict) and record.get("kind") == "after":
-            log.error("after-action job %s failed for good: %s; its files stay in the landing zone (their "
-                      "copies in iRODS are verified)", job.id, reason)
-            failed.remove(job, delete_job=True)
+            log.warning("after-action job %s failed: %s; its actions come due again (their copies in iRODS are "
+                        "verified; the files stay until then)", job.id, reason)
+            self._drop(failed, job)
             return 0
         try:
             batch = Batch.from_record(record)  # type: ignore[arg-type]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             log.error("job %s in the failed registry is not an ingest job of this version; removed "
                       "(its files, still queued in the ledger, are queued again by the next walk)", job.id)
-            failed.remove(job, delete_job=True)
+            self._drop(failed, job)
             return 0
         marked = 0
         for f in batch.files:
@@ -238,7 +248,7 @@ class Enqueuer:
                                        f"job failed {JOB_RETRIES + 1} times: {reason}", kind="job",
                                        only_queued=True):
                 marked += 1
-        failed.remove(job, delete_job=True)
+        self._drop(failed, job)
         log.error("job %s of zone %s failed for good: %s; %d of its %d files recorded as failed",
                   job.id, batch.zone.name, reason, marked, len(batch.files))
         return marked

@@ -126,25 +126,40 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
 
 
 # --- deferred actions: a sorted set per zone, scored by the time they are due ---------------------------
+# An action stays in the set until a worker has run it (:func:`settle_item`): taking it only pushes its
+# score a lease ahead, so one whose job is lost (a killed worker, an abandoned job) comes due again.
+
+LEASE = 600.0  # seconds a taken action waits for its job before it is handed out again
+
 
 def _key(prefix: str, zone: str) -> str:
     return keys.after_key(prefix, zone)
 
 
+def _member(item: Verified) -> str:
+    return json.dumps(asdict(item), sort_keys=True)
+
+
 def defer(r: redis.Redis, prefix: str, zone: str, item: Verified, delay: float) -> None:
-    r.zadd(_key(prefix, zone), {json.dumps(asdict(item), sort_keys=True): time.time() + delay})
+    r.zadd(_key(prefix, zone), {_member(item): time.time() + delay})
+
+
+def settle_item(r: redis.Redis, prefix: str, zone: str, item: Verified) -> None:
+    """The action ran (done, gone, changed or failed for good): it leaves the set."""
+    r.zrem(_key(prefix, zone), _member(item))
 
 
 _TAKE_LUA = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[3], m) end
 return due
 """
 
 
 def take_due(r: redis.Redis, prefix: str, zone: str, limit: int = 200, now: float | None = None) -> list[Verified]:
-    """The zone's deferred actions that are due, removed from the set (whoever takes them runs them)."""
-    raw = r.eval(_TAKE_LUA, 1, _key(prefix, zone), now if now is not None else time.time(), limit)
+    """The zone's deferred actions that are due, leased to whoever takes them (due again after LEASE)."""
+    now = now if now is not None else time.time()
+    raw = r.eval(_TAKE_LUA, 1, _key(prefix, zone), now, limit, now + LEASE)
     return [Verified(**json.loads(x)) for x in raw or []]
 
 

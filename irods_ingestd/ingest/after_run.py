@@ -35,10 +35,12 @@ def run_after(ctx: IngestContext, zone: ZoneSpec, v: after.Verified) -> str:
         ctx.ledger.drop_done(zone.name, v.rel, v.size, v.mtime_ns)
     elif outcome == after.CHANGED:  # another file under the name (maybe even of the same size and mtime):
         ctx.ledger.forget(zone.name, v.rel, v.size, v.mtime_ns, resettle=True)  # settle and copy it too
-    elif outcome == after.BUSY:
+    if outcome == after.BUSY:
         delay = max(after.RETRY_BUSY, zone.after_hold)
         after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, delay)
         reason += f" (tried again in {delay:g}s)"
+    else:  # ran, one way or another: it leaves the deferred set (a lost job's would come due again)
+        after.settle_item(ctx.redis, ctx.ledger.prefix, zone.name, v)
     return "" if outcome == after.GONE else reason
 
 

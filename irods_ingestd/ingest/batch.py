@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import time
 
+from rq.timeouts import JobTimeoutException
+
 from .. import names
 from ..irods_session import SessionError
 from ..job import Batch, FileItem, ZoneSpec
@@ -104,8 +106,9 @@ def _attempts(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.
             return None
         except StaleLookup:
             continue  # the next attempt looks the object up afresh (the prefetched entry is gone)
-        except (LockLost, SessionError):
-            raise  # SessionError: the worker's configuration, not this file: fail the job, keep the files queued
+        except (LockLost, SessionError, JobTimeoutException):
+            raise  # SessionError: the worker's configuration, not this file; a timed-out job: fail the job, keep
+            # the files queued (the reaper retries the job, then lists its files as failed)
         except LocalChanged:
             attempt_mod.still_mine(lock)
             return _skip(ctx, zone, item, res, CHANGED, t0, resettle=True)

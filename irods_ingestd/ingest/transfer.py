@@ -4,7 +4,6 @@ given its AVUs; the put leaves the verified copy under its temporary name (see :
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 import irods.exception as iex
@@ -16,12 +15,12 @@ from .context import IngestContext
 from .errors import LocalChanged, PermanentError, is_transient
 from .local import Local
 
-PARALLEL_THRESHOLD = 32 * 1024 * 1024
 CHUNK = 8 * 1024 * 1024
 
 
 def copy_small(session: Any, loc: Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
-    """One stream: read, hash and write chunk by chunk from a descriptor on the very file looked at."""
+    """One stream, any size: read, hash and write chunk by chunk from a descriptor on the very file looked
+    at (so a file swapped in meanwhile is never what gets copied)."""
     h = checksums.Hasher(schemes)
     fd = local.open_checked(loc)
     with os.fdopen(fd, "rb", buffering=0) as f, session.data_objects.open(dest, "w", **opts) as o:
@@ -29,35 +28,6 @@ def copy_small(session: Any, loc: Local, dest: str, opts: dict[str, str], scheme
             h.update(chunk)
             o.write(chunk)
     return h.digest()
-
-
-def copy_large(session: Any, loc: Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
-    """PRC's parallel put, with the digests computed by a thread reading the same file meanwhile."""
-    result: list[Digest] = []
-    error: list[BaseException] = []
-
-    def hash_it() -> None:
-        try:
-            result.append(checksums.file_digest(loc.path, schemes))
-        except BaseException as e:  # noqa: B036 - handed to the caller
-            error.append(e)
-
-    if not os.access(loc.path, os.R_OK):
-        raise PermanentError("unreadable local file: Permission denied")
-    t = threading.Thread(target=hash_it, name="sha256", daemon=True)
-    t.start()
-    try:
-        session.data_objects.put(loc.path, dest, num_threads=0, **opts)
-    finally:
-        t.join()
-    if error:
-        e = error[0]
-        if isinstance(e, PermissionError):
-            raise PermanentError(f"unreadable local file: {e.strerror}")
-        if isinstance(e, FileNotFoundError):
-            raise LocalChanged()
-        raise e
-    return result[0]
 
 
 def verify(ctx: IngestContext, loc: Local, dig: Digest, got: str) -> tuple[Digest, bool]:
@@ -74,10 +44,12 @@ def put(ctx: IngestContext, session: Any, size: int, loc: Local, part: str, opts
     leaves no temporary copy behind (a transient error may have taken the connection: the next attempt
     removes it)."""
     try:
-        copy = copy_large if size > PARALLEL_THRESHOLD else copy_small
+        # One stream whatever the size: python-irodsclient's parallel put (above 32 MiB) can wait forever on a
+        # thread barrier when the server drops a connection mid-transfer (seen in the chaos campaign); one
+        # stream is bound by the session's connection_timeout and fails into a retry instead.
         # regChksum: the server checksums the bytes it stored when the copy is closed (in the same catalog
         # update that finalizes the replica); the answer is then a look-up, not a second read of the file
-        dig = copy(session, loc, part, {**opts, "regChksum": ""}, checksums.schemes_for(ctx.hash_scheme))
+        dig = copy_small(session, loc, part, {**opts, "regChksum": ""}, checksums.schemes_for(ctx.hash_scheme))
         got = catalog.stored_checksum(session, part) or catalog.server_checksum(session, part, force=True)
         dig, same = verify(ctx, loc, dig, got)
         if not same:

@@ -286,3 +286,30 @@ def test_a_followed_link_in_a_delete_zone_is_removed_not_its_target(make_pipe: A
     assert target.read_bytes() == b"bytes behind a link"  # the link went, not the file it leads to
     assert checksums(pipe) == {"alias.bin": sha2(b"bytes behind a link")}
     assert dict(pipe.ledger.failures("z")) == {}
+
+
+def test_a_deferred_after_action_whose_job_is_lost_comes_due_again(make_pipe: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon handed a due delete to a job that was lost (a worker killed, the job abandoned): the action
+    stays in its set under a lease and is handed out again, so the landing file does go (and a file swapped
+    in under it is still noticed)."""
+    from rq import Queue
+
+    from irods_ingestd.ingest import after
+
+    monkeypatch.setattr(after, "LEASE", 2.0)
+    pipe = make_pipe(after="delete", after_hold="0.5s")
+    path = pipe.root / "x.dat"
+    with pipe:
+        path.write_bytes(b"first")
+        until(pipe, lambda: "x.dat" in checksums(pipe), what="x to be ingested")
+        deadline = time.monotonic() + 20  # the daemon hands the due action to a job: lose that job
+        q = Queue(pipe.cfg.queue.name, connection=pipe.r)
+        while not any(j.func_name.endswith("after_batch") for j in q.get_jobs()):
+            assert time.monotonic() < deadline, "no after-action job was queued"
+            time.sleep(0.1)
+        q.empty()
+        assert path.exists() and status.gather(pipe.cfg)["zones"]["z"]["after_pending"] == 1
+        until(pipe, lambda: not path.exists(), what="the action to come due again and run")
+    assert status.gather(pipe.cfg)["zones"]["z"]["after_pending"] == 0
+    assert checksums(pipe) == {"x.dat": sha2(b"first")}
