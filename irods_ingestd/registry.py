@@ -15,6 +15,7 @@ from types import ModuleType
 
 EXTRACTORS: dict[str, str] = {
     "provenance": "irods_ingestd.ingest.extractors.provenance",
+    "owner": "irods_ingestd.ingest.extractors.owner",
 }
 AFTER_ACTIONS: dict[str, str] = {
     "delete": "irods_ingestd.ingest.actions.delete",

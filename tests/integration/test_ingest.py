@@ -581,3 +581,14 @@ def test_one_lookup_query_per_collection_for_a_batch(env: Env) -> None:
     env.queue("z1", [late])
     res = ingest.ingest_file(ctx, env.zone(ctx), late)
     assert res.result == ingest.ALREADY, res
+
+
+def test_a_zone_chooses_metadata_extractors_by_name(env: Env) -> None:
+    """`metadata = ["owner"]`: the extractor's AVUs go in with the provenance, in the same atomic call."""
+    ctx = env.ctx(metadata=("owner",))
+    it = env.write("m/owned.dat", b"whose is it")
+    assert env.run(ctx, [it])["ingested"] == 1
+    with env.session() as sess:
+        a = avus(sess, f"{env.coll}/m/owned.dat")
+    assert a["ingestd::owner"] == "root" and a["ingestd::group"] == "root", a
+    assert a["ingestd::source_path"] == f"{env.root}/m/owned.dat"  # the provenance is always there
