@@ -131,8 +131,8 @@ def stat_file(root: str, rel: str, follow_symlinks: bool = False) -> tuple[int, 
     kind = special_kind(st.st_mode)
     if kind:
         return f"{kind} (never opened)"
-    if stat.S_ISDIR(st.st_mode):
-        return "directory"
+    if stat.S_ISDIR(st.st_mode):  # a followed link to one: said as the walk says it, so it is reported once
+        return "symlink to a directory (not followed)" if follow_symlinks and os.path.islink(path) else "directory"
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
     if follow_symlinks and os.path.islink(path) and not inside(root, path):
