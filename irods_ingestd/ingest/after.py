@@ -129,7 +129,8 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
 # An action stays in the set until a worker has run it (:func:`settle_item`): taking it only pushes its
 # score a lease ahead, so one whose job is lost (a killed worker, an abandoned job) comes due again.
 
-LEASE = 600.0  # seconds a taken action waits for its job before it is handed out again
+LEASE = 30.0  # seconds a taken action waits for its job before it is handed out again (running it twice is
+# harmless: the second finds the file gone, or locked by the first)
 
 
 def _key(prefix: str, zone: str) -> str:
