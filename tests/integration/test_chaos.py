@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import BACKOFF, BACKOFF_MAX, DEFAULT_KINDS, RETRIES, SYSCTL, Campaign, Options, report
-from bench.chaos_faults import retry_budget
+from tests.chaos.campaign import BACKOFF, BACKOFF_MAX, DEFAULT_KINDS, RETRIES, SYSCTL, Campaign, Options, report
+from tests.chaos.faults import retry_budget
 
 pytestmark = pytest.mark.slow
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from bench.chaos_check import list_objects, quick_state
 from irods_ingestd import keys
+from tests.chaos.check import list_objects, quick_state
 
 if TYPE_CHECKING:
-    from bench.chaos import Campaign
+    from tests.chaos.campaign import Campaign
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Fault kinds of the campaign beyond bench/chaos.py's short ones: a long iRODS outage and a second daemon.
+"""Fault kinds of the campaign beyond tests/chaos/campaign.py's short ones: a long iRODS outage and a second daemon.
 
 - irods-outage: the iRODS test server refuses every new connection and drops the open ones for `hold`
   seconds (120 in the full campaign; in the short one a little longer than the workers' retry budget).
@@ -32,7 +32,7 @@ import redis
 from irods_ingestd import keys
 
 if TYPE_CHECKING:
-    from bench.chaos import Campaign, Proc
+    from tests.chaos.campaign import Campaign, Proc
 
 RESTART_SEC = 2.0  # the campaign's supervisor, for a daemon that refused to start (the unit says 5 s)
 REFUSED = "refusing to start"
@@ -144,7 +144,7 @@ def _wait(cond: Callable[[], bool], timeout: float) -> bool:
 
 
 def f_daemon_second(c: Campaign, p: dict[str, Any]) -> None:
-    from bench.chaos import Proc
+    from tests.chaos.campaign import Proc
 
     seen: set[int] = set()  # owner pids seen while the second daemon ran
     second_pids: set[int] = set()
@@ -218,7 +218,7 @@ def f_worker_kill_after(c: Campaign, p: dict[str, Any]) -> None:
     and copied (the ledger holds the same size and mtime as done). Both must end in iRODS."""
     from rq.job import Job
 
-    from bench.chaos import FilePlan
+    from tests.chaos.campaign import FilePlan
 
     c.burst_no += 1
     zone = c.zones[p["zone"]]
@@ -249,7 +249,7 @@ def f_worker_kill_after(c: Campaign, p: dict[str, Any]) -> None:
 def _swap_traps(c: Campaign, zone: Any, traps: list[str]) -> None:
     """Write the traps, wait until each is verified in iRODS, rename a different file of the same size and
     mtime onto it."""
-    from bench.chaos_check import Expected
+    from tests.chaos.check import Expected
 
     first: dict[str, tuple[bytes, int]] = {}
     for rel in traps:
@@ -281,7 +281,7 @@ def _swap_traps(c: Campaign, zone: Any, traps: list[str]) -> None:
 def _object_is(c: Campaign, path: str, data: bytes) -> bool:
     from irods.models import Collection, DataObject
 
-    from bench.chaos_check import Expected
+    from tests.chaos.check import Expected
 
     want = Expected("", "", len(data), hashlib.sha256(data).digest()).checksum
     coll, _, name = path.rpartition("/")

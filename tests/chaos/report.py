@@ -1,20 +1,20 @@
-"""The fault campaign's table and report (bench/chaos.py): what was injected, what the checks found."""
+"""The fault campaign's table and report (tests/chaos/campaign.py): what was injected, what the checks found."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from bench import chaos_faults
+from tests.chaos import faults as chaos_faults
 
 if TYPE_CHECKING:
-    from bench.chaos import Result
+    from tests.chaos.campaign import Result
 
 MiB = 1 << 20
 
 
 def table(res: Result) -> str:
-    from bench.chaos import KINDS, OPTIONAL
+    from tests.chaos.campaign import KINDS, OPTIONAL
 
     f = res.findings
     rows: list[tuple[str, str]] = []

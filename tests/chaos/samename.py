@@ -30,7 +30,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.chaos_check import Expected, ZoneLayout
+from tests.chaos.check import Expected, ZoneLayout
 
 ZONE = "delete"
 POLL = 0.3
