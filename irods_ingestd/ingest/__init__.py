@@ -3,8 +3,8 @@
 * :mod:`.batch`: the batch loop: per file its lock, retries, ledger record and journal line.
 * :mod:`.attempt`: one try at one file: look, judge what iRODS holds, transfer, put in place.
 * :mod:`.transfer`: put (copy, verify in the server's scheme, AVUs) and register.
-* :mod:`.catalog`: the iRODS adapter (look-ups, renames, checksums, collections, AVU calls): the only
-  module that talks to the server.
+* :mod:`.catalog`: the iRODS adapter (look-ups, renames, checksums, collections, AVU calls, bulk rows): the only
+  module that sends raw API requests (:mod:`.transfer` streams the bytes of a copy).
 * :mod:`.local`: the landing file: still the job's version, where it leads, its digests.
 * :mod:`.metadata` and ``extractors/``: the AVUs (extractors chosen by name, see :mod:`irods_ingestd.registry`).
 * :mod:`.after`, :mod:`.after_run` and ``actions/``: delete/move of verified files, safely.

@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import irods.exception as iex
-from irods.api_number import api_number
-from irods.message import GenQueryResponse, GenQueryResponseColumn, iRODSMessage
-from irods.models import Resource
 
 from .. import names
 from ..job import FileItem, ZoneSpec
@@ -37,8 +34,6 @@ from .results import CHANGED, INGESTED, FileResult, done
 log = logging.getLogger("irods_ingestd.ingest")
 
 BULK_ROWS = 50
-MAX_SQL_ATTR = 50  # GenQueryOut_PI always carries this many SqlResult_PI
-SLOT = 1088  # MAX_NAME_LEN: the width of each value in the server's buffer
 # columns: DATA_NAME (the logical path), DATA_TYPE_NAME, DATA_SIZE, D_RESC_NAME, D_DATA_PATH, DATA_MODE,
 # the operation, DATA_REPL_NUM, D_DATA_CHECKSUM, D_RESC_ID
 COL_NAME, COL_TYPE, COL_SIZE, COL_RESC, COL_PATH, COL_MODE, COL_OPR, COL_REPL, COL_CHKSUM, COL_RESC_ID = (
@@ -59,10 +54,7 @@ class _Row:
 
 def resource_id(ctx: IngestContext, session: Any, name: str) -> str:
     if name not in ctx.resource_ids:
-        rows = list(session.query(Resource.id).filter(Resource.name == name))
-        if not rows:
-            raise PermanentError(f"no iRODS resource named {name!r}")
-        ctx.resource_ids[name] = str(rows[0][Resource.id])
+        ctx.resource_ids[name] = catalog.resource_id(session, name)
     return ctx.resource_ids[name]
 
 
@@ -110,14 +102,7 @@ def _send(session: Any, rows: list[_Row], resc: str, resc_id: str) -> None:
         COL_OPR: ["register"] * len(rows), COL_REPL: ["0"] * len(rows),
         COL_CHKSUM: [r.checksum for r in rows], COL_RESC_ID: [resc_id] * len(rows),
     }
-    cols = [GenQueryResponseColumn(attriInx=k, reslen=SLOT, value=v) for k, v in values.items()]
-    cols += [GenQueryResponseColumn(attriInx=0, reslen=0, value=[]) for _ in range(MAX_SQL_ATTR - len(cols))]
-    body = GenQueryResponse(rowCnt=len(rows), attriCnt=len(values), continueInx=0, totalRowCount=0,
-                            SqlResult_PI=cols)
-    msg = iRODSMessage("RODS_API_REQ", msg=body, int_info=api_number["BULK_DATA_OBJ_REG_AN"])
-    with session.pool.get_connection() as conn:
-        conn.send(msg)
-        conn.recv()
+    catalog.bulk_register(session, values, len(rows))
 
 
 def _finish(ctx: IngestContext, session: Any, zone: ZoneSpec, r: _Row) -> FileResult:

@@ -13,9 +13,16 @@ from typing import Any
 import irods.exception as iex
 from irods.api_number import api_number
 from irods.column import In, Like
-from irods.message import FileOpenRequest, ObjCopyRequest, StringStringMap, iRODSMessage
+from irods.message import (
+    FileOpenRequest,
+    GenQueryResponse,
+    GenQueryResponseColumn,
+    ObjCopyRequest,
+    StringStringMap,
+    iRODSMessage,
+)
 from irods.meta import AVUOperation, iRODSMeta
-from irods.models import Collection, DataObject, DataObjectMeta
+from irods.models import Collection, DataObject, DataObjectMeta, Resource
 
 from .. import names
 from .errors import CollectionRace, PermanentError, describe, is_transient
@@ -150,6 +157,29 @@ def register(session: Any, realpath: str, path: str, opts: dict[str, str]) -> No
             f"the iRODS server cannot read {realpath} ({describe(e)}): register mode needs the server's "
             "service account, on the host of the zone's resource, to read the landing file and to search "
             "every directory above it") from None
+
+
+MAX_SQL_ATTR = 50  # GenQueryOut_PI always carries this many SqlResult_PI
+SLOT = 1088  # MAX_NAME_LEN: the width of each value in the server's buffer
+
+
+def bulk_register(session: Any, columns: dict[int, list[str]], nrows: int) -> None:
+    """BULK_DATA_OBJ_REG (688): rows given as GenQuery columns (column number → one value a row), registered
+    in one transaction on the server (one bad row rolls the call back: the iRODS error is raised)."""
+    cols = [GenQueryResponseColumn(attriInx=k, reslen=SLOT, value=v) for k, v in columns.items()]
+    cols += [GenQueryResponseColumn(attriInx=0, reslen=0, value=[]) for _ in range(MAX_SQL_ATTR - len(cols))]
+    body = GenQueryResponse(rowCnt=nrows, attriCnt=len(columns), continueInx=0, totalRowCount=0, SqlResult_PI=cols)
+    msg = iRODSMessage("RODS_API_REQ", msg=body, int_info=api_number["BULK_DATA_OBJ_REG_AN"])
+    with session.pool.get_connection() as conn:
+        conn.send(msg)
+        conn.recv()
+
+
+def resource_id(session: Any, name: str) -> str:
+    rows = list(session.query(Resource.id).filter(Resource.name == name))
+    if not rows:
+        raise PermanentError(f"no iRODS resource named {name!r}")
+    return str(rows[0][Resource.id])
 
 
 def unregister(session: Any, path: str) -> None:
