@@ -79,6 +79,17 @@ def is_current(raw: bytes | None, size: int, mtime_ns: int, stale_before: int) -
     return raw[:1] != QUEUED or int.from_bytes(raw[17:25], "big") >= stale_before
 
 
+def _by_dir(rels: Sequence[str]) -> tuple[dict[str, list[int]], list[bytes]]:
+    """Directory → the indexes of its files in `rels`, and each file's name field (for one HMGET a directory)."""
+    by_dir: dict[str, list[int]] = {}
+    fields: list[bytes] = []
+    for i, rel in enumerate(rels):
+        d, name = split_rel(rel)
+        by_dir.setdefault(d, []).append(i)
+        fields.append(name_field(name))
+    return by_dir, fields
+
+
 def unpack(raw: bytes) -> Entry:
     state, size, mtime, extra = _VALUE.unpack_from(raw)
     return Entry(state, size, mtime, extra, raw[_VALUE.size:].decode("ascii", "replace"))
@@ -145,12 +156,7 @@ class Ledger:
 
     def get_many(self, zone: str, rels: Sequence[str]) -> list[Entry | None]:
         """The entries of these files: one HMGET a directory, all in one pipeline."""
-        by_dir: dict[str, list[int]] = {}
-        fields: list[bytes] = []
-        for i, rel in enumerate(rels):
-            d, name = split_rel(rel)
-            by_dir.setdefault(d, []).append(i)
-            fields.append(name_field(name))
+        by_dir, fields = _by_dir(rels)
         pipe = self.r.pipeline(transaction=False)
         for d, idx in by_dir.items():
             pipe.hmget(self.dir_key(zone, d), [fields[i] for i in idx])
@@ -163,12 +169,7 @@ class Ledger:
     def get_many_on(self, client: Any, zone: str, rels: Sequence[str]) -> list[Entry | None]:
         """`get_many` through this client in one script call: a pipeline that WATCHes the directories (its
         connection, before MULTI), so the check and the write of an enqueue share one connection."""
-        by_dir: dict[str, list[int]] = {}
-        fields: list[bytes] = []
-        for i, rel in enumerate(rels):
-            d, name = split_rel(rel)
-            by_dir.setdefault(d, []).append(i)
-            fields.append(name_field(name))
+        by_dir, fields = _by_dir(rels)
         keys = [self.dir_key(zone, d) for d in by_dir]
         args: list[Any] = [len(idx) for idx in by_dir.values()] + [fields[i] for idx in by_dir.values() for i in idx]
         values = client.eval(lua.READ_MANY, len(keys), *keys, *args)
