@@ -305,8 +305,10 @@ class Ledger:
     def note_transient(self, zone: str, rel: str) -> float:
         """A file's transient errors outlasted its retries: when that first happened (unix seconds)."""
         key, field = self.transient_key(zone), os.fsencode(rel)
-        self.r.hsetnx(key, field, str(time.time()))
-        return float(self.r.hget(key, field) or time.time())
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hsetnx(key, field, str(time.time()))
+        pipe.hget(key, field)
+        return float(pipe.execute()[1] or time.time())
 
     def clear_transient(self, zone: str, rel: str) -> None:
         self.r.hdel(self.transient_key(zone), os.fsencode(rel))

@@ -83,16 +83,11 @@ def put_back(src: str, path: str) -> str:
             continue
 
 
-def stat_of(path: str, follow: bool) -> os.stat_result:
-    """The landing file's stat as the zone sees it (a followed link: the file it leads to)."""
-    return os.stat(path) if follow else os.lstat(path)
-
-
 def take_aside(item: Verified, path: str, what: str, follow: bool = False) -> str:
     """Rename the landing file to a private name and check it is the verified file; Changed otherwise."""
     aside = private(path, what)
     fsops.rename_noreplace(path, aside)
-    if not item.same(stat_of(aside, follow)):
+    if not item.same(os.stat(aside, follow_symlinks=follow)):  # a followed link: the file it leads to
         back = put_back(aside, path)
         raise Changed(f"replaced after verification (left as {os.path.basename(back)})")
     return aside
@@ -105,7 +100,7 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
     action = registry.load(registry.AFTER_ACTIONS, zone.after).run
     path = os.path.join(zone.root, item.rel)
     try:
-        st = stat_of(path, zone.follow_symlinks)
+        st = os.stat(path, follow_symlinks=zone.follow_symlinks)
     except FileNotFoundError:
         return GONE, "gone before its after-action"
     except OSError as e:

@@ -22,7 +22,7 @@ class Local:
     follow: bool = False  # the zone follows symlinks: stat the file a link points to
 
     def stat(self) -> os.stat_result:
-        return os.stat(self.path) if self.follow else os.lstat(self.path)
+        return os.stat(self.path, follow_symlinks=self.follow)
 
     def opener(self) -> Any:
         """An `open(..., opener=)` that does not follow a link unless the zone does."""
@@ -35,7 +35,7 @@ def check_local(zone: ZoneSpec, item: FileItem) -> Local:
     path = os.path.join(zone.root, item.rel)
     follow = zone.follow_symlinks
     try:
-        st = os.stat(path) if follow else os.lstat(path)
+        st = os.stat(path, follow_symlinks=follow)
     except FileNotFoundError:
         raise Vanished() from None
     except OSError as e:

@@ -15,16 +15,14 @@ from .context import IngestContext
 from .errors import LocalChanged, PermanentError, is_transient
 from .local import Local
 
-CHUNK = 8 * 1024 * 1024
 
-
-def copy_small(session: Any, loc: Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
+def copy_stream(session: Any, loc: Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
     """One stream, any size: read, hash and write chunk by chunk from a descriptor on the very file looked
     at (so a file swapped in meanwhile is never what gets copied)."""
     h = checksums.Hasher(schemes)
     fd = local.open_checked(loc)
     with os.fdopen(fd, "rb", buffering=0) as f, session.data_objects.open(dest, "w", **opts) as o:
-        while chunk := f.read(CHUNK):
+        while chunk := f.read(checksums.CHUNK):
             h.update(chunk)
             o.write(chunk)
     return h.digest()
@@ -49,7 +47,7 @@ def put(ctx: IngestContext, session: Any, size: int, loc: Local, part: str, opts
         # stream is bound by the session's connection_timeout and fails into a retry instead.
         # regChksum: the server checksums the bytes it stored when the copy is closed (in the same catalog
         # update that finalizes the replica); the answer is then a look-up, not a second read of the file
-        dig = copy_small(session, loc, part, {**opts, "regChksum": ""}, checksums.schemes_for(ctx.hash_scheme))
+        dig = copy_stream(session, loc, part, {**opts, "regChksum": ""}, checksums.schemes_for(ctx.hash_scheme))
         got = catalog.stored_checksum(session, part) or catalog.server_checksum(session, part, force=True)
         dig, same = verify(ctx, loc, dig, got)
         if not same:

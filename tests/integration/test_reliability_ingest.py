@@ -230,7 +230,7 @@ def test_a_worker_that_lost_its_lock_leaves_the_file_alone(make_pipe: Any, monke
     monkeypatch.setattr(locks.FileLock.__init__, "__defaults__", (1.0, True))  # ttl 1 s, keeper on
     monkeypatch.setattr(locks.FileLock, "_keep", lambda self: None)  # frozen: nothing renews the lock
     frozen, other = tasks.make_context(pipe.cfg), tasks.make_context(pipe.cfg)
-    real_copy = transfer.copy_small
+    real_copy = transfer.copy_stream
     go = threading.Event()
 
     def slow_copy(*a: Any, **kw: Any) -> Any:
@@ -239,12 +239,12 @@ def test_a_worker_that_lost_its_lock_leaves_the_file_alone(make_pipe: Any, monke
         return real_copy(*a, **kw)
 
     results: list[ingest.FileResult] = []
-    monkeypatch.setattr(transfer, "copy_small", slow_copy)
+    monkeypatch.setattr(transfer, "copy_stream", slow_copy)
     t = threading.Thread(target=lambda: results.append(ingest.ingest_file(frozen, zone, item)))
     t.start()
     assert go.wait(10)
     time.sleep(1.5)
-    monkeypatch.setattr(transfer, "copy_small", real_copy)
+    monkeypatch.setattr(transfer, "copy_stream", real_copy)
     ok = ingest.ingest_batch(other, Batch(zone, (item,)))  # the second worker takes the file over
     assert ok["ingested"] == 1, ok
     t.join(30)

@@ -11,7 +11,7 @@ import shutil
 
 from ... import fsops
 from ...job import ZoneSpec
-from ..after import Changed, Verified, private, put_back, stat_of, take_aside
+from ..after import Changed, Verified, private, put_back, take_aside
 
 log = logging.getLogger("irods_ingestd.ingest")
 
@@ -53,7 +53,7 @@ def run(zone: ZoneSpec, item: Verified, path: str) -> None:
             os.unlink(take_aside(item, path, "del", zone.follow_symlinks))
             put_back(tmp, dest)
             return
-    if not item.same(stat_of(target, zone.follow_symlinks)):  # swapped in at the last moment: put it back
+    if not item.same(os.stat(target, follow_symlinks=zone.follow_symlinks)):  # swapped in at the last moment
         put_back(target, path)
         raise Changed("replaced after verification")
     if target != dest:
