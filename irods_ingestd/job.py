@@ -11,7 +11,9 @@ so a worker of another version can read it and refuse it clearly when the versio
                "follow_symlinks",         # optional, default false
                "versions",                # optional, default "keep" (see ingest: a new version of a file)
                "after_hold",              # optional, default 0: seconds between verification and delete/move
-               "metadata"},               # optional, default []: metadata extractors besides the provenance
+               "metadata",                # optional, default []: metadata extractors besides the provenance
+               "completion", "avus", "access", "notify"},  # optional: the zone's parts (zoneparts/), as
+                                          # plain records (records.py); missing = the part's defaults
       "files": [[rel, size, mtime_ns], ...] # rel: path relative to root, str (surrogateescape for
                                             #      bytes that are not UTF-8), "/"-separated
     }
@@ -25,7 +27,12 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
+from . import records
 from .config import ZoneConfig
+from .zoneparts.access import Access
+from .zoneparts.avus import Avus
+from .zoneparts.completion import Completion
+from .zoneparts.notify import Notify
 
 JOB_VERSION = 1
 TASK_FUNC = "irods_ingestd.tasks.ingest_batch"
@@ -51,26 +58,37 @@ class ZoneSpec:
     versions: str = "keep"  # keep | replace | conflict: what a different file under an ingested name does
     after_hold: float = 0.0  # seconds a verified file stays before delete/move
     metadata: tuple[str, ...] = ()  # metadata extractors besides the provenance (irods_ingestd.registry)
+    completion: Completion = field(default_factory=Completion)
+    avus: Avus = field(default_factory=Avus)
+    access: Access = field(default_factory=Access)
+    notify: Notify = field(default_factory=Notify)
 
     @classmethod
     def from_config(cls, z: ZoneConfig) -> ZoneSpec:
         return cls(name=z.name, root=str(z.path), collection=z.collection, mode=z.mode,
                    resource=z.resource, after=z.after, move_to=str(z.move_to) if z.move_to else None,
                    follow_symlinks=z.symlinks == "follow", versions=z.versions,
-                   after_hold=z.after_hold, metadata=z.metadata)
+                   after_hold=z.after_hold, metadata=z.metadata, completion=z.completion, avus=z.avus,
+                   access=z.access, notify=z.notify)
 
     def to_record(self) -> dict:
         return {"name": self.name, "root": self.root, "collection": self.collection, "mode": self.mode,
                 "resource": self.resource, "after": self.after, "move_to": self.move_to,
                 "follow_symlinks": self.follow_symlinks, "versions": self.versions, "after_hold": self.after_hold,
-                "metadata": list(self.metadata)}
+                "metadata": list(self.metadata), "completion": records.as_record(self.completion),
+                "avus": records.as_record(self.avus), "access": records.as_record(self.access),
+                "notify": records.as_record(self.notify)}
 
     @classmethod
     def from_record(cls, z: dict) -> ZoneSpec:
         return cls(name=z["name"], root=z["root"], collection=z["collection"], mode=z["mode"],
                    resource=z.get("resource", ""), after=z.get("after", "keep"), move_to=z.get("move_to"),
                    follow_symlinks=bool(z.get("follow_symlinks", False)), versions=z.get("versions", "keep"),
-                   after_hold=float(z.get("after_hold", 0.0)), metadata=tuple(z.get("metadata", ())))
+                   after_hold=float(z.get("after_hold", 0.0)), metadata=tuple(z.get("metadata", ())),
+                   completion=records.from_record(Completion, z.get("completion")),
+                   avus=records.from_record(Avus, z.get("avus")),
+                   access=records.from_record(Access, z.get("access")),
+                   notify=records.from_record(Notify, z.get("notify")))
 
 
 @dataclass(frozen=True, slots=True)

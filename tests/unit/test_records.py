@@ -1,0 +1,43 @@
+"""Zone parts travel in job records as plain dicts and come back equal, whatever the worker's version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from irods_ingestd import records
+from irods_ingestd.config import validate
+from irods_ingestd.job import Batch, FileItem, ZoneSpec
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str = "x"
+    pairs: tuple[tuple[str, str], ...] = ()
+    where: str = ""
+    levels: tuple[str, ...] = field(default=("a",))
+
+
+def test_a_part_comes_back_equal_with_tuples_not_lists() -> None:
+    p = Part(name="n", pairs=(("u", "read"), ("g", "own")), where=str(Path("/a")), levels=("b", "c"))
+    rec = records.as_record(p)
+    assert rec == {"name": "n", "pairs": [["u", "read"], ["g", "own"]], "where": "/a", "levels": ["b", "c"]}
+    assert records.from_record(Part, rec) == p
+
+
+def test_unknown_keys_are_ignored_and_missing_ones_take_defaults() -> None:
+    assert records.from_record(Part, {"name": "m", "future_key": 1}) == Part(name="m")
+    assert records.from_record(Part, None) == Part()
+
+
+def test_a_zone_spec_survives_its_job_record() -> None:
+    cfg = validate({"irods": {"environment_file": "/x"},
+                    "zone": [{"name": "z", "path": "/l", "collection": "/t/z"}]}, check_paths=False)
+    spec = ZoneSpec.from_config(cfg.zones[0])
+    batch = Batch(zone=spec, files=(FileItem("a/b", 1, 2),))
+    again = Batch.from_record(batch.to_record())
+    assert again.zone == spec and again.files == batch.files
+    old = batch.to_record()
+    for part in ("completion", "avus", "access", "notify"):
+        del old["zone"][part]  # a record of a daemon older than the parts
+    assert Batch.from_record(old).zone == spec
