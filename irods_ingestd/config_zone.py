@@ -37,10 +37,11 @@ DEFAULT_TEMP_PATTERNS = (
 )
 
 MODES = ("put", "register")
-WATCHERS = ("inotify", "poll")
+WATCHERS = ("inotify", "fanotify", "poll")
 SYMLINK_POLICIES = ("skip", "follow")
 AFTER_ACTIONS = ("keep", *registry.AFTER_ACTIONS)  # delete, move: irods_ingestd.registry
 VERSION_POLICIES = ("keep", "replace", "conflict")
+PROVENANCE = ("object", "collection")  # where the provenance AVUs go (see ingest/extractors/provenance.py)
 MIN_SETTLE = 0.1  # seconds
 
 
@@ -65,6 +66,9 @@ class ZoneConfig:
     versions: str = "keep"  # a different file under an ingested name: keep the old object as name.~N~
     metadata: tuple[str, ...] = ()  # metadata extractors besides the provenance (irods_ingestd.registry)
     after_hold: float = 10.0  # seconds a verified file is left alone before delete/move (default: settle)
+    # "object": the 7 provenance AVUs on every object (one metadata call a file, ~ the cost of the put);
+    # "collection": the zone's provenance once on its collection, nothing a file (see bench/README.md)
+    provenance: str = "object"
     completion: Completion = field(default_factory=Completion)
     avus: Avus = field(default_factory=Avus)
     access: Access = field(default_factory=Access)
@@ -75,7 +79,7 @@ class ZoneConfig:
 _ZONE_KEYS = {
     "name", "path", "collection", "mode", "settle", "watcher", "rescan", "poll_interval", "include",
     "exclude", "temp_patterns", "symlinks", "resource", "after", "move_to",
-    "versions", "after_hold", "metadata",
+    "versions", "after_hold", "metadata", "provenance",
 } | zoneparts.KEYS
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -175,6 +179,7 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
     symlinks = c.choice(where, raw, "symlinks", SYMLINK_POLICIES, "skip")
     after = c.choice(where, raw, "after", AFTER_ACTIONS, "keep")
     versions = c.choice(where, raw, "versions", VERSION_POLICIES, "keep")
+    provenance = c.choice(where, raw, "provenance", PROVENANCE, "object")
     metadata = _zone_metadata(c, where, raw)
     after_hold = c.conv(where, raw, "after_hold", parse_duration, settle)
     if after_hold is not None and after_hold < 0:
@@ -197,7 +202,7 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
         rescan=rescan, poll_interval=poll_interval, include=include, exclude=exclude, temp_patterns=temps,
         symlinks=symlinks,
         resource=resource, after=after, move_to=move_to, versions=versions, metadata=tuple(metadata),
-        after_hold=after_hold if after_hold is not None else settle, **parts,
+        after_hold=after_hold if after_hold is not None else settle, provenance=provenance, **parts,
     )
 
 

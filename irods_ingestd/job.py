@@ -12,6 +12,7 @@ so a worker of another version can read it and refuse it clearly when the versio
                "versions",                # optional, default "keep" (see ingest: a new version of a file)
                "after_hold",              # optional, default 0: seconds between verification and delete/move
                "metadata",                # optional, default []: metadata extractors besides the provenance
+               "provenance",              # optional, default "object": provenance AVUs a file, or "collection"
                "completion", "avus", "access", "notify"},  # optional: the zone's parts (zoneparts/), as
                                           # plain records (records.py); missing = the part's defaults
       "files": [[rel, size, mtime_ns], ...] # rel: path relative to root, str (surrogateescape for
@@ -58,6 +59,7 @@ class ZoneSpec:
     versions: str = "keep"  # keep | replace | conflict: what a different file under an ingested name does
     after_hold: float = 0.0  # seconds a verified file stays before delete/move
     metadata: tuple[str, ...] = ()  # metadata extractors besides the provenance (irods_ingestd.registry)
+    provenance: str = "object"  # object | collection: where the provenance AVUs go
     completion: Completion = field(default_factory=Completion)
     avus: Avus = field(default_factory=Avus)
     access: Access = field(default_factory=Access)
@@ -68,14 +70,15 @@ class ZoneSpec:
         return cls(name=z.name, root=str(z.path), collection=z.collection, mode=z.mode,
                    resource=z.resource, after=z.after, move_to=str(z.move_to) if z.move_to else None,
                    follow_symlinks=z.symlinks == "follow", versions=z.versions,
-                   after_hold=z.after_hold, metadata=z.metadata, completion=z.completion, avus=z.avus,
-                   access=z.access, notify=z.notify)
+                   after_hold=z.after_hold, metadata=z.metadata, provenance=z.provenance,
+                   completion=z.completion, avus=z.avus, access=z.access, notify=z.notify)
 
     def to_record(self) -> dict:
         return {"name": self.name, "root": self.root, "collection": self.collection, "mode": self.mode,
                 "resource": self.resource, "after": self.after, "move_to": self.move_to,
                 "follow_symlinks": self.follow_symlinks, "versions": self.versions, "after_hold": self.after_hold,
-                "metadata": list(self.metadata), "completion": records.as_record(self.completion),
+                "metadata": list(self.metadata), "provenance": self.provenance,
+                "completion": records.as_record(self.completion),
                 "avus": records.as_record(self.avus), "access": records.as_record(self.access),
                 "notify": records.as_record(self.notify)}
 
@@ -85,6 +88,7 @@ class ZoneSpec:
                    resource=z.get("resource", ""), after=z.get("after", "keep"), move_to=z.get("move_to"),
                    follow_symlinks=bool(z.get("follow_symlinks", False)), versions=z.get("versions", "keep"),
                    after_hold=float(z.get("after_hold", 0.0)), metadata=tuple(z.get("metadata", ())),
+                   provenance=z.get("provenance", "object"),
                    completion=records.from_record(Completion, z.get("completion")),
                    avus=records.from_record(Avus, z.get("avus")),
                    access=records.from_record(Access, z.get("access")),

@@ -25,7 +25,7 @@ from .. import names
 from ..checksums import Digest
 from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
-from . import catalog, local, metadata, transfer
+from . import catalog, local, metadata, transfer, zone_provenance
 from .catalog import Obj
 from .context import IngestContext
 from .errors import Conflict, LockLost, PermanentError, StaleLookup
@@ -43,6 +43,7 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
     """One try at one file; returns INGESTED, UPDATED or ALREADY, or raises."""
     loc = local.check_local(zone, item)
     res.local_st = loc.st
+    zone_provenance.ensure(ctx, session, zone)
     catalog.ensure_collection(session, target.collection, ctx.known_collections, ctx.sleep)
     objs, prefetched = _look(ctx, session, target)
     existing = objs.get(target.name)
@@ -91,7 +92,8 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
         dig, same = transfer.verify(ctx, loc, local.digest(loc, ctx.hash_scheme), stored)
         if same:
             local.recheck(loc)
-            if zone.mode == "register" and os.path.realpath(loc.path) in existing.paths:
+            if zone.mode == "register" and zone.provenance == "object" and \
+                    os.path.realpath(loc.path) in existing.paths:
                 avus = catalog.object_avus(session, target.collection, target.name)
                 if metadata.A_SOURCE_PATH not in avus:  # registered by us, interrupted before the AVUs
                     catalog.set_metadata(session, target.path, metadata.avus_for(zone, item, target, ctx.host))

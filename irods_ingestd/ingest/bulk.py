@@ -25,7 +25,7 @@ from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
 from ..messages import MessageId
 from ..register_check import readable_by_service_account
-from . import catalog, local, metadata
+from . import catalog, local, metadata, zone_provenance
 from .context import IngestContext
 from .errors import LocalChanged, NotRegular, PermanentError, Vanished, describe
 from .local import Local
@@ -136,6 +136,7 @@ def register_batch(ctx: IngestContext, zone: ZoneSpec, items: list[FileItem]) ->
         return []
     out: list[FileResult] = []
     try:
+        zone_provenance.ensure(ctx, session, zone)
         for coll in dict.fromkeys(r.target.collection for r in rows):
             catalog.ensure_collection(session, coll, ctx.known_collections, ctx.sleep)
         _send(session, rows, resc, resource_id(ctx, session, resc))

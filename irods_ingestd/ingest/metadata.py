@@ -26,16 +26,25 @@ def source_path(zone: ZoneSpec, rel: str) -> str:
 
 
 def avus_for(zone: ZoneSpec, item: FileItem, target: names.Target, host: str) -> list[iRODSMeta]:
-    """Every AVU the zone's extractors give this file: the provenance always (it is how irods-ingestd
-    recognises its own objects), then the zone's `metadata` extractors."""
+    """Every AVU the zone's extractors give this file: the provenance (with ``provenance = "object"``, the
+    default: it is how irods-ingestd recognises its own objects; with ``"collection"`` only a mapped name's
+    original, the rest is on the zone's collection: :mod:`.zone_provenance`), then the zone's `metadata`
+    extractors."""
     out: list[iRODSMeta] = []
-    for name in dict.fromkeys(("provenance", *zone.metadata)):
+    first = ("provenance",) if zone.provenance == "object" else ()
+    if zone.provenance != "object" and target.mapped:
+        out.append(iRODSMeta(A_ORIGINAL_NAME, names.original_name_value(item.rel), "hex"))
+    for name in dict.fromkeys((*first, *zone.metadata)):
         out += registry.load(registry.EXTRACTORS, name).avus(zone, item, target, host)
     return out
 
 
 def made_by_us(avus: dict[str, str], zone: ZoneSpec, item: FileItem, target: names.Target) -> bool:
-    """Do an object's AVUs say this zone made it from this very landing path?"""
+    """Do an object's AVUs say this zone made it from this very landing path? With ``provenance =
+    "collection"`` the zone's collection is the zone's: an object there without another file's provenance is
+    taken as an earlier version of the landing file of its name."""
+    if zone.provenance == "collection" and A_ZONE not in avus and A_SOURCE_PATH not in avus:
+        return True
     if avus.get(A_ZONE) != zone.name or avus.get(A_SOURCE_PATH) != source_path(zone, item.rel):
         return False
     original = avus.get(A_ORIGINAL_NAME)
