@@ -1,8 +1,8 @@
-"""The `irods-ingestd` command: run, worker, check-config, scan, status, retry.
+"""The `irods-ingestd` command: run, worker, check-config, scan, plan, status, retry.
 
 Global options (`-c/--config`, `--log-level`, `--log-target`) are accepted before or after the command.
 Exit codes: 0 success; 1 the command ran and found failures (failed files listed by `status`, problems
-found by `check-config`); 2 bad usage or a bad configuration; 3 `scan` gave up on a full backlog;
+found by `check-config`, conflicts or an incomplete look by `plan`); 2 bad usage or a bad configuration; 3 `scan` gave up on a full backlog;
 130 interrupted.
 """
 
@@ -23,6 +23,7 @@ COMMANDS = {
     "worker": "run an RQ worker that ingests queued files into iRODS",
     "check-config": "validate the configuration and check that Redis and iRODS answer",
     "scan": "walk the zones once now and queue what is new (for onboarding a large tree)",
+    "plan": "a dry run: what would be ingested where, what is settling, excluded or a conflict (writes nothing)",
     "status": "show per zone: watching or walking, settling, queued, ingested, failed",
     "retry": "queue the failed files again",
 }
@@ -59,13 +60,27 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--queue", help="queue name (default: [queue].name)")
             sp.add_argument("--burst", action="store_true", help="exit when the queue is empty")
             sp.add_argument("--name", help="worker name (default: host and pid)")
+            sp.add_argument("--role", choices=("ingest", "walk", "all"), default="ingest",
+                            help="ingest: the ingest queue (default); walk: the walk jobs' queue ([walk].queue); "
+                                 "all: walk jobs first, then ingest jobs")
+            sp.add_argument("--hostname", help="the host name the worker reports (default: "
+                            "$IRODS_INGESTD_HOSTNAME, else the machine's)")
         if name == "check-config":
             sp.add_argument("--offline", action="store_true", help="only validate the file")
-        if name in ("scan", "retry"):
+        if name in ("scan", "retry", "plan"):
             sp.add_argument("--zone", action="append", help="only this zone (repeatable)")
         if name == "scan":
             sp.add_argument("--backlog-wait", type=float, default=60.0, metavar="SECONDS",
                             help="with the backlog full, exit (code 3) after this long without progress (60)")
+            sp.add_argument("--jobs", action="store_true",
+                            help="list the zones' directories in walk jobs run by walk workers (worker --role "
+                                 "walk), if any listen; else walk here")
+        if name == "plan":
+            sp.add_argument("--json", action="store_true", help="machine-readable output (fields in the README)")
+            sp.epilog = ("Writes nothing to Redis or iRODS. Exit codes: 0 nothing would fail, 1 the plan lists "
+                         "failures (conflicts, files the worker would fail, failed files) or is incomplete "
+                         "(Redis or iRODS did not answer, a zone directory is missing), 2 bad usage or "
+                         "configuration.")
         if name == "status":
             sp.add_argument("--json", action="store_true", help="machine-readable output")
             sp.add_argument("--recount", action="store_true",

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config_metrics
+from . import config_metrics, config_walk
 from .config_metrics import MetricsConfig
 from .config_parse import Checker, parse_duration, parse_size
+from .config_walk import WalkConfig
 from .config_zone import (  # noqa: F401 (re-exported: the zone's config is part of the config's API)
     AFTER_ACTIONS,
     DEFAULT_TEMP_PATTERNS,
@@ -88,6 +89,7 @@ class Config:
     zones: tuple[ZoneConfig, ...]
     log_level: str = "info"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    walk: WalkConfig = field(default_factory=WalkConfig)
 
     def zone(self, name: str) -> ZoneConfig:
         for z in self.zones:
@@ -96,7 +98,7 @@ class Config:
         raise KeyError(name)
 
 
-_TOP_KEYS = {"log_level", "redis", "irods", "queue", "zone", "metrics"}
+_TOP_KEYS = {"log_level", "redis", "irods", "queue", "zone", "metrics", "walk"}
 _REDIS_KEYS = {"url", "sentinels", "sentinel_master", "prefix"}
 _IRODS_KEYS = {"environment_file", "password_file", "password", "connection_timeout"}
 _QUEUE_KEYS = {
@@ -180,10 +182,11 @@ def validate(data: Mapping[str, Any], source: str = "<config>", check_paths: boo
     queue_cfg = _check_queue(c, data)
     zones = check_zones(c, data.get("zone", []), check_paths)
     metrics_cfg = config_metrics.check(c, data)
+    walk_cfg = config_walk.check(c, data, queue_cfg.name)
     if c.problems:
         raise ConfigError(source, c.problems)
     return Config(source=source, redis=redis_cfg, irods=irods_cfg, queue=queue_cfg, zones=tuple(zones),
-                  log_level=log_level, metrics=metrics_cfg)
+                  log_level=log_level, metrics=metrics_cfg, walk=walk_cfg)
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -19,6 +19,7 @@ from .recent import RecentlyQueued
 from .reconcile import Reconciler
 from .redishealth import RedisHealth
 from .settler import Ready, Settler
+from .walk_sched import WalkJobs
 from .watch.api import Change, Kind
 from .watch.select import Backends
 from .zone import Zone, printable
@@ -49,6 +50,8 @@ class ZoneWork:
     watchers: Backends
     _reported: dict[tuple[str, str], str]
     counters: Counters
+    r: redis.Redis
+    walk_jobs: WalkJobs | None = None
 
     def add_zone(self, z: ZoneConfig) -> None:
         zs = Zone(cfg=z, watcher=self.watchers.for_zone(z))
@@ -68,6 +71,8 @@ class ZoneWork:
 
     def _walk_zones(self, now: float) -> None:
         """Start the walks that are due and take a step of each walk in progress."""
+        if self.walk_jobs is not None:
+            self.walk_jobs.sweep(self.zones)
         for zs in list(self.zones.values()):
             if zs.due(now):
                 zs.start_walk([z.cfg for z in self.zones.values()])
@@ -76,9 +81,18 @@ class ZoneWork:
 
     def _walk_step(self, zs: Zone, budget: float) -> None:
         try:
-            zs.walk_step(self.reconciler, self, budget)
+            jobs = self._walk_jobs()
+            if jobs.runs_as_jobs(zs):  # listed by walk workers ([walk] jobs, walk_sched.py)
+                jobs.step(zs, self, budget)
+            else:
+                zs.walk_step(self.reconciler, self, budget)
         except redis.RedisError as e:
             self.health.error(e)
+
+    def _walk_jobs(self) -> WalkJobs:
+        if self.walk_jobs is None or (self.walk_jobs.cfg != self.cfg.walk and not self.walk_jobs.runs):
+            self.walk_jobs = WalkJobs(self.r, self.cfg.redis.prefix, self.cfg.walk)
+        return self.walk_jobs
 
     def _on_changes(self) -> None:
         for ch in self.watchers.changes():

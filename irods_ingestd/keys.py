@@ -10,7 +10,9 @@ All keys start with the configured prefix `{p}` (`[redis].prefix`, `ingestd` by 
 - `{p}:after:{zone}`: deferred after-actions, a sorted set by due time (`ingest/after.py`);
 - `{p}:owner:{zone}`: the daemon that runs the zone (`daemonlock.py`);
 - `{p}:daemon:{host}:{pid}`: a daemon's status record (`daemonstatus.py`);
-- `{p}:epoch`: a marker that tells a Redis that lost its data (`redishealth.py`).
+- `{p}:epoch`: a marker that tells a Redis that lost its data (`redishealth.py`);
+- `{p}:wk:{zone}:{walk}:c` / `:r`: a walk run as jobs (`walk_sched.py`, `walkjobs.py`): its outstanding
+  chunks (chunk id → RQ job id) and the results the chunks' jobs committed, for the daemon to drain.
 
 Directory and path hashes are BLAKE2b of the path's bytes (surrogateescape), so any name fits a key.
 """
@@ -94,3 +96,12 @@ def status_pattern(p: str) -> str:
 
 def epoch_key(p: str) -> str:
     return f"{p}:epoch"
+
+
+# -- walks run as jobs ----------------------------------------------------------------------------------
+def walk_chunks_key(p: str, zone: str, walk: str) -> str:
+    return f"{p}:wk:{zone}:{walk}:c"
+
+
+def walk_results_key(p: str, zone: str, walk: str) -> str:
+    return f"{p}:wk:{zone}:{walk}:r"

@@ -34,6 +34,7 @@ class Walk:
     unwatched: int = 0  # directories that could not be watched during this walk
     lost: int = 0  # files whose job was lost, queued again
     alive: set[str] = field(default_factory=set)  # jobs found alive in this walk (checked once)
+    jobs: str = ""  # the walk's id when its directories are listed by walk jobs (walk_sched.py)
 
     @property
     def done(self) -> bool:
@@ -83,6 +84,11 @@ class Reconciler:
             lst = walk_dir(root, reldir, names, follow_symlinks)
             walk.stack.extend(lst.subdirs)
             listings.append(lst)
+        return self.compare(zone, walk, listings), listings
+
+    def compare(self, zone: str, walk: Walk, listings: list[Listing]) -> list[Found]:
+        """The files of these listings the ledger does not hold at the same size and mtime (or whose job
+        was lost), counted into the walk (a walk job compares the directories it listed with this)."""
         walk.dirs += len(listings)
         with_files = [lst for lst in listings if lst.files]
         found: list[Found] = []
@@ -103,7 +109,7 @@ class Reconciler:
             lost = self._requeue_lost(zone, walk, queued)
             walk.lost += len(lost)
             found += lost
-        return found, listings
+        return found
 
     def _requeue_lost(self, zone: str, walk: Walk, queued: list[_Queued]) -> list[Found]:
         """The queued files whose job will never run, their entries dropped so they are queued again."""

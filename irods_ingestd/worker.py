@@ -28,12 +28,18 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from . import tasks
+from . import metrics, tasks
 from .config import Config
 
 log = logging.getLogger(__name__)
 
 JOB_MONITORING_INTERVAL = 10
+HOSTNAME_ENV = "IRODS_INGESTD_HOSTNAME"  # the host name a worker reports (default: the machine's)
+
+
+def hostname() -> str:
+    """The host name this worker goes by: $IRODS_INGESTD_HOSTNAME, else the machine's."""
+    return os.environ.get(HOSTNAME_ENV) or socket.gethostname()
 
 
 class IngestWorker(SimpleWorker):
@@ -71,15 +77,18 @@ def make_queue_class(default_timeout: float) -> type[Queue]:
     return IngestQueue
 
 
-def run_worker(config: Config, queue_name: str | None = None, burst: bool = False, name: str | None = None,
+def run_worker(config: Config, queue_name: str | list[str] | None = None, burst: bool = False, name: str | None = None,
                job_monitoring_interval: int = JOB_MONITORING_INTERVAL, maintenance_interval: int = 60,
                **work_kwargs: Any) -> bool:
-    """Run a worker until stopped (or, with burst, until the queue is empty); True if it did any work."""
+    """Run a worker until stopped (or, with burst, until the queue is empty); True if it did any work.
+    queue_name: a queue, or queues taken from in this order (e.g. the walk queue and the ingest queue)."""
     ctx = tasks.make_context(config)
     tasks.set_context(ctx)
+    served = metrics.serve_worker(config)  # [metrics].worker_listen (+ the instance number)
     queue_class = make_queue_class(config.queue.job_timeout)
-    queue = queue_class(queue_name or config.queue.name, connection=ctx.redis)
-    base_name = name or f"ingestd-{socket.gethostname()}-{os.getpid()}"
+    wanted = [queue_name] if isinstance(queue_name, str) else list(queue_name or [config.queue.name])
+    queues = [queue_class(q, connection=ctx.redis) for q in wanted]
+    base_name = name or f"ingestd-{hostname()}-{os.getpid()}"
     worked = False
     restarts = 0
     try:
@@ -88,11 +97,12 @@ def run_worker(config: Config, queue_name: str | None = None, burst: bool = Fals
             worker_name = base_name if restarts == 0 else f"{base_name}-r{restarts}"
             worker: IngestWorker | None = None
             try:
-                worker = IngestWorker([queue], connection=ctx.redis, name=worker_name, queue_class=queue_class,
+                worker = IngestWorker(queues, connection=ctx.redis, name=worker_name, queue_class=queue_class,
                                       job_monitoring_interval=job_monitoring_interval,
                                       maintenance_interval=maintenance_interval,
                                       worker_ttl=maintenance_interval + 15)
-                log.info("worker %s on queue %s (iRODS session reused across jobs)", worker_name, queue.name)
+                log.info("worker %s on queue %s (iRODS session reused across jobs)", worker_name,
+                         ", ".join(q.name for q in queues))
                 worked = worker.work(burst=burst, with_scheduler=False, logging_level=_rq_level(),
                                      **work_kwargs) or worked
             except (redis.RedisError, ValueError) as e:  # Redis away while starting or registering
@@ -109,6 +119,7 @@ def run_worker(config: Config, queue_name: str | None = None, burst: bool = Fals
             if _wait_or_stop(delay):
                 return worked
     finally:
+        metrics.stop(served)
         ctx.sessions.cleanup()
         tasks.set_context(None)
 

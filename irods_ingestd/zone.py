@@ -207,6 +207,13 @@ class Zone:
                     self._untrust_quiet(f"the {watcher.name} watch limit was reached")
         return before
 
+    # walk jobs (walk_sched.py) list the directories elsewhere: the zone watches them first and ends the walk
+    def watch_hook(self) -> Callable[[str], None] | None:
+        return self._watch_before_list() if self.watcher.complete and self.state != "lost" else None
+
+    def finish_walk(self, walk: Walk) -> None:
+        self._finish_walk(walk)
+
     def _finish_walk(self, walk: Walk) -> None:
         self.walk = None
         if not walk.full:
