@@ -1,18 +1,24 @@
 """The ledger: what was queued, ingested or failed, compactly in Redis, behind one small interface.
 
-Layout (prefix `ingestd` by default):
+Layout (prefix `ingestd` by default; bytes a file measured by `python -m bench.run --only ledger`):
 
-- `{p}:l:{zone}:{dirhash}`: one hash per landing directory. Field: 8 bytes of BLAKE2b of the file name.
-  Value: 25 bytes, `state(1) size(8) mtime_ns(8) extra(8)`: state `Q` queued (extra: queued-at seconds;
-  then the RQ job id, so a walk can tell a file whose job was lost), `D` done (extra: the first 8 bytes
-  of the SHA-256), `F` failed (extra: failed-at seconds). Small
-  directories stay in Redis' listpack encoding (a few tens of bytes a file); the walker reads a directory's
-  whole hash in one round trip.
+- `{p}:l:{zone}:{dirhash}`: one hash per landing directory (the *base* key). Field: 8 bytes of BLAKE2b
+  of the file name. Value: `state(1) size(8) mtime_ns(8)`, then for `Q` queued: queued-at seconds (8) and
+  the RQ job id (so a walk can tell a file whose job was lost); for `F` failed: failed-at seconds (8);
+  `D` done: nothing more (17 bytes, what stays forever in keep and register zones). A directory of more
+  than 128 files is split into buckets `{base}.{i}` of at most 128 fields, so every hash stays in Redis'
+  listpack encoding (see `ledger_lua.py`); the walker reads a directory's entries in one round trip (two
+  for a split one).
 - `{p}:s:{zone}`: counters `queued` (entries in state Q: waiting for or in a worker), `done`, `bytes`;
   every change of state and of `queued` is one Lua script (`ledger_lua.py`), so `queued` stays exact,
   and `recount_*` rebuilds it from the entries while everything runs.
 - `{p}:f:{zone}`: failed files, relative path → JSON reason. Few by nature; listed by `status`/`retry`.
 - `{p}:r:{zone}`: relative paths a worker handed back to be settled again (changed after settling).
+
+The first layout (before buckets) kept 8 more bytes in a done entry (a SHA-256 prefix nobody read) and any
+number of fields in one hash. It is read as it is: a done entry's first 17 bytes are the same, and a
+directory of the first layout is an unsplit one. It is compacted lazily (a directory above 128 entries is
+split when a new file enters it) and by every recount (the daemon runs one at start).
 
 Relative paths are `str` with surrogateescape for bytes that are not UTF-8; the ledger hashes their bytes.
 """
@@ -35,13 +41,9 @@ from . import ledger_lua as lua
 
 QUEUED, DONE, FAILED = b"Q", b"D", b"F"
 _VALUE = struct.Struct(">cQqQ")
+_SHORT = struct.Struct(">cQq")  # a done entry: state, size, mtime_ns
 _VERSION = struct.Struct(">Qq")
-
-_DROP_DONE_LUA = """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old and string.sub(old, 1, 17) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0
-"""
+MARKER = b""  # the base key's field that holds a split directory's bucket count
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,9 @@ def _by_dir(rels: Sequence[str]) -> tuple[dict[str, list[int]], list[bytes]]:
 
 
 def unpack(raw: bytes) -> Entry:
+    if len(raw) < _VALUE.size:  # a done entry (17 bytes)
+        state, size, mtime = _SHORT.unpack_from(raw)
+        return Entry(state, size, mtime, 0)
     state, size, mtime, extra = _VALUE.unpack_from(raw)
     return Entry(state, size, mtime, extra, raw[_VALUE.size:].decode("ascii", "replace"))
 
@@ -102,6 +107,16 @@ def queued_job(raw: bytes) -> str:
 
 def _pack(state: bytes, size: int, mtime_ns: int, extra: int, job: str = "") -> bytes:
     return _VALUE.pack(state, size, mtime_ns, extra & 0xFFFFFFFFFFFFFFFF) + job.encode("ascii")
+
+
+def done_value(size: int, mtime_ns: int) -> bytes:
+    return _SHORT.pack(DONE, size, mtime_ns)
+
+
+def is_bucket_key(key: bytes | str) -> bool:
+    """A split directory's bucket (`{base}.{i}`), not a directory's base key."""
+    k = key.encode() if isinstance(key, str) else key
+    return b"." in k.rpartition(b":")[2]
 
 
 def _job_of(f: tuple[str, int, int] | tuple[str, int, int, str]) -> str:
@@ -119,6 +134,9 @@ class Ledger:
         self._rc_begin = r.register_script(lua.RECOUNT_BEGIN)
         self._rc_step = r.register_script(lua.RECOUNT_STEP)
         self._rc_end = r.register_script(lua.RECOUNT_END)
+        self._read_many = r.register_script(lua.READ_MANY)
+        self._read_dirs = r.register_script(lua.READ_DIRS)
+        self._drop_done = r.register_script(lua.DROP_DONE)
 
     # keys
     def dir_key(self, zone: str, reldir: str) -> str:
@@ -148,31 +166,33 @@ class Ledger:
     # reads
     def dirs(self, zone: str, reldirs: Sequence[str]) -> list[dict[bytes, bytes]]:
         """The entries of several directories, one pipeline: field (name hash) → packed value (read
-        with `is_current` in the walk's hot loop, or `unpack`)."""
+        with `is_current` in the walk's hot loop, or `unpack`). A split directory is read again whole by
+        one script (all its buckets at one instant)."""
         pipe = self.r.pipeline(transaction=False)
         for d in reldirs:
             pipe.hgetall(self.dir_key(zone, d))
-        return pipe.execute()
-
-    def get_many(self, zone: str, rels: Sequence[str]) -> list[Entry | None]:
-        """The entries of these files: one HMGET a directory, all in one pipeline."""
-        by_dir, fields = _by_dir(rels)
-        pipe = self.r.pipeline(transaction=False)
-        for d, idx in by_dir.items():
-            pipe.hmget(self.dir_key(zone, d), [fields[i] for i in idx])
-        out: list[Entry | None] = [None] * len(rels)
-        for idx, values in zip(by_dir.values(), pipe.execute(), strict=True):
-            for i, v in zip(idx, values, strict=True):
-                out[i] = unpack(v) if v else None
+        out: list[dict[bytes, bytes]] = pipe.execute()
+        split = [i for i, h in enumerate(out) if MARKER in h]
+        if split:
+            flat = self._read_dirs(keys=[self.dir_key(zone, reldirs[i]) for i in split])
+            for i, kv in zip(split, flat, strict=True):
+                out[i] = dict(zip(kv[::2], kv[1::2], strict=True))
         return out
 
+    def get_many(self, zone: str, rels: Sequence[str]) -> list[Entry | None]:
+        """The entries of these files: one script call (a directory's buckets found by the script)."""
+        return self.get_many_on(None, zone, rels)
+
     def get_many_on(self, client: Any, zone: str, rels: Sequence[str]) -> list[Entry | None]:
-        """`get_many` through this client in one script call: a pipeline that WATCHes the directories (its
-        connection, before MULTI), so the check and the write of an enqueue share one connection."""
+        """`get_many` through this client (None: the ledger's) in one script call: a pipeline that WATCHes
+        (its connection, before MULTI), so the check and the write of an enqueue share one connection."""
         by_dir, fields = _by_dir(rels)
         keys = [self.dir_key(zone, d) for d in by_dir]
         args: list[Any] = [len(idx) for idx in by_dir.values()] + [fields[i] for idx in by_dir.values() for i in idx]
-        values = client.eval(lua.READ_MANY, len(keys), *keys, *args)
+        if client is None:
+            values = self._read_many(keys=keys, args=args)
+        else:  # a WATCHing pipeline runs commands at once: EVAL, as the script may not be loaded yet
+            values = client.eval(lua.READ_MANY, len(keys), *keys, *args)
         out: list[Entry | None] = [None] * len(rels)
         for i, v in zip((i for idx in by_dir.values() for i in idx), values, strict=True):
             out[i] = unpack(v) if v else None
@@ -234,8 +254,7 @@ class Ledger:
         """Record an ingested file; False if a newer version was queued meanwhile (nothing changed).
         keep=False counts it but holds no entry: the landing file was deleted or moved away after ingest,
         so nothing on disk will ever be compared with it (a file of that name arriving later is new)."""
-        extra = int.from_bytes(sha256[:8], "big") if sha256 else 0
-        value = _pack(DONE, size, mtime_ns, extra) if keep else b""
+        value = done_value(size, mtime_ns) if keep else b""  # the checksum is in iRODS, not kept here
         ok = self._record(zone, rel, size, mtime_ns, value, "done", size)
         if ok:
             pipe = self.r.pipeline(transaction=False)
@@ -295,7 +314,8 @@ class Ledger:
     def recount_step(self, zone: str, dir_keys: Sequence[bytes | str], ttl: int = 3600) -> bool:
         """Count these directory hashes (those not counted yet); False if the recount is no longer on
         (another recount finished it, or it expired)."""
-        return int(self._rc_step(keys=self._keys(zone, "")[1:] + list(dir_keys), args=[ttl])) >= 0
+        bases = [k for k in dir_keys if not is_bucket_key(k)]  # a bucket is counted with its directory
+        return int(self._rc_step(keys=self._keys(zone, "")[1:] + bases, args=[ttl])) >= 0
 
     def recount_end(self, zone: str) -> tuple[int, int] | None:
         """Set `queued` to the count; (before, after), or None if the recount was no longer on."""
@@ -317,5 +337,4 @@ class Ledger:
         """Drop a done entry of this version (its landing file was deleted or moved after ingest, so nothing
         on disk will be compared with it); an entry of another version or state is left as it is."""
         d, name = split_rel(rel)
-        return bool(self.r.eval(_DROP_DONE_LUA, 1, self.dir_key(zone, d), name_field(name),
-                                DONE + _VERSION.pack(size, mtime_ns)))
+        return bool(self._drop_done(keys=[self.dir_key(zone, d)], args=[name_field(name), done_value(size, mtime_ns)]))

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import irods.exception as iex
+from irods.access import iRODSAccess
 from irods.api_number import api_number
 from irods.column import In, Like
 from irods.message import (
@@ -22,7 +23,7 @@ from irods.message import (
     iRODSMessage,
 )
 from irods.meta import AVUOperation, iRODSMeta
-from irods.models import Collection, DataObject, DataObjectMeta, Resource
+from irods.models import Collection, CollectionAccess, DataObject, DataObjectMeta, Resource, User
 
 from .. import names
 from .errors import CollectionRace, PermanentError, describe, is_transient
@@ -32,6 +33,7 @@ log = logging.getLogger("irods_ingestd.ingest")
 
 COLLECTION_TRIES = 5
 MAX_KNOWN_COLLECTIONS = 100_000
+SYS_NO_PATH_PERMISSION = -129000  # register as a user the server's acSetChkFilePathPerm policy refuses
 
 
 @dataclass
@@ -157,6 +159,14 @@ def register(session: Any, realpath: str, path: str, opts: dict[str, str]) -> No
             f"the iRODS server cannot read {realpath} ({describe(e)}): register mode needs the server's "
             "service account, on the host of the zone's resource, to read the landing file and to search "
             "every directory above it") from None
+    except KeyError as e:  # python-irodsclient raises KeyError for error codes it does not know
+        if e.args and e.args[0] == SYS_NO_PATH_PERMISSION:
+            raise PermanentError(
+                f"the iRODS server refused to register {realpath} for user {session.username} "
+                f"(SYS_NO_PATH_PERMISSION {SYS_NO_PATH_PERMISSION}): registering a physical path needs a "
+                "rodsadmin, or a server policy acSetChkFilePathPerm that allows it (see the README, "
+                "\"Ownership and replicas\")") from None
+        raise
 
 
 MAX_SQL_ATTR = 50  # GenQueryOut_PI always carries this many SqlResult_PI
@@ -222,3 +232,74 @@ def mark_superseded(session: Any, path: str) -> None:
         set_metadata(session, path, [iRODSMeta(A_SUPERSEDED, now)])
     except iex.iRODSException as e:  # the version is kept either way; the AVU only dates it
         log.warning("could not mark %s as superseded: %s", path, describe(e))
+
+
+# --- ownership and replicas (issue 14.3, 14.4: see ingest/access.py and ingest/replicas.py) -----------------
+
+@dataclass
+class Replica:
+    number: int
+    resource: str  # the root of its resource hierarchy (what a zone's replicate_to names)
+    good: bool  # replica status 1 (good); 0 stale, 2+ intermediate or locked
+    checksum: str
+    size: int
+
+
+def set_access(session: Any, path: str, level: str, name: str, zone: str = "", recursive: bool = False) -> None:
+    """MOD_ACCESS_CONTROL: `name` gets `level` (null, read, write, own) on an object or collection (one catalog
+    write a call; `recursive` for a collection and everything below it)."""
+    session.acls.set(iRODSAccess(level, path, name, zone), recursive=recursive)
+
+
+def set_inherit(session: Any, coll: str, recursive: bool = False) -> None:
+    session.acls.set(iRODSAccess("inherit", coll), recursive=recursive)
+
+
+def collection_access(session: Any, coll: str) -> tuple[bool, dict[str, str]]:
+    """A collection's inheritance flag and its ACLs ("name" or "name#zone" for another zone → catalog level)."""
+    inherit = False
+    for row in session.query(Collection.inheritance).filter(Collection.name == coll):
+        inherit = str(row[Collection.inheritance] or "") == "1"
+    levels = {int(row[CollectionAccess.user_id]): str(row[CollectionAccess.name])
+              for row in session.query(CollectionAccess.name, CollectionAccess.user_id)
+              .filter(Collection.name == coll)}
+    out: dict[str, str] = {}
+    if levels:
+        q = session.query(User.id, User.name, User.zone).filter(In(User.id, list(levels)))
+        for row in q:
+            z = row[User.zone]
+            who = row[User.name] if z == session.zone else f"{row[User.name]}#{z}"
+            out[who] = levels[int(row[User.id])]
+    return inherit, out
+
+
+def principals(session: Any, names_: Iterable[str]) -> set[tuple[str, str]]:
+    """Which of these user or group names exist in the catalog: {(name, zone)}."""
+    wanted = sorted(set(names_))
+    if not wanted:
+        return set()
+    q = session.query(User.name, User.zone).filter(In(User.name, wanted) if len(wanted) > 1
+                                                   else User.name == wanted[0])
+    return {(row[User.name], row[User.zone]) for row in q}
+
+
+def replicas(session: Any, path: str) -> list[Replica]:
+    coll, _, name = path.rpartition("/")
+    q = session.query(DataObject.replica_number, DataObject.resc_hier, DataObject.replica_status,
+                      DataObject.checksum, DataObject.size).filter(Collection.name == coll) \
+        .filter(DataObject.name == name)
+    return sorted((Replica(int(r[DataObject.replica_number]), str(r[DataObject.resc_hier] or "").split(";")[0],
+                           str(r[DataObject.replica_status]) == "1", r[DataObject.checksum] or "",
+                           int(r[DataObject.size] or 0)) for r in q), key=lambda r: r.number)
+
+
+def replicate(session: Any, path: str, resource: str) -> None:
+    """A new replica on `resource` (a stale one there is updated), checksummed by the server from the bytes it
+    wrote there (regChksum: the replica's own checksum, not the source's copied)."""
+    session.data_objects.replicate(path, resource=resource, regChksum="")
+
+
+def replica_checksum(session: Any, path: str, number: int) -> str:
+    """The server reads replica `number` and records its checksum."""
+    return str(session.data_objects.chksum(path, replNum=str(number)) or "")
+
