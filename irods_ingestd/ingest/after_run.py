@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
-from . import after
+from . import after, replicas
 from .context import IngestContext
 from .metadata import source_path
 from .results import FileResult
@@ -30,6 +30,9 @@ def after_action(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileRe
 
 
 def run_after(ctx: IngestContext, zone: ZoneSpec, v: after.Verified) -> str:
+    held = replicas.hold(ctx, zone, v)  # min_replicas: not before the object has them (deferred meanwhile)
+    if held:
+        return held
     outcome, reason = after.run(zone, v)
     if outcome in (after.DONE, after.GONE):
         ctx.ledger.drop_done(zone.name, v.rel, v.size, v.mtime_ns)

@@ -25,7 +25,7 @@ from .. import names
 from ..checksums import Digest
 from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
-from . import catalog, local, metadata, transfer, zone_provenance
+from . import access, catalog, local, metadata, transfer, zone_provenance
 from .catalog import Obj
 from .context import IngestContext
 from .errors import Conflict, LockLost, PermanentError, StaleLookup
@@ -44,6 +44,7 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
     loc = local.check_local(zone, item)
     res.local_st = loc.st
     zone_provenance.ensure(ctx, session, zone)
+    access.prepare(ctx, session, zone)
     catalog.ensure_collection(session, target.collection, ctx.known_collections, ctx.sleep)
     objs, prefetched = _look(ctx, session, target)
     existing = objs.get(target.name)
@@ -52,13 +53,17 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
         dig, same = _judge(ctx, session, zone, item, target, loc, existing)
         if same and dig is not None:
             res.digest = dig.sha256
+            access.grant(session, zone, target.path)  # an earlier try may have stopped before its ACLs
             return ALREADY
     update = existing is not None
     opts: dict[str, str] = {"destRescName": zone.resource} if zone.resource else {}
     avus = metadata.avus_for(zone, item, target, ctx.host)
     if zone.mode == "register":
-        return _register(ctx, session, loc, target, existing, dig, opts, avus, res)
+        out = _register(ctx, session, loc, target, existing, dig, opts, avus, res)
+        access.grant(session, zone, target.path)
+        return out
     dig, res.moved_bytes = transfer.put(ctx, session, item.size, loc, target.part_path, opts, avus)
+    access.grant_part(session, zone, target.part_path)  # the ACLs are there before the final name
     res.digest = dig.sha256
     still_mine(lock)
     return _place(session, zone, target, update, prefetched, res)

@@ -25,7 +25,7 @@ from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
 from ..messages import MessageId
 from ..register_check import readable_by_service_account
-from . import catalog, local, metadata, zone_provenance
+from . import access, catalog, local, metadata, zone_provenance
 from .context import IngestContext
 from .errors import LocalChanged, NotRegular, PermanentError, Vanished, describe
 from .local import Local
@@ -123,7 +123,7 @@ def _finish(ctx: IngestContext, session: Any, zone: ZoneSpec, r: _Row) -> FileRe
 
 def register_batch(ctx: IngestContext, zone: ZoneSpec, items: list[FileItem]) -> list[FileResult]:
     """Register what it can of these files in bulk; returns their results (the rest: the one-call way)."""
-    if zone.mode != "register" or ctx.hash_scheme is None or len(items) < 2:
+    if zone.mode != "register" or ctx.hash_scheme is None or len(items) < 2 or not access.bulk_ok(ctx, zone):
         return []
     session = ctx.sessions.get()
     resc = zone_resource(zone, session)

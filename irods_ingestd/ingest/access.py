@@ -1,0 +1,105 @@
+"""A zone's ACLs on what it ingests (``acl``, ``inherit``: see :mod:`irods_ingestd.zoneparts.access`).
+
+Two ways, chosen by ``inherit``:
+
+* ``inherit = true``: the rules and the inheritance flag are put on the zone's collection (:func:`prepare`),
+  and the server gives every object and collection created below it the collection's ACLs as it creates
+  them. Measured on iRODS 5.0.2: an object put under its temporary name in an inheriting collection carries
+  the ACLs, and keeps them through the rename; sub-collections inherit the flag; registered objects (one
+  call or BULK_DATA_OBJ_REG) inherit too. So no per-object ACL call is sent (each is a catalog write, about
+  what an AVU call costs: bench/README.md, "Where a file's time goes"). :func:`prepare` runs once per worker
+  process and zone, and again whenever the worker forgot its collections (after a transient error, e.g. a
+  collection removed and created anew); whatever rule or flag is missing there is set recursively, so
+  objects and sub-collections ingested before inherit was turned on get them too (once).
+* ``inherit = false``: each object gets one ACL call per rule (:func:`grant`): a put's temporary copy before
+  its rename (so the final name never shows an object without them), a registered object right after its
+  registration, and an object found already present (an earlier try may have stopped between the two). The
+  bulk register is skipped for such zones (:func:`bulk_ok`): the rows would carry no ACLs.
+
+In both ways the ACLs are there before the file is recorded as verified, and any failure (a user or group
+that does not exist, a service account without ``own``) fails the file with the reason; nothing is skipped
+silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import irods.exception as iex
+
+from ..job import ZoneSpec
+from ..zoneparts.access import CATALOG_LEVEL, Rule, per_object, rules
+from . import catalog
+from .context import IngestContext
+from .errors import PermanentError, describe, is_transient
+
+log = logging.getLogger("irods_ingestd.ingest")
+
+
+def _why(zone: ZoneSpec, r: Rule | None, where: str, e: BaseException) -> PermanentError:
+    what = f"acl \"{r}\"" if r is not None else "inherit = true"
+    if isinstance(e, iex.CAT_INVALID_USER):
+        return PermanentError(f"zone {zone.name!r}: {what}: there is no iRODS user or group named {r.who if r else '?'}"
+                              f" (create it or change the zone's acl)")
+    if isinstance(e, iex.CAT_NO_ACCESS_PERMISSION | iex.CAT_INSUFFICIENT_PRIVILEGE_LEVEL):
+        return PermanentError(f"zone {zone.name!r}: {what} on {where}: {describe(e)}: the service account needs "
+                              f"own on the zone's collection {zone.collection} (see README, \"Ownership and "
+                              f"replicas\")")
+    return PermanentError(f"zone {zone.name!r}: {what} on {where}: {describe(e)}")
+
+
+def _set(session: Any, zone: ZoneSpec, r: Rule, path: str, recursive: bool = False) -> None:
+    try:
+        catalog.set_access(session, path, r.level, r.name, r.zone, recursive=recursive)
+    except Exception as e:
+        if is_transient(e):
+            raise
+        raise _why(zone, r, path, e) from None
+
+
+def grant(session: Any, zone: ZoneSpec, path: str) -> None:
+    """The zone's rules on one object, when inheritance does not give them (one call a rule)."""
+    if not per_object(zone.access):
+        return
+    for r in rules(zone.access):
+        _set(session, zone, r, path)
+
+
+def grant_part(session: Any, zone: ZoneSpec, part_path: str) -> None:
+    """:func:`grant` on a put's verified temporary copy; one that cannot get them is removed (the file fails)."""
+    try:
+        grant(session, zone, part_path)
+    except PermanentError:
+        catalog.unlink_quiet(session, part_path)
+        raise
+
+
+def prepare(ctx: IngestContext, session: Any, zone: ZoneSpec) -> None:
+    """``inherit = true``: the zone's collection exists with the inheritance flag and the zone's rules."""
+    a = zone.access
+    coll = zone.collection
+    if not a.inherit or (coll in ctx.access_ready and coll in ctx.known_collections):
+        return
+    catalog.ensure_collection(session, coll, ctx.known_collections, ctx.sleep)
+    inherit, have = catalog.collection_access(session, coll)
+    for r in rules(a):
+        level = CATALOG_LEVEL[r.level]
+        if have.get(r.who, "null") != level:
+            log.info("zone %s: %s on %s and everything below it", zone.name, r, coll)
+            _set(session, zone, r, coll, recursive=True)
+    if not inherit:
+        log.info("zone %s: inheritance on %s and every collection below it", zone.name, coll)
+        try:
+            catalog.set_inherit(session, coll, recursive=True)
+        except Exception as e:
+            if is_transient(e):
+                raise
+            raise _why(zone, None, coll, e) from None
+    ctx.access_ready.add(coll)
+
+
+def bulk_ok(ctx: IngestContext, zone: ZoneSpec) -> bool:
+    """The bulk register may take this zone's files now: no per-object ACLs, and the collection prepared."""
+    a = zone.access
+    return not per_object(a) and (not a.inherit or zone.collection in ctx.access_ready)
