@@ -35,6 +35,7 @@ from .daemon_zones import Counters, ZoneWork
 from .daemonlock import ZoneOwnership, ZoneTaken
 from .ledger import Ledger
 from .messages import MessageId
+from .metrics_daemon import DaemonMetrics
 from .queue import Enqueuer
 from .recent import RecentlyQueued
 from .reconcile import Reconciler
@@ -88,6 +89,7 @@ class Daemon(ZoneWork, Feeding):
         self._next_watchdog = 0.0
         self._hang_file = os.environ.get(HANG_ENV)
         self.started = time.time()
+        self.metrics = DaemonMetrics(self)  # [metrics].listen: served from start() to close()
 
     # -- the loop ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -96,6 +98,7 @@ class Daemon(ZoneWork, Feeding):
         for z in self.cfg.zones:
             self.add_zone(z)
         self.health.check_epoch()
+        self.metrics.start()
 
     def run(self) -> int:
         self.install_signals()
@@ -185,6 +188,7 @@ class Daemon(ZoneWork, Feeding):
     def publish_status(self) -> None:
         line = self.status_line()
         self.notifier.status(line)
+        self.metrics.update()
         if self.health.down_since is not None or not self._owned:
             return
         try:
@@ -221,6 +225,7 @@ class Daemon(ZoneWork, Feeding):
     def close(self) -> None:
         """Stop watching; a daemon withdraws its status record and lets its zones go."""
         self.watchers.close()
+        self.metrics.stop()
         if self.owner is not None and self._owned:
             try:
                 daemonstatus.withdraw(self)

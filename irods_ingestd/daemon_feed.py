@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from . import after_jobs
+from . import after_jobs, metrics
 from .config import Config
 from .daemon_owner import Owning
 from .daemon_zones import Counters
@@ -103,6 +103,7 @@ class Feeding(Owning):
                     self.ready.extend(Ready(zone, f.rel, f.size, f.mtime_ns) for f in files)
                     raise
                 self.counters.sent += len(sent)
+                metrics.files_queued(zone, sent)
                 for f in sent:
                     self.recent.add(zone, f.rel, f.size, f.mtime_ns, zs.cfg.settle / 2)
         except redis.WatchError as e:  # the ledger kept changing under these files: offered again next turn

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import names
+from . import metrics, names, notify
 from .config import ZoneConfig
 from .config_paths import aliasing_problems
 from .filters import NameFilter
@@ -115,6 +115,7 @@ class Zone:
         if self.state != "lost":
             log.error("zone %s: %s; checking again every few seconds", self.name, reason,
                       extra={"message_id": MessageId.ZONE_WALKING, "fields": _fields(self.name, "zone lost")})
+            notify.zone_lost(self.cfg.notify, self.name, self.root, self.cfg.collection, reason)
         self.state, self.lost_reason, self.walk = "lost", reason, None
         self.watcher.remove_zone(self.name)
         sink.discard(self.name)
@@ -221,6 +222,7 @@ class Zone:
         secs = time.monotonic() - walk.started
         self.walks_done += 1
         self.last_walk_seconds = secs
+        metrics.walked(self.name, secs)
         if self.watcher.complete and not self.trust_events and walk.unwatched == 0 and os.path.isdir(self.cfg.path):
             self.trust_events = True  # every directory is watched again (the limit was raised)
         self.next_walk = time.monotonic() + self.walk_interval()

@@ -14,7 +14,7 @@ import time
 
 from rq.timeouts import JobTimeoutException
 
-from .. import names
+from .. import metrics, names, notify
 from ..irods_session import SessionError
 from ..job import Batch, FileItem, ZoneSpec
 from ..locks import FileLock
@@ -34,6 +34,7 @@ from .errors import (
     describe,
     is_transient,
 )
+from .metadata import source_path
 from .results import (
     ALREADY,
     CHANGED,
@@ -156,6 +157,8 @@ def _fail(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult, r
     res.result = FAILED
     res.reason = reason
     ctx.ledger.mark_failed(zone.name, item.rel, item.size, item.mtime_ns, reason, kind)
+    notify.file_failed(zone.notify, zone.name, source_path(zone, item.rel), res.irods_path, reason, kind, item.size,
+                       item.mtime_ns)
     return done(zone, item, res, t0, logging.ERROR, MessageId.FILE_FAILED)
 
 
@@ -173,6 +176,7 @@ def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
             res = in_bulk.get(item.rel) or ingest_file(ctx, batch.zone, item, retries=0 if down else None)
             down = res.result == DEFERRED or (res.result == FAILED and res.reason.endswith("attempts)"))
             summary[SUMMARY_KEYS[res.result]] += 1
+            metrics.file_done(batch.zone.name, SUMMARY_KEYS[res.result], item.size, item.mtime_ns, batch.queued_at)
             summary["bytes"] += res.moved_bytes
     return summary
 
