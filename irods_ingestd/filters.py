@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .config import ZoneConfig
 from .names import RESERVED_LANDING
+from .sidecars import name_regex
 
 
 def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
@@ -31,16 +32,18 @@ class NameFilter:
     # One regex of names to skip, where no pattern looks at paths and every name is included: the
     # walk's usual case then costs one match a file. None otherwise.
     fast: re.Pattern[str] | None = None
+    sidecar: re.Pattern[str] | None = None  # metadata sidecars, not ingested (unless sidecar_ingest)
 
     @classmethod
     def for_zone(cls, zone: ZoneConfig) -> NameFilter:
         include, exclude = _compile(zone.include), _compile(zone.exclude)
         temp = _compile(tuple(zone.temp_patterns) + RESERVED_LANDING)  # reserved, whatever the config says
         fast = None
+        side = None if zone.avus.sidecar_ingest else name_regex(zone.avus.sidecar, zone.avus.dir_sidecar)
         if "*" in zone.include and not any("/" in p for p in zone.exclude + zone.temp_patterns):
-            pats = [p.pattern for p in (temp[0], exclude[0]) if p is not None]
+            pats = [p.pattern for p in (temp[0], exclude[0]) if p is not None] + ([side] if side else [])
             fast = re.compile("|".join(pats)) if pats else re.compile(r"(?!)")
-        return cls(include, exclude, temp, fast)
+        return cls(include, exclude, temp, fast, sidecar=re.compile(side) if side else None)
 
     def wanted(self, name: str, rel_of: Callable[[], str]) -> bool:
         """The walk's fast question, `reason_to_skip(...) is None`; the relative path is built only
@@ -55,9 +58,11 @@ class NameFilter:
         return bool((n and n.match(name)) or (p and p.match(rel)))
 
     def reason_to_skip(self, name: str, rel: str) -> str | None:
-        """None if the file is wanted; else why not ('temporary', 'excluded', 'not included')."""
+        """None if the file is wanted; else why not ('temporary', 'sidecar', 'excluded', 'not included')."""
         if self._hit(self.temp, name, rel):
             return "temporary"
+        if self.sidecar is not None and self.sidecar.match(name):
+            return "sidecar"
         if self._hit(self.exclude, name, rel):
             return "excluded"
         if not self._hit(self.include, name, rel):

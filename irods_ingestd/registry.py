@@ -16,6 +16,8 @@ from types import ModuleType
 EXTRACTORS: dict[str, str] = {
     "provenance": "irods_ingestd.ingest.extractors.provenance",
     "owner": "irods_ingestd.ingest.extractors.owner",
+    "path": "irods_ingestd.ingest.extractors.path",  # switched on by a zone's path_regex
+    "sidecar": "irods_ingestd.ingest.extractors.sidecar",  # switched on by a zone's sidecar
 }
 AFTER_ACTIONS: dict[str, str] = {
     "delete": "irods_ingestd.ingest.actions.delete",

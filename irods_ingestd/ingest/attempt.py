@@ -25,7 +25,7 @@ from .. import names
 from ..checksums import Digest
 from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
-from . import access, catalog, local, metadata, transfer, zone_provenance
+from . import access, catalog, local, metadata, transfer, usermeta, zone_provenance
 from .catalog import Obj
 from .context import IngestContext
 from .errors import Conflict, LockLost, PermanentError, StaleLookup
@@ -58,6 +58,7 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
     update = existing is not None
     opts: dict[str, str] = {"destRescName": zone.resource} if zone.resource else {}
     avus = metadata.avus_for(zone, item, target, ctx.host)
+    usermeta.apply_dir_sidecar(ctx, session, zone, item, target.collection)
     if zone.mode == "register":
         out = _register(ctx, session, loc, target, existing, dig, opts, avus, res)
         access.grant(session, zone, target.path)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import irods.exception as iex
@@ -25,7 +25,7 @@ from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
 from ..messages import MessageId
 from ..register_check import readable_by_service_account
-from . import access, catalog, local, metadata, zone_provenance
+from . import access, catalog, local, metadata, usermeta, zone_provenance
 from .context import IngestContext
 from .errors import LocalChanged, NotRegular, PermanentError, Vanished, describe
 from .local import Local
@@ -50,6 +50,7 @@ class _Row:
     sha256: bytes
     lock: FileLock
     t0: float
+    avus: list[Any] = field(default_factory=list)  # its AVUs, read before the call (a bad sidecar: one-call way)
 
 
 def resource_id(ctx: IngestContext, session: Any, name: str) -> str:
@@ -84,6 +85,8 @@ def _candidate(ctx: IngestContext, zone: ZoneSpec, item: FileItem) -> _Row | Non
             raise NotRegular()
         dig = local.digest(loc, ctx.hash_scheme)
         local.recheck(loc)
+        avus = metadata.avus_for(zone, item, target, ctx.host)
+        usermeta.dir_sidecar(zone, item)  # a bad one fails the file the one-call way
     except (LocalChanged, Vanished, NotRegular, PermanentError, OSError):
         lock.release()
         return None
@@ -91,7 +94,7 @@ def _candidate(ctx: IngestContext, zone: ZoneSpec, item: FileItem) -> _Row | Non
     if scheme not in dig.by_scheme:
         lock.release()
         return None
-    return _Row(item, target, loc, realpath, dig.irods(scheme), dig.sha256, lock, t0)
+    return _Row(item, target, loc, realpath, dig.irods(scheme), dig.sha256, lock, t0, avus)
 
 
 def _send(session: Any, rows: list[_Row], resc: str, resc_id: str) -> None:
@@ -110,7 +113,7 @@ def _finish(ctx: IngestContext, session: Any, zone: ZoneSpec, r: _Row) -> FileRe
     res = FileResult(r.item.rel, INGESTED, irods_path=r.target.path, nbytes=r.item.size, digest=r.sha256,
                      local_st=r.loc.st)
     try:
-        catalog.set_metadata(session, r.target.path, metadata.avus_for(zone, r.item, r.target, ctx.host))
+        catalog.set_metadata(session, r.target.path, r.avus)
         local.recheck(r.loc)
     except LocalChanged:  # it changed after it was read: this registration is not of the file as verified
         catalog.unregister(session, r.target.path)
@@ -139,10 +142,13 @@ def register_batch(ctx: IngestContext, zone: ZoneSpec, items: list[FileItem]) ->
         zone_provenance.ensure(ctx, session, zone)
         for coll in dict.fromkeys(r.target.collection for r in rows):
             catalog.ensure_collection(session, coll, ctx.known_collections, ctx.sleep)
+        for r in rows:
+            usermeta.apply_dir_sidecar(ctx, session, zone, r.item, r.target.collection)
         _send(session, rows, resc, resource_id(ctx, session, resc))
         for r in rows:
             out.append(_finish(ctx, session, zone, r))
-    except (iex.iRODSException, OSError) as e:  # rolled back as a whole: each file goes the one-call way
+    except (iex.iRODSException, OSError, PermanentError) as e:  # rolled back as a whole (or not sent): each file
+        # goes the one-call way
         log.info("bulk register of %d files failed (%s); registering them one by one", len(rows), describe(e))
         ctx.sessions.reset()
         return out

@@ -29,5 +29,7 @@ class IngestContext:
     # (collection, name) → what one query per collection found for a batch's files (see batch.prefetch)
     prefetched: dict[tuple[str, str], dict[str, Obj]] = field(default_factory=dict)
     resource_ids: dict[str, str] = field(default_factory=dict)  # resource name → id (bulk register rows)
+    collection_avus: dict[str, tuple[int, ...]] = field(default_factory=dict)  # collection → its directory
+    # sidecar (device, inode, size, mtime) whose AVUs it was given (see usermeta.apply_dir_sidecar)
     access_ready: set[str] = field(default_factory=set)  # zone collections with their inherit and ACLs (access.py)
     provenance_written: set[str] = field(default_factory=set)  # zones whose collection has our provenance

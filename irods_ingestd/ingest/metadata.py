@@ -34,7 +34,7 @@ def avus_for(zone: ZoneSpec, item: FileItem, target: names.Target, host: str) ->
     first = ("provenance",) if zone.provenance == "object" else ()
     if zone.provenance != "object" and target.mapped:
         out.append(iRODSMeta(A_ORIGINAL_NAME, names.original_name_value(item.rel), "hex"))
-    for name in dict.fromkeys((*first, *zone.metadata)):
+    for name in dict.fromkeys((*first, *zone.metadata, *zone.avus.extractors())):
         out += registry.load(registry.EXTRACTORS, name).avus(zone, item, target, host)
     return out
 

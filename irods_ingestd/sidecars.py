@@ -1,0 +1,178 @@
+"""Declarative metadata, the part without iRODS: what iRODS accepts in an AVU, the JSON sidecar mapping,
+where a file's sidecars are, and which landing names are sidecars (not ingested by default).
+
+A sidecar is a JSON object, each member one attribute (its name used as written):
+
+    {"instrument": "NovaSeq",                       # a string        → one AVU
+     "reads": 1200000, "paired": true,              # number, bool    → one AVU, the JSON text: "1200000", "true"
+     "organism": ["human", "mouse"],                # a list          → one AVU per element
+     "coverage": {"value": 30, "units": "x"},       # value and units → one AVU with units
+     "lanes": [{"value": 1, "units": "lane"}, 2]}   # lists may hold value/units objects too
+
+Anything else fails the file with the sidecar and the problem named: not UTF-8 JSON, not an object, a null,
+a nested list or object, other keys than value/units, an attribute twice, an empty attribute or value, a NUL,
+a text longer than iRODS keeps, an attribute that is irods-ingestd's own (``ingestd::zone`` ...).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import stat
+from typing import Any
+
+# What the iRODS catalog keeps (r_meta_main; measured on iRODS 5.0.2 with PostgreSQL: longer ones fail with
+# SYS_LIBRARY_ERROR; a value of 2700 two-byte characters is stored but a GenQuery cannot read it back, so the
+# limits are in UTF-8 bytes). An empty attribute or value is refused (SYS_INVALID_INPUT_PARAM); a NUL cuts
+# the text short.
+MAX_ATTR_BYTES = 2700
+MAX_VALUE_BYTES = 2700
+MAX_UNITS_BYTES = 250
+MAX_SIDECAR_BYTES = 1 << 20  # a sidecar larger than this is refused (a mistake, not metadata)
+
+# The attributes irods-ingestd writes itself (metadata.py, the extractors, zone_provenance.py): a user's AVU
+# may not be one of them, or irods-ingestd would misjudge whose object it is.
+OWN_PREFIX = "ingestd::"
+OWN_NAMES = frozenset(OWN_PREFIX + n for n in (
+    "source_host", "source_path", "size", "mtime", "ingest_time", "zone", "version", "original_name",
+    "superseded", "owner", "group", "provenance", "source_root"))
+
+Triple = tuple[str, str, str]  # attribute, value, units ("" = none)
+
+
+class SidecarError(ValueError):
+    """A sidecar that cannot be taken; the text says what is wrong with it."""
+
+
+def avu_problem(attr: str, value: str, units: str = "") -> str | None:
+    """Why iRODS would refuse (or mangle) this AVU, or None."""
+    for what, text, limit in (("attribute", attr, MAX_ATTR_BYTES), ("value", value, MAX_VALUE_BYTES),
+                              ("units", units, MAX_UNITS_BYTES)):
+        if what != "units" and not text:
+            return f"empty {what}" + (f" of {attr!r}" if what == "value" else "")
+        if "\0" in text:
+            return f"{what} of {attr!r} holds a NUL character"
+        try:
+            n = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            return f"{what} of {attr!r} is not valid UTF-8 text"
+        if n > limit:
+            return f"{what} of {attr!r} is {n} bytes long (iRODS keeps at most {limit})"
+    if attr in OWN_NAMES:
+        return f"attribute {attr!r} is irods-ingestd's own"
+    return None
+
+
+def _scalar(attr: str, v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):  # strings, and numbers kept as their JSON text (parse_int/parse_float=str)
+        return v
+    if v is None:
+        raise SidecarError(f"{attr!r}: null is not a value")
+    raise SidecarError(f"{attr!r}: a list inside a list is not a value")
+
+
+def _one(attr: str, v: Any) -> Triple:
+    if isinstance(v, _Object):
+        extra = set(v) - {"value", "units"}
+        if extra or "value" not in v:
+            raise SidecarError(f"{attr!r}: an object needs \"value\" and may have \"units\", nothing else "
+                               f"(got {', '.join(sorted(v)) or 'nothing'})")
+        units = v.get("units", "")
+        if not isinstance(units, str) or isinstance(v["value"], _Object | list):
+            raise SidecarError(f"{attr!r}: \"units\" must be a string and \"value\" a string, number or boolean")
+        return attr, _scalar(attr, v["value"]), units
+    return attr, _scalar(attr, v), ""
+
+
+class _Object(dict[str, Any]):
+    """A JSON object as parsed here (marks objects apart from strings that were numbers)."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    out = _Object()
+    for k, v in pairs:
+        if k in out:
+            raise SidecarError(f"{k!r} appears twice (use a list for several values)")
+        out[k] = v
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise SidecarError(f"{name} is not a value")
+
+
+def parse(data: bytes) -> list[Triple]:
+    """A sidecar's bytes → its AVUs, checked against what iRODS accepts (raises SidecarError)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SidecarError(f"not UTF-8 text (byte {e.start})") from None
+    try:
+        doc = json.loads(text, object_pairs_hook=_pairs, parse_int=str, parse_float=str,
+                         parse_constant=_constant)
+    except json.JSONDecodeError as e:
+        raise SidecarError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(doc, _Object):
+        raise SidecarError("expected a JSON object of \"attribute\": value members")
+    out: list[Triple] = []
+    for attr, v in doc.items():
+        out += [_one(attr, x) for x in v] if isinstance(v, list) else [_one(attr, v)]
+    for t in out:
+        if (why := avu_problem(*t)) is not None:
+            raise SidecarError(why)
+    return out
+
+
+def read(path: str, follow_symlinks: bool) -> tuple[list[Triple], os.stat_result] | None:
+    """The AVUs of the sidecar at path and its stat, or None when there is none (raises SidecarError when it
+    cannot be taken). Never opens a FIFO or device; a symlink only in a zone that follows them."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SidecarError("is a symlink (the zone has symlinks = \"skip\")") from None
+        raise SidecarError(f"cannot be read: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SidecarError("is not a regular file")
+        if st.st_size > MAX_SIDECAR_BYTES:
+            raise SidecarError(f"is {st.st_size} bytes long (at most {MAX_SIDECAR_BYTES})")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as e:
+        raise SidecarError(f"cannot be read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    return parse(data), st
+
+
+def file_sidecar(pattern: str, rel: str) -> str:
+    """The relative path of a file's sidecar: `pattern` with {name} the file's name, in its directory."""
+    d, _, name = rel.rpartition("/")
+    side = pattern.replace("{name}", name)
+    return f"{d}/{side}" if d else side
+
+
+def dir_sidecar(name: str, rel: str) -> str:
+    """The relative path of the sidecar of a file's directory."""
+    d = rel.rpartition("/")[0]
+    return f"{d}/{name}" if d else name
+
+
+def name_regex(sidecar: str, dir_sidecar_name: str) -> str | None:
+    """A regex of the landing names that are sidecars (whole-name match), None if there are none."""
+    pats = []
+    if sidecar:
+        head, _, tail = sidecar.partition("{name}")
+        pats.append(re.escape(head) + ".+" + re.escape(tail))
+    if dir_sidecar_name:
+        pats.append(re.escape(dir_sidecar_name))
+    return "(?s:" + "|".join(pats) + r")\Z" if pats else None
