@@ -64,7 +64,8 @@ class JobWalk:
     next_chunk: int = 0
     next_check: float = 0.0
     given_up: list[str] = field(default_factory=list)  # directories whose chunk was lost `retries` times
-    hosts: set[str] = field(default_factory=set)
+    hosts: set[str] = field(default_factory=set)  # the hosts whose walk workers committed results
+    redone: int = 0  # chunks given to a new job after theirs was lost
 
 
 class WalkJobs:
@@ -74,6 +75,7 @@ class WalkJobs:
         self.cfg = cfg
         self.queue = Queue(cfg.queue, connection=r)
         self.runs: dict[str, JobWalk] = {}
+        self.finished: dict[str, JobWalk] = {}  # each zone's last walk run as jobs (status, tests)
         self._workers = (0, -math.inf)
         self._said_alone: set[str] = set()
 
@@ -226,7 +228,7 @@ class WalkJobs:
         for (cid, a), job in zip(parsed.items(), jobs, strict=True):
             if job is not None and job.get_status(refresh=False) not in ENDED:
                 continue
-            why = "its job is gone" if job is None else f"its job {job.id} ended {job.get_status(refresh=False)}"
+            why = "its job is gone" if job is None else f"its job {job.id} ended {job.get_status(refresh=False).value}"
             if a["try"] >= self.cfg.retries:
                 if self.r.eval(_REASSIGN_LUA, 1, chunks_key, cid, entries[cid], ""):
                     run.given_up.extend(a["dirs"])
@@ -236,12 +238,14 @@ class WalkJobs:
                 continue
             value, data = self._assignment(zs, run, cid, a["dirs"], a["try"] + 1)
             if self.r.eval(_REASSIGN_LUA, 1, chunks_key, cid, entries[cid], value):
+                run.redone += 1
                 log.warning("zone %s: walk %s: chunk %s (%d directories) again: %s", zs.name, run.id, cid,
                             len(a["dirs"]), why, extra={"fields": {"INGEST_ZONE": zs.name}})
                 self.queue.enqueue_many([data])
 
     def _finish(self, zs: Zone, run: JobWalk) -> None:
         self._drop(zs.name, run)
+        self.finished[zs.name] = run
         walk = run.walk
         log.info("zone %s: walk %s done by walk workers on %s", zs.name, run.id, ", ".join(sorted(run.hosts)) or "-",
                  extra={"fields": {"INGEST_ZONE": zs.name}})

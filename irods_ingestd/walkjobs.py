@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FUNC = "irods_ingestd.walkjobs.walk_chunk"
 RESULTS_TTL = 86400  # a walk's keys outlive a daemon that died during it by this long at most
+HANG_ENV = "INGESTD_TEST_WALK_HANG"  # tests: a job holding this directory leaves hang_marker() and hangs
 
 # KEYS: the walk's chunks hash, its results list. ARGV: chunk id, the value it must still have (this job's
 # assignment), the result (JSON), the TTL. Returns 1 if committed, 0 if the chunk is no longer this job's.
@@ -127,6 +129,7 @@ def walk_chunk(record: dict[str, Any]) -> dict[str, Any]:
         raise LookupError(f"walk job {job.id if job else '?'}: zone {ch.zone!r} is not in this worker's config "
                           f"({ctx.config.source}): cannot tell which names it ingests") from None
     t0 = time.monotonic()
+    _test_hang(ch)
     result = list_chunk(ch, NameFilter.for_zone(zcfg), _reconciler(ctx))
     result["chunk"] = ch.chunk
     result["seconds"] = round(time.monotonic() - t0, 3)
@@ -135,3 +138,16 @@ def walk_chunk(record: dict[str, Any]) -> dict[str, Any]:
     log.debug("walk %s of zone %s: chunk %s: %d dirs, %d files, %d new%s", ch.walk, ch.zone, ch.chunk,
               result["dirs"], result["files"], result["new"], "" if ok else " (not committed: reassigned)")
     return {"committed": bool(ok), "dirs": result["dirs"], "files": result["files"], "new": result["new"]}
+
+
+def _test_hang(ch: Chunk) -> None:
+    hang = os.environ.get(HANG_ENV)
+    if hang is not None and hang in ch.dirs:
+        with open(hang_marker(ch.root, hang), "w"):
+            pass
+        time.sleep(3600)
+
+
+def hang_marker(root: str, reldir: str) -> str:
+    """Beside the zone, not in it: the file a hanging test job leaves."""
+    return os.path.join(os.path.dirname(root.rstrip("/")), reldir.replace("/", "_") + ".hung")

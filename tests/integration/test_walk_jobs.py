@@ -1,0 +1,218 @@
+"""Walk jobs: a zone's walk listed by walk workers (separate processes, "hosts"), merged by the daemon.
+
+Each test runs real walk worker processes against the test Redis and a daemon in a thread; the files the
+walk finds are queued on the ingest queue (no ingest worker runs: the queue's jobs are read back), so the
+tests see exactly what the daemon queued, and how often.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue, Worker
+
+from irods_ingestd import keys
+from irods_ingestd.config import ConfigError, load, validate
+from irods_ingestd.walkjobs import HANG_ENV, hang_marker
+from irods_ingestd.worker import HOSTNAME_ENV
+from tests.daemon_harness import DaemonThread, queued, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_tree(root: Path, top: int = 6, mid: int = 5, per_dir: int = 4) -> set[str]:
+    """top × mid directories two levels deep, files at every level (old mtimes: ready at once)."""
+    rels: set[str] = set()
+    old = time.time() - 3600
+
+    def put(rel: str) -> None:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(rel)
+        os.utime(p, (old, old))
+        rels.add(rel)
+
+    for i in range(per_dir):
+        put(f"f{i}.dat")
+    for a in range(top):
+        for i in range(per_dir):
+            put(f"d{a}/f{i}.dat")
+        for b in range(mid):
+            for i in range(per_dir):
+                put(f"d{a}/e{b}/f{i}.dat")
+    return rels
+
+
+class Env:
+    def __init__(self, tmp: Path, redis_url: str, r: redis.Redis) -> None:
+        self.tmp, self.r = tmp, r
+        self.root = tmp / "landing"
+        self.root.mkdir()
+        self.queue = f"ingest-{uuid.uuid4().hex[:6]}"
+        env = tmp / "irods_environment.json"
+        env.write_text('{"irods_host": "127.0.0.1", "irods_port": 1247, "irods_user_name": "rods", '
+                       '"irods_zone_name": "tempZone"}')
+        self.cfg_path = tmp / "config.toml"
+        self.cfg_path.write_text(f"""
+[redis]
+url = "{redis_url}"
+[irods]
+environment_file = "{env}"
+[queue]
+name = "{self.queue}"
+[walk]
+jobs = true
+chunk = 4
+chunk_timeout = "60s"
+[[zone]]
+name = "wj"
+path = "{self.root}"
+collection = "/tempZone/home/rods/wj"
+settle = "0.3s"
+rescan = "1h"
+""")
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def config(self) -> Any:
+        return load(self.cfg_path)
+
+    def walk_queue(self) -> Queue:
+        return Queue(self.config().walk.queue, connection=self.r)
+
+    def spawn(self, host: str, hang: str | None = None, cli: bool = False) -> subprocess.Popen[str]:
+        """A walk worker as its own process, reporting `host` as its host name."""
+        env = dict(os.environ, **{HOSTNAME_ENV: host})
+        if hang is not None:
+            env[HANG_ENV] = hang
+        if cli:
+            cmd = [sys.executable, "-m", "irods_ingestd", "worker", "--role", "walk", "-c", str(self.cfg_path),
+                   "--log-target", "stderr"]
+        else:  # heartbeat every second: a killed worker's job is found abandoned within seconds
+            code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
+                    "from irods_ingestd.config import load; from irods_ingestd.worker import run_worker; "
+                    f"c = load({str(self.cfg_path)!r}); run_worker(c, queue_name=[c.walk.queue], "
+                    "job_monitoring_interval=1, maintenance_interval=2)")
+            cmd = [sys.executable, "-c", code]
+        p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        self.procs.append(p)
+        return p
+
+    def wait_workers(self, n: int) -> None:
+        q = self.walk_queue()
+        assert wait_for(lambda: Worker.count(connection=self.r, queue=q) >= n, timeout=20), "walk workers did not start"
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis_server: Any, redis_conn: redis.Redis) -> Iterator[Env]:
+    e = Env(tmp_path, redis_server.url, redis_conn)
+    yield e
+    e.stop()
+
+
+def run_walk(env: Env, files: int, timeout: float = 60) -> tuple[DaemonThread, list[tuple[str, str, int, int]]]:
+    d = DaemonThread(env.config(), env.r)
+    with d:
+        got = wait_for(lambda: len(queued(env.r, env.queue)) >= files and d.daemon.zones["wj"].walks_done >= 1,
+                       timeout=timeout, interval=0.2)
+        assert got, (f"walk incomplete: {len(queued(env.r, env.queue))} of {files} files queued, "
+                     f"{d.daemon.zones['wj'].walks_done} walks done")
+        time.sleep(0.5)  # anything queued twice would be queued by now
+        return d, queued(env.r, env.queue)
+
+
+def assert_once(env: Env, rels: set[str], q: list[tuple[str, str, int, int]]) -> None:
+    counts = Counter(rel for _, rel, _, _ in q)
+    assert set(counts) == rels, f"missing {sorted(rels - set(counts))[:5]}, extra {sorted(set(counts) - rels)[:5]}"
+    twice = [rel for rel, n in counts.items() if n > 1]
+    assert not twice, f"queued more than once: {twice[:5]}"
+
+
+def test_several_walk_workers_find_every_file_once(env: Env) -> None:
+    rels = make_tree(env.root)
+    for i in range(3):
+        env.spawn(f"local-{i}")
+    env.wait_workers(3)
+    d, q = run_walk(env, len(rels))
+    assert_once(env, rels, q)
+    wj = d.daemon.walk_jobs
+    assert wj is not None and "wj" in wj.finished, "the walk did not run as jobs"
+    run = wj.finished["wj"]
+    assert run.walk.files == len(rels) and run.walk.dirs == 1 + 6 + 30
+    assert not env.r.keys(keys.walk_chunks_key("ingestd", "wj", "*")), "the walk's keys were left behind"
+
+
+def test_two_hosts_share_a_walk(env: Env) -> None:
+    rels = make_tree(env.root, top=10, mid=6, per_dir=3)
+    env.spawn("host-a", cli=True)  # the command line: worker --role walk
+    env.spawn("host-b")
+    env.wait_workers(2)
+    d, q = run_walk(env, len(rels))
+    assert_once(env, rels, q)
+    wj = d.daemon.walk_jobs
+    assert wj is not None
+    assert wj.finished["wj"].hosts == {"host-a", "host-b"}, wj.finished["wj"].hosts
+
+
+def test_a_killed_walk_workers_chunk_is_redone(env: Env) -> None:
+    rels = make_tree(env.root)
+    victim = env.spawn("doomed", hang="d3/e2")
+    env.wait_workers(1)
+    d = DaemonThread(env.config(), env.r)
+    with d:
+        hung = Path(hang_marker(str(env.root), "d3/e2"))
+        assert wait_for(hung.exists, timeout=30), "the worker never reached the chunk it hangs on"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        env.spawn("rescuer")
+        assert wait_for(lambda: d.daemon.zones["wj"].walks_done >= 1, timeout=60, interval=0.2), \
+            "the walk never completed after its worker was killed"
+        time.sleep(0.5)
+        q = queued(env.r, env.queue)
+    hung.unlink()
+    assert_once(env, rels, q)
+    wj = d.daemon.walk_jobs
+    assert wj is not None and wj.finished["wj"].redone >= 1
+    assert "rescuer" in wj.finished["wj"].hosts
+
+
+def test_without_walk_workers_the_daemon_walks_itself(env: Env) -> None:
+    rels = make_tree(env.root, top=2, mid=2, per_dir=2)
+    d, q = run_walk(env, len(rels))
+    assert_once(env, rels, q)
+    assert d.daemon.walk_jobs is None or not d.daemon.walk_jobs.finished
+
+
+def test_walk_config_is_checked(tmp_path: Path) -> None:
+    base: dict[str, Any] = {"irods": {"environment_file": str(tmp_path / "e.json")}, "queue": {"name": "q"},
+                            "zone": [{"name": "z", "path": str(tmp_path), "collection": "/tempZone/home/rods/z"}]}
+    cfg = validate(dict(base), check_paths=False)
+    assert cfg.walk.queue == "q-walk" and not cfg.walk.jobs
+    with pytest.raises(ConfigError) as e:
+        validate(dict(base, walk={"queue": "q", "chunk": 0, "retries": -1, "chunk_timeout": "x", "color": 1}),
+                 check_paths=False)
+    text = str(e.value)
+    for want in ("[walk].queue: 'q' is the ingest queue", "[walk].chunk: must be at least 1",
+                 "[walk].retries: must not be negative", "[walk].chunk_timeout", "[walk]: unknown key 'color'"):
+        assert want in text, text
