@@ -10,8 +10,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 max=${MAX_EXPOSURE:-2.0}
-units=(irods-ingestd.service irods-ingestd-worker@.service irods-ingestd.target)
-services=(irods-ingestd.service irods-ingestd-worker@.service)
+units=(irods-ingestd.service irods-ingestd-worker@.service irods-ingestd-walk@.service irods-ingestd.target)
+services=(irods-ingestd.service irods-ingestd-worker@.service irods-ingestd-walk@.service)
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
