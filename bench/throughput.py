@@ -72,9 +72,13 @@ class event_handler(Core):
 
 # contender keys, labels
 PUT, REG, A, B, C, C_SUM, D, R = "put", "reg", "a", "b", "c", "c+", "d", "r"
+PUT_C, REG_C = "put-coll", "reg-coll"  # ingestd with provenance = "collection" (no metadata call a file)
+INGESTD = (PUT, REG, PUT_C, REG_C)
 LABELS = {
     PUT: "ingestd put (daemon + 4 workers)",
     REG: "ingestd register (daemon + 4 workers)",
+    PUT_C: "ingestd put, provenance on the collection",
+    REG_C: "ingestd register, provenance on the collection",
     A: "a: 1 session, put+regChksum",
     B: "b: automated-ingest 0.7.0 PUT, 4 Celery workers",
     C: "c: 4 threads, bare put",
@@ -84,10 +88,12 @@ LABELS = {
 }
 # goals of issue 13, for 3,000 x 4 KiB (small) and 300 x 4 MiB (large), on the real server
 GOALS: dict[str, dict[tuple[str, str], float]] = {
-    "small": {(PUT, C): 0.8, (PUT, A): 2.0, (PUT, B): 1.5, (REG, C): 5.0},
-    "large": {(PUT, C): 0.9},
+    "small": {(PUT, C): 0.8, (PUT, A): 2.0, (PUT, B): 1.5, (REG, C): 5.0,
+              (PUT_C, C): 0.8, (PUT_C, A): 2.0, (PUT_C, B): 1.5, (REG_C, C): 5.0},
+    "large": {(PUT, C): 0.9, (PUT_C, C): 0.9},
 }
-RATIOS = [(PUT, A), (PUT, B), (PUT, C), (PUT, D), (REG, A), (REG, B), (REG, C), (REG, R)]
+RATIOS = [(PUT, A), (PUT, B), (PUT, C), (PUT, D), (REG, A), (REG, B), (REG, C), (REG, R),
+          (PUT_C, A), (PUT_C, B), (PUT_C, C), (PUT_C, PUT), (REG_C, A), (REG_C, C), (REG_C, REG)]
 
 
 @dataclass
@@ -339,8 +345,9 @@ def sample_avus(svc: Services, coll: str) -> int:
         return len(s.data_objects.get(f"{row[Collection.name]}/{row[DataObject.name]}").metadata.items())
 
 
-def run_ingestd(svc: Services, src: Path, coll: str, *, mode: str, n: int, work: Path, label: str) -> Outcome:
-    name = f"{label}-{mode}"
+def run_ingestd(svc: Services, src: Path, coll: str, *, mode: str, n: int, work: Path, label: str,
+                provenance: str = "object") -> Outcome:
+    name = f"{label}-{mode}-{provenance}"
     zone_dir = work / f"zone-{name}"
     zone_dir.mkdir(parents=True, exist_ok=True)
     tree = work / f"tree-{name}"
@@ -350,7 +357,7 @@ def run_ingestd(svc: Services, src: Path, coll: str, *, mode: str, n: int, work:
         open_to_others(tree)
     cfg = write_config(work / f"tp-{name}.toml", svc, [{
         "name": "tp", "path": str(zone_dir), "collection": coll, "mode": mode, "settle": "0.2s",
-        "rescan": "1h"}], batch_bytes="64MiB")
+        "rescan": "1h", "provenance": provenance}], batch_bytes="64MiB")
     r = svc.redis.client()
     log = work / f"tp-{name}.log"
     from irods_ingestd.ledger import Ledger
@@ -400,6 +407,9 @@ def run(svc: Services, work: Path, res: Results, quick: bool, small: int | None 
         contenders: list[tuple[str, Callable[[str], Outcome]]] = [
             (PUT, partial(run_ingestd, svc, src, mode="put", n=n, work=work, label=label)),
             (REG, partial(run_ingestd, svc, src, mode="register", n=n, work=work, label=label)),
+            (PUT_C, partial(run_ingestd, svc, src, mode="put", n=n, work=work, label=label, provenance="collection")),
+            (REG_C, partial(run_ingestd, svc, src, mode="register", n=n, work=work, label=label,
+                            provenance="collection")),
             (A, partial(run_sequential, svc, src)),
             (B, partial(run_automated_ingest, svc, src, n=n, work=work, label=label)),
             (C, partial(run_threads, svc, src)),
@@ -417,7 +427,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool, small: int | None 
                 continue
             ratio = rates[x] / rates[y]
             goal = GOALS.get(label, {}).get((x, y))
-            what = f"{label} ingestd {'put' if x == PUT else 'register'} / {y}"
+            what = f"{label} {LABELS[x].split(' (')[0]} / {LABELS[y].split(':')[0].split(' (')[0]}"
             if goal is None:
                 res.add("throughput", what, f"{ratio:.2f}x")
             elif svc.real_irods:
@@ -433,7 +443,7 @@ def run_one(svc: Services, res: Results, label: str, key: str, fn: Callable[[str
     """One contender into a fresh collection: run, count in iRODS, report, remove the collection."""
     svc.flush_redis()
     coll = f"{svc.home}/bench-tp-{label}-{key.replace('+', 'sum')}-{os.getpid()}-{int(time.time())}"
-    target = f"{coll}/run" if key in (PUT, REG) else coll
+    target = f"{coll}/run" if key in INGESTD else coll
     what = f"{label} {n}x{size // 1024}KiB {LABELS[key]}"
     load = loadavg().split()[0]
     print(f"    {LABELS[key]} → {coll} (load {loadavg()})", flush=True)
@@ -454,7 +464,7 @@ def run_one(svc: Services, res: Results, label: str, key: str, fn: Callable[[str
                      f"{secs:.1f}s")
             return None
         extra = (f"{out.note}; " if out.note else "") + f"{summed} with a checksum"
-        if key in (PUT, REG):
+        if key in INGESTD:
             extra += f", {sample_avus(svc, target)} AVUs on a sample object"
         if not svc.real_irods:
             c = svc.irods.counters()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 
 import redis
@@ -100,3 +101,67 @@ class FileLock:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
+
+
+def acquire_many(r: redis.Redis, prefix: str, zone: str, rels: Sequence[str],
+                 ttl: float = DEFAULT_TTL) -> list[FileLock | None]:
+    """The locks of many files in one round trip (None where another worker has the file). None of them has
+    a keeper thread of its own: hold them inside a :class:`Keeper`, which renews them all."""
+    locks = [FileLock(r, prefix, zone, rel, ttl, keep_alive=False) for rel in rels]
+    pipe = r.pipeline(transaction=False)
+    for lk in locks:
+        pipe.set(lk.key, lk.token, nx=True, px=lk.ttl_ms)
+    for lk, ok in zip(locks, pipe.execute(), strict=True):
+        lk.held = bool(ok)
+    return [lk if lk.held else None for lk in locks]
+
+
+def release_many(r: redis.Redis, locks: Sequence[FileLock]) -> None:
+    """Give up every lock still held, in one round trip; never raises (unreleased locks expire)."""
+    held = [lk for lk in locks if lk.held]
+    for lk in held:
+        lk.held = False
+    if not held:
+        return
+    try:
+        pipe = r.pipeline(transaction=False)
+        for lk in held:
+            pipe.eval(_RELEASE_LUA, 1, lk.key, lk.token)
+        pipe.execute()
+    except redis.RedisError as e:
+        log.warning("could not release %d locks (they expire by themselves): %s", len(held), e)
+
+
+class Keeper:
+    """One thread renewing a batch's locks every third of their TTL (a thread a lock costs more than the
+    bulk register of the file itself)."""
+
+    def __init__(self, r: redis.Redis, locks: Sequence[FileLock]) -> None:
+        self.r = r
+        self.locks = list(locks)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="lock-keeper", daemon=True)
+
+    def _keep(self) -> None:
+        ttl_ms = min((lk.ttl_ms for lk in self.locks), default=int(DEFAULT_TTL * 1000))
+        while not self._stop.wait(ttl_ms / 3000):
+            held = [lk for lk in self.locks if lk.held]
+            try:
+                pipe = self.r.pipeline(transaction=False)
+                for lk in held:
+                    pipe.eval(_EXTEND_LUA, 1, lk.key, lk.token, lk.ttl_ms)
+                for lk, ok in zip(held, pipe.execute(), strict=True):
+                    if not ok and lk.held:  # (not one released meanwhile)
+                        log.warning("lost the lock %s (expired while held)", lk.key)
+            except redis.RedisError as e:
+                log.debug("could not renew %d locks: %s", len(held), e)
+
+    def __enter__(self) -> Keeper:
+        if self.locks:
+            self._thread.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)

@@ -22,7 +22,7 @@ import irods.exception as iex
 
 from .. import names
 from ..job import FileItem, ZoneSpec
-from ..locks import FileLock
+from ..locks import FileLock, Keeper, acquire_many, release_many
 from ..messages import MessageId
 from ..register_check import readable_by_service_account
 from . import access, catalog, local, metadata, usermeta, zone_provenance
@@ -65,19 +65,20 @@ def zone_resource(zone: ZoneSpec, session: Any) -> str | None:
     return zone.resource or getattr(session, "default_resource", None) or None
 
 
-def _candidate(ctx: IngestContext, zone: ZoneSpec, item: FileItem) -> _Row | None:
-    """A file the bulk call can take: new in iRODS (by the batch's look-up), unchanged, readable."""
-    t0 = time.monotonic()
+def _new_in_irods(ctx: IngestContext, zone: ZoneSpec, item: FileItem) -> bool:
+    """Is the file new in iRODS by the batch's look-up (nothing under its name)?"""
     try:
         target = names.target_for(zone.collection, item.rel)
     except names.BadName:
-        return None
+        return False
     found = ctx.prefetched.get((target.collection, target.name))
-    if found is None or found:  # not looked up, or something is there already: the one-call way
-        return None
-    lock = FileLock(ctx.redis, ctx.ledger.prefix, zone.name, item.rel)
-    if not lock.acquire():
-        return None
+    return found is not None and not found  # not looked up, or something is there already: the one-call way
+
+
+def _candidate(ctx: IngestContext, zone: ZoneSpec, item: FileItem, lock: FileLock) -> _Row | None:
+    """A file the bulk call can take: unchanged, readable (new in iRODS: :func:`_new_in_irods`)."""
+    t0 = time.monotonic()
+    target = names.target_for(zone.collection, item.rel)
     try:
         loc = local.check_local(zone, item)
         realpath = os.path.realpath(loc.path)
@@ -132,10 +133,22 @@ def register_batch(ctx: IngestContext, zone: ZoneSpec, items: list[FileItem]) ->
     resc = zone_resource(zone, session)
     if resc is None:
         return []
-    rows = [r for r in (_candidate(ctx, zone, it) for it in items[:BULK_ROWS]) if r is not None]
+    new = [it for it in items[:BULK_ROWS] if _new_in_irods(ctx, zone, it)]
+    if len(new) < 2:
+        return []
+    locks = acquire_many(ctx.redis, ctx.ledger.prefix, zone.name, [it.rel for it in new])
+    with Keeper(ctx.redis, [lk for lk in locks if lk is not None]) as keeper:
+        try:
+            return _register_rows(ctx, session, zone, resc, new, locks)
+        finally:
+            release_many(ctx.redis, keeper.locks)
+
+
+def _register_rows(ctx: IngestContext, session: Any, zone: ZoneSpec, resc: str, items: list[FileItem],
+                   locks: list[FileLock | None]) -> list[FileResult]:
+    rows = [r for r in (_candidate(ctx, zone, it, lk) for it, lk in zip(items, locks, strict=True) if lk is not None)
+            if r is not None]
     if len(rows) < 2:
-        for r in rows:
-            r.lock.release()
         return []
     out: list[FileResult] = []
     try:
@@ -152,7 +165,4 @@ def register_batch(ctx: IngestContext, zone: ZoneSpec, items: list[FileItem]) ->
         log.info("bulk register of %d files failed (%s); registering them one by one", len(rows), describe(e))
         ctx.sessions.reset()
         return out
-    finally:
-        for r in rows:
-            r.lock.release()
     return out
