@@ -64,6 +64,21 @@ def check_services(cfg: Config) -> list[str]:
     return problems
 
 
+def watcher_problems(cfg: Config) -> list[str]:
+    """Zones whose watcher this process could not run: fanotify is tried (a group made, the zone's
+    filesystem marked, both dropped) with the capabilities check-config runs with, which under systemd
+    (ExecStartPre) are the daemon's."""
+    from ..watch.fanotify_sys import unavailable
+
+    out = []
+    for z in cfg.zones:
+        if z.watcher == "fanotify" and z.path.is_absolute():
+            why = unavailable(str(z.path))
+            if why:
+                out.append(f"zone {z.name!r}.watcher = \"fanotify\": {why}")
+    return out
+
+
 def register_warnings(cfg: Config) -> list[str]:
     """Register zones the iRODS service account on this host could not read (a hint: the server may run
     elsewhere, and ACLs are beyond the mode bits)."""
@@ -80,7 +95,7 @@ def register_warnings(cfg: Config) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load(args.config, check_paths=not args.offline)
-    problems = security_problems(cfg)
+    problems = security_problems(cfg) + watcher_problems(cfg)
     if not args.offline:
         problems += check_services(cfg)
     for w in register_warnings(cfg):

@@ -1,9 +1,10 @@
 """Which backend watches a zone: one instance of each backend in use, shared by the zones that chose it
 (watchdog's `observers/__init__.py` picks the platform's observer the same way).
 
-A zone names its backend (`watcher = "inotify" | "poll"`); `scan` (one walk, then exit) watches nothing,
-so every zone is polled there. A backend that cannot start (inotify unavailable) is logged and the zone
-polled instead. A new backend (fanotify) is one module with a `Watcher` and one line in `BACKENDS`.
+A zone names its backend (`watcher = "inotify" | "fanotify" | "poll"`); `scan` (one walk, then exit)
+watches nothing, so every zone is polled there. A backend that cannot start (inotify unavailable; fanotify
+without CAP_SYS_ADMIN or on a kernel before 5.9) is logged and the zone polled instead. A new backend is
+one module with a `Watcher` and one line in `BACKENDS`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from ..config import ZoneConfig
 from .api import Change, Inbox, Watcher
+from .fanotify import FanotifyWatcher
 from .inotify import InotifyWatcher
 from .poll import PollWatcher
 
@@ -20,6 +22,7 @@ log = logging.getLogger("irods_ingestd.daemon")
 
 BACKENDS: dict[str, Callable[[Inbox], Watcher]] = {
     "inotify": InotifyWatcher,
+    "fanotify": FanotifyWatcher,
     "poll": lambda inbox: PollWatcher(),
 }
 FALLBACK = "poll"  # needs nothing from the kernel, so it always starts

@@ -107,8 +107,19 @@ class Rig:
         self.backends.close()
 
 
+def unavailable(backend: str, path: Path) -> str | None:
+    """Why this machine cannot run a backend (the kernel or the capabilities), or None."""
+    if backend == "fanotify":
+        from irods_ingestd.watch.fanotify_sys import unavailable as fanotify_unavailable
+        return fanotify_unavailable(str(path))
+    return None
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def rig(request, tmp_path, redis_conn):  # type: ignore[no-untyped-def]
+    why = unavailable(request.param, tmp_path)
+    if why:
+        pytest.skip(f"{request.param}: {why}")
     rig = Rig(tmp_path, redis_conn, request.param)
     yield rig
     rig.close()
