@@ -2,8 +2,8 @@
 
 Global options (`-c/--config`, `--log-level`, `--log-target`) are accepted before or after the command.
 Exit codes: 0 success; 1 the command ran and found failures (failed files listed by `status`, problems
-found by `check-config`, conflicts or an incomplete look by `plan`); 2 bad usage or a bad configuration; 3 `scan` gave up on a full backlog;
-130 interrupted.
+found by `check-config`, conflicts or an incomplete look by `plan`); 2 bad usage or a bad configuration;
+3 `scan` gave up on a full backlog; 130 interrupted.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ class NameFilter:
     # One regex of names to skip, where no pattern looks at paths and every name is included: the
     # walk's usual case then costs one match a file. None otherwise.
     fast: re.Pattern[str] | None = None
+    # the zone's patterns as written (include, exclude, temp_patterns), for `explain`
+    sources: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
     sidecar: re.Pattern[str] | None = None  # metadata sidecars, not ingested (unless sidecar_ingest)
 
     @classmethod
@@ -43,7 +45,8 @@ class NameFilter:
         if "*" in zone.include and not any("/" in p for p in zone.exclude + zone.temp_patterns):
             pats = [p.pattern for p in (temp[0], exclude[0]) if p is not None] + ([side] if side else [])
             fast = re.compile("|".join(pats)) if pats else re.compile(r"(?!)")
-        return cls(include, exclude, temp, fast, sidecar=re.compile(side) if side else None)
+        return cls(include, exclude, temp, fast, (zone.include, zone.exclude, tuple(zone.temp_patterns)),
+                   sidecar=re.compile(side) if side else None)
 
     def wanted(self, name: str, rel_of: Callable[[], str]) -> bool:
         """The walk's fast question, `reason_to_skip(...) is None`; the relative path is built only
@@ -69,9 +72,34 @@ class NameFilter:
             return "not included"
         return None
 
+    def explain(self, name: str, rel: str) -> str | None:
+        """`reason_to_skip`, said with the pattern that decided it (for `irods-ingestd plan`)."""
+        why = self.reason_to_skip(name, rel)
+        if why == "temporary":
+            reserved = _first_match(RESERVED_LANDING, name, rel)
+            if reserved:
+                return f"reserved name (irods-ingestd's own temporary names, {reserved!r})"
+            return f"temporary name (temp_patterns {_first_match(self.sources[2], name, rel)!r})"
+        if why == "excluded":
+            return f"excluded (exclude {_first_match(self.sources[1], name, rel)!r})"
+        if why:
+            return f"not included (include {', '.join(repr(p) for p in self.sources[0])})"
+        return None
+
+    def explain_dir(self, name: str, rel: str) -> str:
+        return f"directory excluded (exclude {_first_match(self.sources[1], name, rel)!r}): not walked"
+
     def dir_excluded(self, name: str, rel: str) -> bool:
         """Directories are skipped only when an exclude pattern names them."""
         return self._hit(self.exclude, name, rel)
+
+
+def _first_match(patterns: tuple[str, ...], name: str, rel: str) -> str | None:
+    """The first of these patterns that matches, with the filter's own matching (name, or path with a /)."""
+    for p in patterns:
+        if NameFilter._hit(_compile((p,)), name, rel):
+            return p
+    return None
 
 
 def special_kind(mode: int) -> str | None:

@@ -22,15 +22,23 @@ class Listing:
     subdirs: list[str] = field(default_factory=list)  # relative paths
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     error: str | None = None  # the directory itself could not be read
+    # with report_excluded: the names the zone's patterns pass over, which the walk otherwise drops silently
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    report_excluded: bool = False
+
+    def pass_over(self, names: NameFilter, name: str, rel: str) -> None:
+        self.excluded.append((rel, names.explain(name, rel) or "excluded"))
 
 
 def join(reldir: str, name: str) -> str:
     return f"{reldir}/{name}" if reldir else name
 
 
-def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = False) -> Listing:
-    """List root/reldir: regular files wanted by `names`, subdirectories, and skipped entries."""
-    out = Listing(reldir)
+def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = False,
+             report_excluded: bool = False) -> Listing:
+    """List root/reldir: regular files wanted by `names`, subdirectories, and skipped entries (with
+    report_excluded, also the files and directories the patterns pass over, with `names.explain`'s reason)."""
+    out = Listing(reldir, report_excluded=report_excluded)
     path = os.path.join(root, reldir) if reldir else root
     try:
         it = os.scandir(path)
@@ -57,6 +65,8 @@ def walk_dir(root: str, reldir: str, names: NameFilter, follow_symlinks: bool = 
                 if st is not None and stat.S_ISREG(st.st_mode):
                     if wanted(name, lambda: join(reldir, name)):  # noqa: B023 - called at once
                         files.append((name, st.st_size, st.st_mtime_ns))
+                    elif report_excluded:
+                        out.pass_over(names, name, join(reldir, name))
                     continue
             _other_entry(out, root, entry, join(reldir, name), names, follow_symlinks)
     return out
@@ -71,6 +81,8 @@ def _other_entry(out: Listing, root: str, entry: os.DirEntry[str], rel: str, nam
         if entry.is_dir(follow_symlinks=False):
             if not names.dir_excluded(name, rel):
                 out.subdirs.append(rel)
+            elif out.report_excluded:
+                out.excluded.append((rel, names.explain_dir(name, rel)))
             return
         if entry.is_symlink():
             if not follow_symlinks:
@@ -105,6 +117,8 @@ def _other_entry(out: Listing, root: str, entry: os.DirEntry[str], rel: str, nam
         return
     why = names.reason_to_skip(name, rel)
     if why:
+        if out.report_excluded:
+            out.pass_over(names, name, rel)
         return  # temporary and excluded names are silently passed over
     out.files.append((name, st.st_size, st.st_mtime_ns))
 
