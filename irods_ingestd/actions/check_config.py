@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, file_is_private, load
+from ..ingest import access
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def check_services(cfg: Config) -> list[str]:
                 if nearest_collection(session, z.collection) is None:
                     problems.append(f"zone {z.name!r}: no part of {z.collection} exists in iRODS (not even "
                                     f"/{z.collection.split('/')[1]}); is the iRODS zone name right?")
+                problems += access.config_problems(session, z.name, z.access)  # acl names, replicate_to
         finally:
             session.cleanup()
     except Exception as e:  # noqa: BLE001

@@ -20,6 +20,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from .. import daemonstatus, keys, names
 from ..config import Config, load
 from ..daemonlock import owner
+from ..ingest import replicas
 from ..ledger import Ledger
 from ..recount import Recount
 from ..redisconn import connect
@@ -58,6 +59,10 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
             # verified, waiting for after_hold (or a writer to close it) before delete/move
             "after_pending": int(r.zcard(keys.after_key(cfg.redis.prefix, z.name))),
         }
+        # of those, held until their objects have min_replicas verified replicas (ingest/replicas.py)
+        n_held, held_files = replicas.held(r, cfg.redis.prefix, z.name, failed_limit)
+        zones[z.name].update(held=n_held, held_files=[{"path": names.display(p), "reason": why}
+                                                      for p, why in held_files])
     q = Queue(cfg.queue.name, connection=r)
     return {
         "daemons": daemons,
@@ -85,8 +90,11 @@ def render(s: dict[str, Any]) -> str:
                      f"ingested {z['ingested']} ({z['bytes']} bytes), failed {z['failed']}"
                      + (f", retrying {z['retrying']}" if z.get("retrying") else "")
                      + (f", awaiting {'delete' if z.get('after') == 'delete' else 'move'} {z['after_pending']}"
-                        if z.get("after_pending") else "") + "  "
+                        if z.get("after_pending") else "")
+                     + (f" ({z['held']} held for their replicas)" if z.get("held") else "") + "  "
                      f"[{z['path']} → {z['collection']}]")
+        for f in z.get("held_files", []):
+            lines.append(f"    held: {f['path']}: {f['reason']}")
         for f in z["failed_files"]:
             lines.append(f"    failed: {f['path']}: {f.get('reason')}")
         if z["failed"] > len(z["failed_files"]):

@@ -29,7 +29,7 @@ from typing import Any
 import irods.exception as iex
 
 from ..job import ZoneSpec
-from ..zoneparts.access import CATALOG_LEVEL, Rule, per_object, rules
+from ..zoneparts.access import CATALOG_LEVEL, Access, Rule, per_object, rules
 from . import catalog
 from .context import IngestContext
 from .errors import PermanentError, describe, is_transient
@@ -103,3 +103,21 @@ def bulk_ok(ctx: IngestContext, zone: ZoneSpec) -> bool:
     """The bulk register may take this zone's files now: no per-object ACLs, and the collection prepared."""
     a = zone.access
     return not per_object(a) and (not a.inherit or zone.collection in ctx.access_ready)
+
+
+def config_problems(session: Any, zone_name: str, a: Access) -> list[str]:
+    """check-config with iRODS answering: every acl name is a user or group, every replicate_to a resource."""
+    where = f"zone {zone_name!r}"
+    out = []
+    rs = rules(a)
+    local = session.zone
+    found = catalog.principals(session, [r.name for r in rs])
+    for r in rs:
+        if (r.name, r.zone or local) not in found:
+            out.append(f"{where}.acl: \"{r}\": there is no iRODS user or group named {r.who}")
+    for resc in a.replicate_to:
+        try:
+            catalog.resource_id(session, resc)
+        except PermanentError:
+            out.append(f"{where}.replicate_to: there is no iRODS resource named {resc!r}")
+    return out
