@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import redis
 
 from . import after_jobs, metrics
+from .completion import gate as completion_gate
+from .completion import jobs as completion_jobs
 from .config import Config
 from .daemon_owner import Owning
 from .daemon_zones import Counters
@@ -49,6 +52,7 @@ class Feeding(Owning):
     _hang_file: str | None
     _backlog_full: bool
     _ready_since: float | None
+    report_skip: Callable[[str, str, str], None]  # ZoneWork's
 
     def _recheck_recent(self) -> None:
         """Files queued recently that changed since (a writer that paused, then wrote on): settle again."""
@@ -75,7 +79,17 @@ class Feeding(Owning):
             log.log(level, "zone %s: queued counter recounted from the ledger: %d (it said %d)", zone, after,
                     before, extra={"fields": {"INGEST_ZONE": zone}})
 
+    def _through_gates(self) -> None:
+        """Marker/manifest zones: settled files wait for their directory to be complete (completion/gate.py)."""
+        if self.health.down() or not self._owned:
+            return
+        self.ready, error = completion_gate.through(self.zones, self.ready, self.r, self.ledger.prefix, self.ledger,
+                                                    self.report_skip)
+        if error is not None:
+            self.health.error(error)
+
     def _flush(self) -> None:
+        self._through_gates()
         if not self.ready or self.health.down():
             return
         try:
@@ -92,7 +106,7 @@ class Feeding(Owning):
             take, self.ready = self.ready[:room], self.ready[room:]
             by_zone: dict[str, list[FileItem]] = {}
             for x in take:
-                by_zone.setdefault(x.zone, []).append(FileItem(x.rel, x.size, x.mtime_ns))
+                by_zone.setdefault(x.zone, []).append(FileItem(x.rel, x.size, x.mtime_ns, x.expect, x.unit))
             for zone, files in by_zone.items():
                 zs = self.zones.get(zone)
                 if zs is None:
@@ -100,7 +114,7 @@ class Feeding(Owning):
                 try:
                     sent = self.enqueuer.enqueue_files(zs.spec, files)
                 except redis.RedisError:
-                    self.ready.extend(Ready(zone, f.rel, f.size, f.mtime_ns) for f in files)
+                    self.ready.extend(Ready(zone, f.rel, f.size, f.mtime_ns, f.expect, f.unit) for f in files)
                     raise
                 self.counters.sent += len(sent)
                 metrics.files_queued(zone, sent)
@@ -142,6 +156,8 @@ class Feeding(Owning):
                 self.enqueuer.reap()
                 after_jobs.enqueue_due(self.r, self.ledger.prefix, self.enqueuer.queue,
                                        [zs.spec for zs in self.zones.values()])
+                completion_jobs.enqueue_due(self.r, self.ledger.prefix, self.enqueuer.queue,
+                                            [zs.spec for zs in self.zones.values()])
             for zs in self.zones.values() if self._owned else ():
                 for rel in self.ledger.pop_resettle(zs.cfg.name):
                     st = zs.stat(rel)

@@ -56,6 +56,8 @@ class ZoneWork:
     def add_zone(self, z: ZoneConfig) -> None:
         zs = Zone(cfg=z, watcher=self.watchers.for_zone(z))
         self.zones[z.name] = zs
+        if zs.on_close:  # complete_when = "close": a file still open for writing is never ready
+            self.settler.open_for_writing = self._open_for_writing
         self.enqueuer.zones.add(z.name)
         zs.begin(self)
 
@@ -121,8 +123,18 @@ class ZoneWork:
     def is_settling(self, zone: str, rel: str) -> bool:
         return self.settler.is_settling(zone, rel)
 
+    def closed(self, zone: str, rel: str, size: int, mtime_ns: int, settle: float, close_settle: float) -> None:
+        self.settler.closed(zone, rel, size, mtime_ns, settle, close_settle)
+
+    def _open_for_writing(self, zone: str, rel: str) -> bool:
+        zs = self.zones.get(zone)
+        return zs is not None and zs.on_close and zs.open_for_writing(rel)
+
     def discard(self, zone: str, rel: str | None = None) -> None:
         self.settler.discard(zone, rel)
+        zs = self.zones.get(zone)
+        if zs is not None and zs.gate is not None:
+            zs.gate.discard(rel)
 
     def ready_file(self, zone: str, rel: str, size: int, mtime_ns: int) -> None:
         self.ready.append(Ready(zone, rel, size, mtime_ns))

@@ -16,7 +16,9 @@ so a worker of another version can read it and refuse it clearly when the versio
                "completion", "avus", "access", "notify"},  # optional: the zone's parts (zoneparts/), as
                                           # plain records (records.py); missing = the part's defaults
       "files": [[rel, size, mtime_ns], ...] # rel: path relative to root, str (surrogateescape for
-                                            #      bytes that are not UTF-8), "/"-separated
+                                            #      bytes that are not UTF-8), "/"-separated; optional
+                                            # 4th: the sum a manifest lists ("sha256:<hex>", "md5:<hex>",
+                                            # "" none), 5th: the completed directory (completion/)
     }
 
 The worker function is `irods_ingestd.tasks.ingest_batch(record)`.
@@ -44,6 +46,24 @@ class FileItem:
     rel: str
     size: int
     mtime_ns: int
+    expect: str = ""  # "sha256:<hex>" / "md5:<hex>": the sum a manifest lists for it (completion/)
+    unit: str | None = None  # the completed directory it belongs to (complete_when = marker/manifest)
+
+    def to_row(self) -> list:
+        """[rel, size, mtime_ns] plus, when set, expect and unit (only marker/manifest zones make the longer
+        rows: upgrade the workers before configuring one)."""
+        row: list = [self.rel, self.size, self.mtime_ns]
+        if self.expect or self.unit is not None:
+            row.append(self.expect)
+        if self.unit is not None:
+            row.append(self.unit)
+        return row
+
+    @classmethod
+    def from_row(cls, row: list) -> FileItem:
+        rel, size, mtime = row[:3]
+        return cls(rel, int(size), int(mtime), str(row[3]) if len(row) > 3 else "",
+                   str(row[4]) if len(row) > 4 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +140,7 @@ class Batch:
             "id": self.id,
             "queued_at": self.queued_at,
             "zone": z.to_record(),
-            "files": [[f.rel, f.size, f.mtime_ns] for f in self.files],
+            "files": [f.to_row() for f in self.files],
         }
 
     @classmethod
@@ -129,6 +149,6 @@ class Batch:
             raise ValueError(f"job record version {rec.get('v')!r} is not {JOB_VERSION}: upgrade this worker")
         return cls(
             zone=ZoneSpec.from_record(rec["zone"]),
-            files=tuple(FileItem(rel, int(size), int(mtime)) for rel, size, mtime in rec["files"]),
+            files=tuple(FileItem.from_row(row) for row in rec["files"]),
             queued_at=float(rec.get("queued_at", 0.0)),
         )

@@ -23,6 +23,7 @@ class Pending:
     mtime_ns: int
     deadline: float
     settle: float
+    closed: float = 0.0  # complete_when = "close": the writer closed it; ready this much after (0: not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class Ready:
     rel: str
     size: int
     mtime_ns: int
+    expect: str = ""  # a manifest's sum for it (completion gate)
+    unit: str | None = None  # its completed directory (completion gate)
 
 
 class Settler:
@@ -41,6 +44,8 @@ class Settler:
         self._heap: list[tuple[float, Key]] = []
         self._per_zone: dict[str, int] = {}  # files settling, by zone (the status asks every second)
         self.skipped: list[tuple[str, str, str]] = []  # (zone, rel, reason) found at expiry
+        # complete_when = "close": is a file of such a zone still open for writing? (never ready then)
+        self.open_for_writing: Callable[[str, str], bool] | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -74,8 +79,17 @@ class Settler:
         p = self._pending.get((zone, rel))
         if p is None:
             return False
-        p.deadline = self._clock() + p.settle
+        p.deadline = self._clock() + (p.closed or p.settle)
         return True
+
+    def closed(self, zone: str, rel: str, size: int, mtime_ns: int, settle: float, close_settle: float) -> None:
+        """The writer closed the file (IN_CLOSE_WRITE, complete_when = "close"): ready after close_settle
+        instead of settle, unless it is written to or found open for writing meanwhile."""
+        self.observe(zone, rel, size, mtime_ns, settle)
+        p = self._pending[(zone, rel)]
+        p.size, p.mtime_ns, p.closed = size, mtime_ns, close_settle
+        p.deadline = self._clock() + close_settle
+        heapq.heappush(self._heap, (p.deadline, (zone, rel)))
 
     def is_settling(self, zone: str, rel: str) -> bool:
         return (zone, rel) in self._pending
@@ -115,7 +129,11 @@ class Settler:
                 continue
             size, mtime = st
             if size != p.size or mtime != p.mtime_ns:
-                p.size, p.mtime_ns, p.deadline = size, mtime, now + p.settle
+                p.size, p.mtime_ns, p.deadline, p.closed = size, mtime, now + p.settle, 0.0
+                heapq.heappush(heap, (p.deadline, key))
+                continue
+            if self.open_for_writing is not None and self.open_for_writing(zone, rel):
+                p.deadline, p.closed = now + p.settle, 0.0  # a "close" zone's file still open: not ready
                 heapq.heappush(heap, (p.deadline, key))
                 continue
             self._drop(key)

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import metrics, names, notify
+from . import fsops, metrics, names, notify
+from .completion.gate import Gate
 from .config import ZoneConfig
 from .config_paths import aliasing_problems
 from .filters import NameFilter
@@ -63,10 +64,29 @@ class Zone:
     lost_reason: str = ""
     spec: ZoneSpec = field(init=False)
     names: NameFilter = field(init=False)
+    gate: Gate | None = field(init=False)  # complete_when = marker/manifest: files wait for their directory
 
     def __post_init__(self) -> None:
         self.spec = ZoneSpec.from_config(self.cfg)
         self.names = NameFilter.for_zone(self.cfg)
+        self.gate = Gate(self.cfg) if self.cfg.completion.by_directory else None
+
+    @property
+    def on_close(self) -> bool:
+        """complete_when = "close": a closed file is ready after close_settle; an open one never."""
+        return self.cfg.completion.complete_when == "close"
+
+    def open_for_writing(self, rel: str) -> bool:
+        return fsops.open_for_writing(os.path.join(self.root, rel)) is True
+
+    def _closed(self, sink: ZoneSink, rel: str, size: int, mtime_ns: int) -> None:
+        """A "close" zone's file no process holds open for writing: ready after close_settle (a sink with
+        no notion of it, e.g. the planner's, settles it as usual)."""
+        closed = getattr(sink, "closed", None)
+        if closed is None:
+            sink.observe(self.name, rel, size, mtime_ns, self.cfg.settle)
+        else:
+            closed(self.name, rel, size, mtime_ns, self.cfg.settle, self.cfg.completion.close_settle)
 
     @property
     def name(self) -> str:
@@ -240,7 +260,9 @@ class Zone:
         settle = self.cfg.settle
         old = (time.time() - settle - self.watcher.mtime_slack) * 1e9
         for f in found:
-            if f.mtime_ns <= old and not sink.is_settling(self.name, f.rel):
+            if self.on_close and not sink.is_settling(self.name, f.rel) and not self.open_for_writing(f.rel):
+                self._closed(sink, f.rel, f.size, f.mtime_ns)
+            elif f.mtime_ns <= old and not sink.is_settling(self.name, f.rel) and not self.on_close:
                 sink.ready_file(self.name, f.rel, f.size, f.mtime_ns)
             else:
                 sink.observe(self.name, f.rel, f.size, f.mtime_ns, settle)
@@ -266,13 +288,15 @@ class Zone:
             return
         if self.names.reason_to_skip(name, ch.rel):
             return
-        if ch.kind is Kind.WRITE and sink.touch(self.name, ch.rel):
+        if ch.kind is Kind.WRITE and not self.on_close and sink.touch(self.name, ch.rel):
             return
         st = self.stat(ch.rel)
         if st is None:
             sink.discard(self.name, ch.rel)
         elif isinstance(st, str):
             sink.report_skip(self.name, ch.rel, st)
+        elif self.on_close and not self.open_for_writing(ch.rel):  # closed by its writer (IN_CLOSE_WRITE)
+            self._closed(sink, ch.rel, st[0], st[1])
         else:
             sink.observe(self.name, ch.rel, st[0], st[1], self.cfg.settle)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from ..completion import units
 from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
 from . import after, replicas
@@ -23,6 +24,8 @@ def after_action(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileRe
     if zone.after == "keep" or st is None:
         return ""
     v = after.Verified(item.rel, item.size, item.mtime_ns, st.st_dev, st.st_ino, res.digest.hex())
+    if item.unit is not None and units.hold(ctx.redis, ctx.ledger.prefix, zone.name, item.unit, v):
+        return ""  # its directory's after-action, once all of it is verified (completion/check.py)
     if zone.after_hold > 0:
         after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, zone.after_hold)
         return ""

@@ -23,6 +23,7 @@ import irods.exception as iex
 
 from .. import names
 from ..checksums import Digest
+from ..completion import verify as completion_verify
 from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
 from . import access, catalog, local, metadata, transfer, usermeta, zone_provenance
@@ -52,6 +53,7 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
     if existing is not None:
         dig, same = _judge(ctx, session, zone, item, target, loc, existing)
         if same and dig is not None:
+            completion_verify.check(item, dig, loc)  # a manifest's sum: the object already there must have it
             res.digest = dig.sha256
             access.grant(session, zone, target.path)  # an earlier try may have stopped before its ACLs
             return ALREADY
@@ -64,10 +66,20 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
         access.grant(session, zone, target.path)
         return out
     dig, res.moved_bytes = transfer.put(ctx, session, item.size, loc, target.part_path, opts, avus)
+    _expected(session, item, dig, loc, target)
     access.grant_part(session, zone, target.part_path)  # the ACLs are there before the final name
     res.digest = dig.sha256
     still_mine(lock)
     return _place(session, zone, target, update, prefetched, res)
+
+
+def _expected(session: Any, item: FileItem, dig: Digest, loc: local.Local, target: names.Target) -> None:
+    """The copy must have the sum its manifest lists (completion/verify.py); else it is removed, never placed."""
+    try:
+        completion_verify.check(item, dig, loc)
+    except BaseException:
+        catalog.unlink_quiet(session, target.part_path)
+        raise
 
 
 def _look(ctx: IngestContext, session: Any, target: names.Target) -> tuple[dict[str, Obj], bool]:

@@ -1,19 +1,88 @@
-"""When a file (or a directory of files) is complete, besides its quiet period (`settle`)."""
+"""When a file (or a directory of files) is complete, besides its quiet period (`settle`).
+
+``complete_when`` (per zone):
+
+* ``"settle"`` (default): a file is ready when unchanged for ``settle`` (nothing else).
+* ``"marker"``: a directory is complete when a file named ``marker`` (a name or a glob, e.g.
+  ``RTAComplete.txt``) appears in it; its files, at any depth, are ingested only then. ``marker_ingest``:
+  ``"last"`` (the marker is ingested after every other file of the directory is verified) or ``"skip"``
+  (never ingested).
+* ``"manifest"``: a directory is complete when its manifest (``manifest``: a name or glob, e.g.
+  ``"*.sha256"``; ``sha256sum``/``md5sum`` format) and every file it lists are present and settled; each
+  listed file is verified against its listed sum by the worker.
+* ``"close"``: a file is ready ``close_settle`` after its writer closed it (inotify's IN_CLOSE_WRITE)
+  instead of after the full ``settle``; a file still open for writing is never ready. Only for inotify zones.
+
+With ``marker``/``manifest`` the directory is the unit of the after-action: ``after = "move"`` moves the
+whole directory once all of it is verified, ``"delete"`` deletes its files only then (see
+:mod:`irods_ingestd.completion`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from ..config_parse import Checker
+from ..config_parse import Checker, parse_duration
 
-KEYS: frozenset[str] = frozenset()
+KEYS: frozenset[str] = frozenset({"complete_when", "marker", "marker_ingest", "manifest", "close_settle"})
+
+RULES = ("settle", "marker", "manifest", "close")
+MARKER_INGEST = ("last", "skip")
+UNIT_RULES = ("marker", "manifest")  # a directory is the unit
 
 
 @dataclass(frozen=True)
 class Completion:
-    pass
+    complete_when: str = "settle"
+    marker: str = ""  # a file name or glob (complete_when = "marker")
+    marker_ingest: str = "last"  # last | skip
+    manifest: str = ""  # a file name or glob (complete_when = "manifest")
+    close_settle: float = 1.0  # seconds after IN_CLOSE_WRITE (complete_when = "close")
+
+    @property
+    def by_directory(self) -> bool:
+        """A directory is the unit: its files wait for its marker or manifest."""
+        return self.complete_when in UNIT_RULES
+
+    @property
+    def pattern(self) -> str:
+        """The marker's or the manifest's name (glob); '' for the other rules."""
+        return self.marker if self.complete_when == "marker" else \
+            self.manifest if self.complete_when == "manifest" else ""
+
+
+def _name(c: Checker, where: str, raw: dict[str, Any], key: str, needed: bool, rule: str) -> str:
+    value = c.get(where, raw, key, str, "")
+    if needed and not value:
+        c.problems.append(f"{where}.{key}: required with complete_when = \"{rule}\" (a file name or glob, "
+                          f"e.g. {'RTAComplete.txt' if rule == 'marker' else '*.sha256'})")
+    elif not needed and key in raw:
+        c.problems.append(f"{where}.{key}: only used with complete_when = \"{rule}\"")
+    elif value and ("/" in value or value in (".", "..")):
+        c.problems.append(f"{where}.{key}: {value!r} must be a file name or glob without '/' (it names a file "
+                          f"in the directory it completes)")
+    return value
 
 
 def check(c: Checker, where: str, raw: dict[str, Any]) -> Completion:
-    return Completion()
+    rule = c.choice(where, raw, "complete_when", RULES, "settle")
+    marker = _name(c, where, raw, "marker", rule == "marker", "marker")
+    manifest = _name(c, where, raw, "manifest", rule == "manifest", "manifest")
+    marker_ingest = c.choice(where, raw, "marker_ingest", MARKER_INGEST, "last")
+    if "marker_ingest" in raw and rule != "marker":
+        c.problems.append(f"{where}.marker_ingest: only used with complete_when = \"marker\"")
+    close_settle = c.conv(where, raw, "close_settle", parse_duration, 1.0)
+    if "close_settle" in raw and rule != "close":
+        c.problems.append(f"{where}.close_settle: only used with complete_when = \"close\"")
+    if close_settle is not None and close_settle < 0.1:
+        c.problems.append(f"{where}.close_settle: must be at least 0.1s")
+        close_settle = 1.0
+    if rule == "close" and raw.get("watcher", "inotify") != "inotify":
+        c.problems.append(f"{where}.complete_when: \"close\" needs the inotify watcher (IN_CLOSE_WRITE); a "
+                          f"{raw.get('watcher')!r} zone sees no close (use \"settle\")")
+    if rule == "manifest" and raw.get("mode", "put") == "register":
+        c.problems.append(f"{where}.complete_when: \"manifest\" needs mode = \"put\" (each file is verified "
+                          f"against its listed sum as copied; register mode copies nothing)")
+    return Completion(complete_when=rule, marker=marker, marker_ingest=marker_ingest, manifest=manifest,
+                      close_settle=close_settle if close_settle is not None else 1.0)

@@ -1,0 +1,188 @@
+"""The worker's check of one completed directory ("unit"), run until all of it is verified and done.
+
+Each check lists the directory and reads its files' ledger entries:
+
+1. A file not yet verified at its current version (settling, queued, a copy in progress under a temporary
+   name): looked at again in a few seconds.
+2. A file that failed (a sum that does not match its manifest, a conflict …), or a file its manifest lists
+   that is missing: the directory is *held*, with the reason in its record and the journal; none of its
+   files is moved or deleted; looked at again (``retry`` queues the failed files again). The good files are
+   in iRODS all the same: only the landing set is kept.
+3. Everything verified: the marker is ingested now (``marker_ingest = "last"``); after ``after_hold`` the
+   directory's after-action runs: ``move`` renames the whole directory into ``move_to``
+   (:mod:`.dirmove`), ``delete`` hands each file's held delete to the per-file action (identity and
+   open-for-writing checks, ``min_replicas``); then :func:`.completed.unit_complete`, and the unit is done.
+
+With ``min_replicas`` (the access part) a directory's files are moved one by one, each once its replicas are
+verified, instead of the directory as a whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from ..config import ZoneConfig
+from ..filters import NameFilter
+from ..ingest import after, results
+from ..ingest.batch import ingest_file
+from ..ingest.context import IngestContext
+from ..job import FileItem, ZoneSpec
+from ..ledger import DONE, FAILED, Entry
+from ..locks import FileLock
+from . import dirmove, manifest, units
+from .completed import CompletedUnit, unit_complete
+
+log = logging.getLogger("irods_ingestd.ingest")
+
+RECHECK = 3.0  # seconds until a directory with files still on their way is looked at again
+HELD_RECHECK = 30.0  # … a held one (a failed or missing file)
+WAITING, HELD, DONE_, GONE = "waiting", "held", "complete", "gone"
+
+
+def _names(ctx: IngestContext, zone: ZoneSpec) -> NameFilter:
+    try:
+        return NameFilter.for_zone(ctx.config.zone(zone.name))
+    except KeyError:  # a worker whose config lacks the zone: the default patterns
+        return NameFilter.for_zone(ZoneConfig(zone.name, zone.root, zone.collection))  # type: ignore[arg-type]
+
+
+def _verified(e: Entry | None, st: os.stat_result) -> bool:
+    return e is not None and e.state == DONE and e.same_version(st.st_size, st.st_mtime_ns)
+
+
+def check_unit(ctx: IngestContext, zone: ZoneSpec, unit: str) -> str:
+    """One look at a completed directory; what became of it (waiting, held, complete, gone)."""
+    lock = FileLock(ctx.redis, ctx.ledger.prefix, zone.name, f"\0unit/{unit}")
+    if not lock.acquire():
+        return WAITING  # another worker is at it; its lease brings it back if that one is lost
+    try:
+        return _check(ctx, zone, unit)
+    finally:
+        lock.release()
+
+
+def _check(ctx: IngestContext, zone: ZoneSpec, unit: str) -> str:
+    r, p = ctx.redis, ctx.ledger.prefix
+    info = units.info(r, p, zone.name, unit)
+    if info is None:  # done meanwhile (a second job for it)
+        r.zrem(units.pending_key(p, zone.name), os.fsencode(unit))
+        return GONE
+    if not os.path.isdir(os.path.join(zone.root, unit)):
+        log.warning("zone %s: %s/ is gone before all of it was verified; forgotten", zone.name, unit,
+                    extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": os.path.join(zone.root, unit)}})
+        units.forget(r, p, zone.name, unit)
+        return GONE
+    snap = dirmove.snapshot(zone, unit)
+    names = _names(ctx, zone)
+    marker = info.file if info.kind == "marker" else ""
+    members, busy = {}, []
+    for rel, st in snap.items():
+        why = names.reason_to_skip(rel.rpartition("/")[2], rel)
+        if why == "temporary":
+            busy.append(rel)  # a copy tool's temporary name, or one of ours: something is at work here
+        elif why is None and rel != marker:
+            members[rel] = st
+    rels = list(members)
+    entries = dict(zip(rels, ctx.ledger.get_many(zone.name, rels), strict=True))
+    failed = [rel for rel in rels if (e := entries[rel]) is not None and e.state == FAILED
+              and e.same_version(members[rel].st_size, members[rel].st_mtime_ns)]
+    missing = _missing(zone, unit, info, snap)
+    if failed or missing:
+        return _hold(ctx, zone, unit, info, failed, missing)
+    if busy or any(not _verified(entries[rel], members[rel]) for rel in rels):
+        units.recheck_in(r, p, zone.name, unit, RECHECK)
+        return WAITING
+    if marker and zone.completion.marker_ingest == "last" and marker in snap:
+        if not _verified(ctx.ledger.get(zone.name, marker), snap[marker]):
+            st = snap[marker]
+            res = ingest_file(ctx, zone, FileItem(marker, st.st_size, st.st_mtime_ns, unit=unit))
+            if res.result not in (results.INGESTED, results.UPDATED, results.ALREADY):
+                units.recheck_in(r, p, zone.name, unit, RECHECK)
+                return WAITING
+        members[marker] = snap[marker]
+    if zone.after != "keep" and zone.after_hold > 0:
+        now = time.time()
+        if not info.complete_at:
+            info.complete_at, info.state, info.reason = now, "complete", f"after = {zone.after} in {zone.after_hold:g}s"
+            units.save_info(r, p, zone.name, unit, info)
+        if now < info.complete_at + zone.after_hold:
+            units.recheck_in(r, p, zone.name, unit, info.complete_at + zone.after_hold - now)
+            return WAITING
+    return _complete(ctx, zone, unit, info, members, snap)
+
+
+def _missing(zone: ZoneSpec, unit: str, info: units.UnitInfo, snap: dirmove.Snapshot) -> list[str]:
+    if info.kind != "manifest":
+        return []
+    try:
+        listed = manifest.read(os.path.join(zone.root, info.file))
+    except (OSError, manifest.BadManifest) as e:
+        return [f"{info.file} (the manifest: {e})"]
+    return [f"{unit}/{rel}" for rel in listed if f"{unit}/{rel}" not in snap]
+
+
+def _hold(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo, failed: list[str],
+          missing: list[str]) -> str:
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} failed ({', '.join(sorted(failed)[:3])}{' …' if len(failed) > 3 else ''})")
+    if missing:
+        parts.append(f"{len(missing)} listed but missing ({', '.join(sorted(missing)[:3])}"
+                     f"{' …' if len(missing) > 3 else ''})")
+    reason = f"held: {'; '.join(parts)}; none of its files is moved or deleted"
+    if (info.state, info.reason) != (HELD, reason):
+        info.state, info.reason, info.complete_at = HELD, reason, 0.0
+        units.save_info(ctx.redis, ctx.ledger.prefix, zone.name, unit, info)
+        log.error("zone %s: %s/ %s", zone.name, unit, reason,
+                  extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": os.path.join(zone.root, unit),
+                                    "INGEST_RESULT": reason}})
+    units.recheck_in(ctx.redis, ctx.ledger.prefix, zone.name, unit, HELD_RECHECK)
+    return HELD
+
+
+def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo,
+              members: dict[str, os.stat_result], snap: dirmove.Snapshot) -> str:
+    r, p = ctx.redis, ctx.ledger.prefix
+    held = units.held(r, p, zone.name, unit)
+    verified = {rel: held.get(rel) or after.Verified(rel, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, "")
+                for rel, st in members.items()}  # no held record (lost): the ledger's verified version
+    moved_to = ""
+    if zone.after == "move":
+        from ..ingest.replicas import gates_disposal  # the access part's gate, when it has one
+
+        by_file = gates_disposal(zone.access)
+        if not by_file:
+            outcome, why = dirmove.ready_to_move(zone, verified, snap)
+            if outcome:
+                units.recheck_in(r, p, zone.name, unit, RECHECK)
+                log.info("zone %s: %s/ not moved yet: %s", zone.name, unit, why)
+                return WAITING
+            outcome, where = dirmove.move(zone, unit, snap)
+            if outcome == dirmove.MOVED:
+                moved_to = where
+                for v in verified.values():
+                    ctx.ledger.drop_done(zone.name, v.rel, v.size, v.mtime_ns)
+            else:
+                log.warning("zone %s: %s/: %s", zone.name, unit, where)
+                by_file = True
+        if by_file:
+            _by_file(ctx, zone, held)
+    elif zone.after == "delete":
+        _by_file(ctx, zone, held)
+    unit_complete(zone, CompletedUnit(
+        zone=zone.name, unit=unit, path=os.path.join(zone.root, unit), collection=f"{zone.collection}/{unit}",
+        kind=info.kind, file=info.file, files=len(members), bytes=sum(st.st_size for st in members.values()),
+        moved_to=moved_to))
+    if moved_to:
+        units.forget(r, p, zone.name, unit)  # a directory of that name arriving later is a new one
+    else:
+        units.finish(r, p, zone.name, unit, info.file)
+    return DONE_
+
+
+def _by_file(ctx: IngestContext, zone: ZoneSpec, held: dict[str, after.Verified]) -> None:
+    """Each verified file's own after-action, due now (the per-file checks, min_replicas included)."""
+    for v in held.values():
+        after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, 0.0)

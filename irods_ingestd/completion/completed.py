@@ -1,0 +1,40 @@
+"""The one place where a directory is complete and verified: :func:`unit_complete`.
+
+Called by the worker's unit check (:mod:`.check`) once every file of a marker/manifest directory is verified
+in iRODS (the marker last, when it is ingested) and its after-action is done (the directory moved, its
+deletes handed out), exactly once per completion. Notifications (webhooks, issue 15) hook in here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..job import ZoneSpec
+
+log = logging.getLogger("irods_ingestd.ingest")
+
+UNIT_COMPLETE = "b967d071438c4cf5bc5e37d054d36c24"  # the journal's MESSAGE_ID of "a directory is complete and verified"
+
+
+@dataclass(frozen=True)
+class CompletedUnit:
+    zone: str
+    unit: str  # the directory, relative to the zone
+    path: str  # where it was in the landing zone
+    collection: str  # its collection in iRODS
+    kind: str  # marker | manifest
+    file: str  # the marker or manifest, relative to the zone
+    files: int  # files verified in iRODS
+    bytes: int
+    moved_to: str = ""  # after = "move": where the directory went ('' otherwise)
+
+
+def unit_complete(zone: ZoneSpec, done: CompletedUnit) -> None:
+    """A directory is complete and all of it verified (and moved, when after = "move")."""
+    where = f" and moved to {done.moved_to}" if done.moved_to else ""
+    log.info("zone %s: %s/ is complete: %d files (%d bytes) verified in %s%s", zone.name, done.unit, done.files,
+             done.bytes, done.collection, where,
+             extra={"message_id": UNIT_COMPLETE,
+                    "fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": done.path, "IRODS_PATH": done.collection,
+                               "INGEST_BYTES": done.bytes, "INGEST_RESULT": "directory complete"}})

@@ -1,0 +1,263 @@
+"""The daemon's side of directory completion: settled files wait until their directory is complete.
+
+One `Gate` per zone with ``complete_when = "marker"`` or ``"manifest"`` sits between the settler and the
+queue (:meth:`take`, called on the daemon's ready files before they are queued):
+
+* A settled file below no complete directory is *held* (in memory only: a restart loses nothing, since it
+  is in no ledger entry and the next walk finds it again).
+* A settled marker completes its directory (its own, below the zone's root): the unit is registered in
+  Redis (:mod:`.units`), the held files below it are released, and from then on every file below it passes.
+  The marker itself is never queued by the daemon: the worker's unit check ingests it after all the
+  others are verified (``marker_ingest = "last"``), or never (``"skip"``).
+* A settled manifest is read; its directory is complete when every listed file is present and settled (held
+  here, or already known to the ledger). Then the unit is registered and the files released, the listed
+  ones carrying their sum to the worker (``FileItem.expect``); the manifest goes with them. A missing
+  file holds the set (logged, and said in the unit's record); a bad manifest is listed as a failed file.
+* At start the zone's units still pending in Redis and those completed are loaded, so a directory
+  half-queued before a restart is released again as soon as its files are found.
+
+Units do not nest: a marker or manifest below a complete directory is one of its files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from ..config import ZoneConfig
+from ..ledger import Ledger
+from ..settler import Ready
+from . import manifest, units
+
+log = logging.getLogger("irods_ingestd.daemon")
+
+RECHECK = 5.0  # seconds between looks at a manifest's missing files
+PRUNE = 60.0  # seconds between looks for units whose directory went away
+
+
+class Unit:
+    __slots__ = ("kind", "file", "expect", "released", "missing")
+
+    def __init__(self, kind: str, file: str, expect: dict[str, str] | None = None, released: bool = False) -> None:
+        self.kind = kind
+        self.file = file  # the marker or manifest, relative to the zone
+        self.expect = expect or {}  # manifest: path relative to the zone → "sha256:<hex>"
+        self.released = released
+        self.missing: tuple[str, ...] = ()  # last reported missing files
+
+
+class Gate:
+    def __init__(self, cfg: ZoneConfig) -> None:
+        self.cfg = cfg
+        self.zone = cfg.name
+        self.kind = cfg.completion.complete_when
+        self._pattern = re.compile(fnmatch.translate(cfg.completion.pattern))
+        self.held: dict[str, Ready] = {}  # settled files waiting for their directory
+        self.units: dict[str, Unit] = {}  # unit → what completes it
+        self.loaded = False
+        self._rescan_held = False
+        self._next_look = 0.0
+        self._next_prune = time.monotonic() + PRUNE
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def _path(self, rel: str) -> str:
+        return os.path.join(str(self.cfg.path), rel)
+
+    def is_completer(self, rel: str) -> bool:
+        return bool(self._pattern.match(rel.rpartition("/")[2]))
+
+    def unit_of(self, rel: str) -> str | None:
+        """The outermost known unit the file is below (units do not nest), or None."""
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d in self.units:
+                return d
+        return None
+
+    # -- start ------------------------------------------------------------------------------------------
+    def load(self, r: redis.Redis, prefix: str) -> None:
+        """The zone's units pending or completed before this daemon started."""
+        for unit, info in units.pending(r, prefix, self.zone).items():
+            u = Unit(info.kind, info.file, released=True)
+            if info.kind == "manifest":
+                u.expect = self._read_manifest(unit, info.file) or {}
+            self.units[unit] = u
+        for unit, d in units.done(r, prefix, self.zone).items():
+            self.units.setdefault(unit, Unit(self.kind, str(d.get("file", "")), released=True))
+        self.loaded = True
+
+    def _read_manifest(self, unit: str, rel: str) -> dict[str, str] | None:
+        try:
+            listed = manifest.read(self._path(rel))
+        except (OSError, manifest.BadManifest):
+            return None
+        return {(f"{unit}/{k}" if unit else k): v for k, v in listed.items()}
+
+    # -- the daemon's ready files -------------------------------------------------------------------------
+    def take(self, ready: Sequence[Ready], r: redis.Redis, prefix: str,
+             ledger: Ledger) -> tuple[list[Ready], list[tuple[str, str]]]:
+        """The ready files that may be queued now (with their unit and expected sum); the rest are held.
+        Also (rel, reason) of files to report (a marker in the zone's root, a bad manifest)."""
+        if not self.loaded:
+            try:
+                self.load(r, prefix)
+            except redis.RedisError:
+                self.held.update((x.rel, x) for x in ready)  # looked at again once the units are known
+                raise
+        out: list[Ready] = []
+        problems: list[tuple[str, str]] = []
+        touched: set[str] = set()
+        for x in ready:
+            known = self.unit_of(x.rel)
+            if known is not None:
+                unit, u = known, self.units[known]
+                if u.released:
+                    if not (u.kind == "marker" and x.rel == u.file):
+                        out.append(self._tagged(x, unit, u))
+                    continue
+                self.held[x.rel] = x
+                touched.add(unit)
+                continue
+            if self.is_completer(x.rel):
+                unit = units.unit_of(x.rel)
+                if not unit:
+                    problems.append((x.rel, f"a {self.kind} in the zone's root is not honoured (it completes "
+                                     f"the directory it is in, below the zone)"))
+                    continue
+                problem = self._new_unit(unit, x, ledger, problems)
+                if problem is None:
+                    touched.add(unit)
+                continue
+            self.held[x.rel] = x
+        now = time.monotonic()
+        if now >= self._next_look:
+            self._next_look = now + RECHECK
+            touched |= {name for name, waiting in self.units.items() if not waiting.released}
+        if self._rescan_held:  # a Redis error cut the last turn short: release what was passed then
+            self._rescan_held = False
+            touched |= {d for rel in self.held if (d := self.unit_of(rel)) is not None}
+        try:
+            for unit in touched:
+                out += self._try_release(unit, r, prefix, ledger)
+        except redis.RedisError:
+            for x in out:  # queued only once their unit is registered: held until Redis answers again
+                self.held[x.rel] = Ready(x.zone, x.rel, x.size, x.mtime_ns)
+            self._rescan_held = True
+            raise
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE
+            self._prune()
+        return out, problems
+
+    def _tagged(self, x: Ready, unit: str, u: Unit) -> Ready:
+        return Ready(x.zone, x.rel, x.size, x.mtime_ns, u.expect.get(x.rel, ""), unit)
+
+    def _new_unit(self, unit: str, x: Ready, ledger: Ledger, problems: list[tuple[str, str]]) -> str | None:
+        if self.kind == "marker":
+            self.units[unit] = Unit("marker", x.rel)
+            self.held.pop(x.rel, None)
+            return None
+        try:
+            listed = manifest.read(self._path(x.rel))
+        except manifest.BadManifest as e:
+            reason = f"bad manifest: {e}; nothing of {unit}/ is ingested until it is fixed"
+            ledger.mark_failed(self.zone, x.rel, x.size, x.mtime_ns, reason, kind="manifest")
+            problems.append((x.rel, reason))
+            return reason
+        except OSError as e:
+            problems.append((x.rel, f"cannot read the manifest: {e.strerror}"))
+            return str(e)
+        self.units[unit] = Unit("manifest", x.rel, {f"{unit}/{k}": v for k, v in listed.items()})
+        self.held[x.rel] = x  # the manifest goes with its set
+        return None
+
+    def _try_release(self, unit: str, r: redis.Redis, prefix: str, ledger: Ledger) -> list[Ready]:
+        u = self.units.get(unit)
+        if u is None:
+            return []
+        if not u.released:
+            if u.kind == "manifest" and not self._all_present(unit, u, ledger):
+                return []
+            info = units.UnitInfo(u.kind, u.file)
+            units.register(r, prefix, self.zone, unit, info)
+            u.released = True
+            log.info("zone %s: %s/ is complete (%s %s); its files are queued", self.zone, unit, u.kind, u.file,
+                     extra={"fields": {"INGEST_ZONE": self.zone, "INGEST_PATH": self._path(unit)}})
+        prefix_ = unit + "/"
+        out = [self._tagged(x, unit, u) for rel, x in self.held.items()
+               if rel.startswith(prefix_) and not (u.kind == "marker" and rel == u.file)]
+        for x in out:
+            del self.held[x.rel]
+        return out
+
+
+    def _all_present(self, unit: str, u: Unit, ledger: Ledger) -> bool:
+        """Every listed file present and settled: held here, or known to the ledger (queued before a restart)."""
+        absent = [rel for rel in u.expect if rel not in self.held]
+        if absent:
+            entries = ledger.get_many(self.zone, absent)
+            absent = [rel for rel, e in zip(absent, entries, strict=True) if e is None]
+        if not absent:
+            return True
+        shown = tuple(sorted(absent)[:5])
+        if shown != u.missing:
+            u.missing = shown
+            log.warning("zone %s: %s waits for %d listed file%s not present or not settled yet: %s%s", self.zone,
+                        u.file, len(absent), "" if len(absent) == 1 else "s", ", ".join(shown),
+                        " …" if len(absent) > len(shown) else "",
+                        extra={"fields": {"INGEST_ZONE": self.zone, "INGEST_PATH": self._path(u.file),
+                                          "INGEST_RESULT": f"waiting for {len(absent)} listed files"}})
+        return False
+
+    def _prune(self) -> None:
+        """Forget units whose directory is gone (moved away whole), and held files that vanished."""
+        for unit in [u for u in self.units if not os.path.isdir(self._path(u))]:
+            del self.units[unit]
+        for rel in [rel for rel in self.held if not os.path.lexists(self._path(rel))]:
+            del self.held[rel]
+
+    def discard(self, rel: str | None = None) -> None:
+        if rel is None:
+            self.held.clear()
+        else:
+            self.held.pop(rel, None)
+
+    def waiting(self) -> dict[str, str]:
+        """Units not complete yet, and why (for the status)."""
+        return {u: f"waiting for {len(x.missing)}+ listed files" for u, x in self.units.items() if not x.released}
+
+
+def through(zones: dict[str, Any], ready: list[Ready], r: redis.Redis, prefix: str, ledger: Ledger,
+            report: Callable[[str, str, str], None]) -> tuple[list[Ready], redis.RedisError | None]:
+    """The daemon's ready files, the marker/manifest zones' ones through their gate (`Zone.gate`): what may
+    be queued now, and a Redis error met on the way (what it cut short stays held in its gate)."""
+    gates = {name: zs.gate for name, zs in zones.items() if getattr(zs, "gate", None) is not None}
+    if not gates:
+        return ready, None
+    out: list[Ready] = []
+    by_zone: dict[str, list[Ready]] = {name: [] for name in gates}
+    for x in ready:
+        (by_zone[x.zone] if x.zone in by_zone else out).append(x)
+    error: redis.RedisError | None = None
+    for name, items in by_zone.items():
+        if not items and not gates[name].units:
+            continue
+        try:
+            passed, problems = gates[name].take(items, r, prefix, ledger)
+        except redis.RedisError as e:
+            error = e
+            continue
+        out += passed
+        for rel, reason in problems:
+            report(name, rel, reason)
+    return out, error
