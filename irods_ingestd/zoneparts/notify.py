@@ -13,7 +13,7 @@ show it redacted (:func:`irods_ingestd.notify.redact`). What is sent and when: :
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +26,7 @@ EVENTS = ("failed", "completed", "zone_lost")
 
 @dataclass(frozen=True)
 class Notify:
-    webhook: str = ""
+    webhook: str = field(default="", repr=False)  # may hold a secret: never in a repr or a log
     webhook_events: tuple[str, ...] = EVENTS
     webhook_timeout: float = 5.0
     webhook_retries: int = 3
