@@ -7,6 +7,9 @@ beside a daemon (the queue's check-and-enqueue is atomic, so no file is queued t
 is full (`max_backlog`) it says so and waits for workers; after `--backlog-wait` seconds without
 progress it exits with code 3, naming what it could not send (a running daemon queues those by itself).
 On a terminal it shows progress on stderr.
+
+`--jobs`: the zones' directories are listed by walk jobs (walk_sched.py) when walk workers listen on
+`[walk].queue` (`irods-ingestd worker --role walk`, on this or other hosts); else scan walks by itself.
 """
 
 from __future__ import annotations
@@ -30,9 +33,15 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise ConfigError(cfg.source, [f"no zone named {m!r}" for m in sorted(missing)])
         cfg = dataclasses.replace(cfg, zones=zones)
+    if getattr(args, "jobs", False):
+        cfg = dataclasses.replace(cfg, walk=dataclasses.replace(cfg.walk, jobs=True))
     d = Daemon(cfg, once=True)
     d.install_signals()
     d.start()
+    if cfg.walk.jobs:
+        n = d._walk_jobs().workers()
+        sys.stderr.write(f"scan: {n} walk workers listen on queue {cfg.walk.queue}"
+                         f"{'' if n else '; walking here'}\n")
     t0 = time.monotonic()
     try:
         code = _loop(d, getattr(args, "backlog_wait", 60.0), sys.stderr.isatty())

@@ -55,7 +55,7 @@ def make_tree(root: Path, top: int = 6, mid: int = 5, per_dir: int = 4) -> set[s
 
 
 class Env:
-    def __init__(self, tmp: Path, redis_url: str, r: redis.Redis) -> None:
+    def __init__(self, tmp: Path, redis_url: str, r: redis.Redis, jobs: bool = True) -> None:
         self.tmp, self.r = tmp, r
         self.root = tmp / "landing"
         self.root.mkdir()
@@ -72,7 +72,7 @@ environment_file = "{env}"
 [queue]
 name = "{self.queue}"
 [walk]
-jobs = true
+jobs = {"true" if jobs else "false"}
 chunk = 4
 chunk_timeout = "60s"
 [[zone]]
@@ -216,3 +216,21 @@ def test_walk_config_is_checked(tmp_path: Path) -> None:
     for want in ("[walk].queue: 'q' is the ingest queue", "[walk].chunk: must be at least 1",
                  "[walk].retries: must not be negative", "[walk].chunk_timeout", "[walk]: unknown key 'color'"):
         assert want in text, text
+
+
+def test_scan_jobs_uses_the_walk_workers(tmp_path: Path, redis_server: Any, redis_conn: redis.Redis) -> None:
+    e = Env(tmp_path, redis_server.url, redis_conn, jobs=False)  # the flag, not the config, asks for jobs
+    try:
+        rels = make_tree(e.root, top=8, mid=4, per_dir=3)
+        e.spawn("scan-a")
+        e.spawn("scan-b")
+        e.wait_workers(2)
+        done = subprocess.run([sys.executable, "-m", "irods_ingestd", "scan", "--jobs", "-c", str(e.cfg_path),
+                               "--log-target", "stderr"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "scan: 2 walk workers listen" in done.stderr, done.stderr
+        assert "runs as jobs" in done.stderr and "done by walk workers on scan-" in done.stderr, done.stderr
+        assert f"sent {len(rels)} files" in done.stdout, done.stdout
+        assert_once(e, rels, queued(e.r, e.queue))
+    finally:
+        e.stop()
