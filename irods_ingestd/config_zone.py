@@ -191,6 +191,10 @@ def _check_zone(c: Checker, i: int, raw: Any, check_paths: bool) -> ZoneConfig |
     temps = c.strings(where, raw, "temp_patterns", DEFAULT_TEMP_PATTERNS)
     path = _zone_path(c, where, path_s, check_paths)
     move_to = _zone_move_to(c, where, move_to_s, after)
+    if provenance == "collection" and versions == "replace" and mode == "put":
+        c.problems.append(f"{where}.versions: \"replace\" needs provenance = \"object\" (with the provenance on the "
+                          f"collection an object cannot be told from one someone else put there, and it would be "
+                          f"destroyed); use \"keep\" or \"conflict\"")
     if mode == "register" and after != "keep":
         c.problems.append(f"{where}.after: a register-mode zone keeps its files in place; after must be "
                           f"\"keep\", not {after!r}")

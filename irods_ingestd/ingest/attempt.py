@@ -117,7 +117,7 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
                     catalog.set_metadata(session, target.path, metadata.avus_for(zone, item, target, ctx.host))
             return dig, True
     avus = catalog.object_avus(session, target.collection, target.name)
-    if not metadata.made_by_us(avus, zone, item, target):
+    if not metadata.made_by_us(avus, zone, item, target, existing.paths):
         who = avus.get(metadata.A_SOURCE_PATH)
         why = f"made from {who} in zone {avus.get(metadata.A_ZONE)}" if who else "not made by irods-ingestd"
         raise Conflict(f"conflict: {target.path} exists with other content ({existing.size} bytes, "

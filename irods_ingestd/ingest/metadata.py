@@ -3,6 +3,9 @@ gathered from its extractors (:mod:`irods_ingestd.registry`)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+
 from irods.meta import iRODSMeta
 
 from .. import names, registry
@@ -39,11 +42,17 @@ def avus_for(zone: ZoneSpec, item: FileItem, target: names.Target, host: str) ->
     return out
 
 
-def made_by_us(avus: dict[str, str], zone: ZoneSpec, item: FileItem, target: names.Target) -> bool:
+def made_by_us(avus: dict[str, str], zone: ZoneSpec, item: FileItem, target: names.Target,
+               paths: Iterable[str] = ()) -> bool:
     """Do an object's AVUs say this zone made it from this very landing path? With ``provenance =
-    "collection"`` the zone's collection is the zone's: an object there without another file's provenance is
-    taken as an earlier version of the landing file of its name."""
+    "collection"`` objects carry none: in a register zone an object is the zone's when it points into the
+    zone's directory (`paths`: its replicas' physical paths); in a put zone the collection is the zone's, and an
+    object there without another file's provenance is taken as an earlier version (kept as name.~N~, or a
+    conflict: check-config refuses ``versions = "replace"`` with it, so such an object is never destroyed)."""
     if zone.provenance == "collection" and A_ZONE not in avus and A_SOURCE_PATH not in avus:
+        if zone.mode == "register":
+            root = os.path.realpath(zone.root).rstrip("/") + "/"
+            return any(p.startswith(root) for p in paths)
         return True
     if avus.get(A_ZONE) != zone.name or avus.get(A_SOURCE_PATH) != source_path(zone, item.rel):
         return False

@@ -121,3 +121,30 @@ def test_check_config_names_a_bad_provenance() -> None:
                   "zone": [{"name": "z", "path": "/l", "collection": "/t/z", "provenance": "file"}]},
                  check_paths=False)
     assert "zone 'z'.provenance: 'file' is not one of object, collection" in str(e.value)
+
+
+def test_replace_is_refused_with_collection_provenance_in_put_zones() -> None:
+    zone = {"name": "z", "path": "/l", "collection": "/t/z", "provenance": "collection", "versions": "replace"}
+    with pytest.raises(ConfigError) as e:
+        validate({"irods": {"environment_file": "/x"}, "zone": [zone]}, check_paths=False)
+    assert "zone 'z'.versions: \"replace\" needs provenance = \"object\"" in str(e.value)
+    validate({"irods": {"environment_file": "/x"}, "zone": [{**zone, "mode": "register"}]}, check_paths=False)
+
+
+def test_a_register_zone_never_takes_an_object_that_points_elsewhere(env: Env) -> None:  # noqa: F811
+    with env.session() as sess:
+        sess.collections.create(env.coll)
+        sess.data_objects.create(f"{env.coll}/theirs.dat")  # someone's put object, in the vault
+    res = env.run(env.ctx(mode="register", provenance="collection"), [env.write("theirs.dat", b"landing")])
+    assert res["failed"] == 1, res
+    with env.session() as sess:
+        size, _, phys = objects_under(sess, env.coll)[f"{env.coll}/theirs.dat"]
+    assert size == 0 and not phys.startswith(str(env.root))
+    # its own registration of an earlier version is re-registered
+    ctx = env.ctx(mode="register", provenance="collection")
+    first = env.write("mine.dat", b"one")
+    assert env.run(ctx, [first])["ingested"] == 1
+    (env.root / "mine.dat").write_bytes(b"two, longer")
+    assert env.run(env.ctx(mode="register", provenance="collection"), [env.item("mine.dat")])["updated"] == 1
+    with env.session() as sess:
+        assert objects_under(sess, env.coll)[f"{env.coll}/mine.dat"][1] == sha2(b"two, longer")
