@@ -6,7 +6,7 @@ Builds its data in a temporary directory, starts its own redis-server, and uses 
 use (INGESTD_TEST_IRODS_ENV / INGESTD_TEST_IRODS_PASSWORD, else .irods-test/ written by `make irods`);
 `--irods standin` (or INGESTD_TEST_IRODS=standin) starts the project's iRODS test server instead. Runs the
 benchmarks and prints a table of figures, ratios and PASS/MISS against the goals. NAME: throughput, walk,
-burst, latency, memory.
+burst, fanotify_burst (inotify vs fanotify, --files N), latency, memory.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .common import IRODS_KINDS, Results, Services, default_irods_kind, irods_problem, loadavg, machine
 
-BENCHES = ["throughput", "walk", "burst", "latency", "memory"]
+BENCHES = ["throughput", "walk", "burst", "fanotify_burst", "latency", "memory"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     ap.add_argument("--small", type=int, help="throughput: number of 4 KiB files (default 3000; --quick 300)")
     ap.add_argument("--large", type=int, help="throughput: number of 4 MiB files (default 300; --quick 30; 0: none)")
+    ap.add_argument("--files", type=int, help="fanotify_burst: files a burst (default 100000; --quick 20000)")
     ap.add_argument("--irods", choices=IRODS_KINDS, default=default_irods_kind(),
                     help="real: the real iRODS of the tests (default); standin: the project's test server "
                          "(counts API calls; default when INGESTD_TEST_IRODS=standin)")
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if name == "throughput":
                     mod.run(svc, work, res, args.quick, small=args.small, large=args.large)
+                elif name == "fanotify_burst":
+                    mod.run(svc, work, res, args.quick, files=args.files)
                 else:
                     mod.run(svc, work, res, args.quick)
             except Exception as e:  # noqa: BLE001 - one benchmark failing does not hide the others
