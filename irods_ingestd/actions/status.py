@@ -18,6 +18,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from .. import daemonstatus, keys, names
+from ..completion import units as completion_units
 from ..config import Config, load
 from ..daemonlock import owner
 from ..ingest import replicas
@@ -63,6 +64,8 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
         n_held, held_files = replicas.held(r, cfg.redis.prefix, z.name, failed_limit)
         zones[z.name].update(held=n_held, held_files=[{"path": names.display(p), "reason": why}
                                                       for p, why in held_files])
+        if z.completion.by_directory:  # directories waiting for their marker's or manifest's files (completion/)
+            zones[z.name]["directories"] = completion_units.describe(r, cfg.redis.prefix, z.name, failed_limit)
     q = Queue(cfg.queue.name, connection=r)
     return {
         "daemons": daemons,
@@ -97,6 +100,8 @@ def render(s: dict[str, Any]) -> str:
             lines.append(f"    held: {f['path']}: {f['reason']}")
         for f in z["failed_files"]:
             lines.append(f"    failed: {f['path']}: {f.get('reason')}")
+        for f in z.get("directories", []):
+            lines.append(f"    directory {f['path']}: {f['state']}: {f['reason']}")
         if z["failed"] > len(z["failed_files"]):
             lines.append(f"    ... and {z['failed'] - len(z['failed_files'])} more (irods-ingestd status --json)")
     return "\n".join(lines) + "\n"

@@ -186,10 +186,13 @@ class Gate:
         if u is None:
             return []
         if not u.released:
-            if u.kind == "manifest" and not self._all_present(unit, u, ledger):
+            if u.kind == "manifest" and not self._all_present(unit, u, ledger, r, prefix):
                 return []
             info = units.UnitInfo(u.kind, u.file)
             units.register(r, prefix, self.zone, unit, info)
+            if u.missing:
+                units.note_waiting(r, prefix, self.zone, unit, "")
+                u.missing = ()
             u.released = True
             log.info("zone %s: %s/ is complete (%s %s); its files are queued", self.zone, unit, u.kind, u.file,
                      extra={"fields": {"INGEST_ZONE": self.zone, "INGEST_PATH": self._path(unit)}})
@@ -201,7 +204,7 @@ class Gate:
         return out
 
 
-    def _all_present(self, unit: str, u: Unit, ledger: Ledger) -> bool:
+    def _all_present(self, unit: str, u: Unit, ledger: Ledger, r: redis.Redis, prefix: str) -> bool:
         """Every listed file present and settled: held here, or known to the ledger (queued before a restart)."""
         absent = [rel for rel in u.expect if rel not in self.held]
         if absent:
@@ -212,6 +215,9 @@ class Gate:
         shown = tuple(sorted(absent)[:5])
         if shown != u.missing:
             u.missing = shown
+            units.note_waiting(r, prefix, self.zone, unit, f"{u.file}: {len(absent)} listed file"
+                               f"{'' if len(absent) == 1 else 's'} missing or not settled: {', '.join(shown)}"
+                               f"{' …' if len(absent) > len(shown) else ''}")
             log.warning("zone %s: %s waits for %d listed file%s not present or not settled yet: %s%s", self.zone,
                         u.file, len(absent), "" if len(absent) == 1 else "s", ", ".join(shown),
                         " …" if len(absent) > len(shown) else "",

@@ -10,6 +10,7 @@ Keys (prefix `{p}`, one set per zone):
   ``file`` is the marker or manifest (relative to the zone), ``state`` ``waiting``/``held``/``complete``.
 - `{p}:unitdone:{zone}`: unit → JSON ``{"file", "at"}``: units completed, so a marker seen again (a
   restart, a marker that is never ingested) does not complete its directory twice.
+- `{p}:unitwait:{zone}`: unit → why a directory with a manifest is not complete yet (the daemon's gate).
 - `{p}:unitheld:{zone}:{hash}`: the verified files of one pending unit whose after-action waits for the
   whole directory: relative path → the :class:`~irods_ingestd.ingest.after.Verified` record (device,
   inode, size, mtime, SHA-256 as verified).
@@ -61,6 +62,29 @@ class UnitInfo:
     def loads(cls, raw: bytes | str) -> UnitInfo:
         d = json.loads(raw)
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def waiting_key(p: str, zone: str) -> str:
+    return f"{p}:unitwait:{zone}"
+
+
+def note_waiting(r: redis.Redis, p: str, zone: str, unit: str, reason: str) -> None:
+    """A directory not complete yet says why (its manifest's missing files); '' when it is complete."""
+    if reason:
+        r.hset(waiting_key(p, zone), os.fsencode(unit), reason)
+    else:
+        r.hdel(waiting_key(p, zone), os.fsencode(unit))
+
+
+def describe(r: redis.Redis, p: str, zone: str, limit: int = 20) -> list[dict[str, str]]:
+    """The zone's directories not done yet, for `status`: path, state, reason (at most `limit`)."""
+    out = []
+    for unit, why in r.hscan_iter(waiting_key(p, zone), count=1000):
+        out.append({"path": os.fsdecode(unit) + "/", "state": "incomplete", "reason": os.fsdecode(why)})
+    for unit, i in pending(r, p, zone).items():
+        out.append({"path": unit + "/", "state": i.state, "reason": i.reason or f"{i.kind} {i.file} seen; "
+                    f"waiting for its files to be verified"})
+    return out[:limit]
 
 
 def unit_of(rel: str) -> str:
@@ -128,6 +152,7 @@ def finish(r: redis.Redis, p: str, zone: str, unit: str, file: str) -> None:
     pipe.hdel(info_key(p, zone), os.fsencode(unit))
     pipe.hset(done_key(p, zone), os.fsencode(unit), json.dumps({"file": file, "at": time.time()}))
     pipe.delete(held_key(p, zone, unit))
+    pipe.hdel(waiting_key(p, zone), os.fsencode(unit))
     pipe.execute()
 
 
@@ -138,6 +163,7 @@ def forget(r: redis.Redis, p: str, zone: str, unit: str) -> None:
     pipe.hdel(info_key(p, zone), os.fsencode(unit))
     pipe.hdel(done_key(p, zone), os.fsencode(unit))
     pipe.delete(held_key(p, zone, unit))
+    pipe.hdel(waiting_key(p, zone), os.fsencode(unit))
     pipe.execute()
 
 
