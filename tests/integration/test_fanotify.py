@@ -214,3 +214,35 @@ def test_a_fanotify_zone_ingests_into_irods(tmp_path: Path, redis_server: Any, r
         assert pipe.ledger.stats("z")["done"] == 22
     finally:
         pipe.cleanup()
+
+
+def test_a_kernel_queue_overflow_becomes_an_overflow_change(tmp_path: Path) -> None:
+    """The group's queue (fs.fanotify.max_queued_events, 16384 by default) overflows when nobody reads:
+    the kernel's FAN_Q_OVERFLOW comes out of the parser and the watcher as OVERFLOW (the zones are walked)."""
+    from irods_ingestd.watch import fanotify_sys as S
+
+    limit = int(Path("/proc/sys/fs/fanotify/max_queued_events").read_text())
+    if limit > 100_000:
+        pytest.skip(f"fs.fanotify.max_queued_events is {limit}")
+    fd = S.init()
+    try:
+        S.mark_filesystem(fd, str(tmp_path))
+        for i in range(limit + 1000):  # unread: one event each (distinct names are not merged)
+            os.close(os.open(tmp_path / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644))
+        events = []
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                events += S.parse(os.read(fd, 1 << 18))
+            except BlockingIOError:
+                break
+    finally:
+        os.close(fd)
+    overflows = [e for e in events if e[0] & S.FAN_Q_OVERFLOW]
+    assert len(overflows) == 1  # (events read after it: the rest of the machine goes on writing)
+    w, _ = make_watcher(tmp_path, "z")
+    try:
+        w.inbox.put_many(overflows)
+        assert [c.kind for c in w.changes()] == [Kind.OVERFLOW]
+    finally:
+        w.close()
