@@ -5,8 +5,9 @@
 Builds its data in a temporary directory, starts its own redis-server, and uses the real iRODS the tests
 use (INGESTD_TEST_IRODS_ENV / INGESTD_TEST_IRODS_PASSWORD, else .irods-test/ written by `make irods`);
 `--irods standin` (or INGESTD_TEST_IRODS=standin) starts the project's iRODS test server instead. Runs the
-benchmarks and prints a table of figures, ratios and PASS/MISS against the goals. NAME: throughput, walk,
-burst, fanotify_burst (inotify vs fanotify, --files N), latency, memory.
+benchmarks and prints a table of figures, ratios and PASS/MISS against the goals. NAME: throughput, walk, walk_jobs,
+burst, fanotify_burst (inotify vs fanotify, --files N), latency, memory,
+ledger (Redis bytes a file for each ledger layout), catalog (PostgreSQL bytes a data object).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 
 from .common import IRODS_KINDS, Results, Services, default_irods_kind, irods_problem, loadavg, machine
 
-BENCHES = ["throughput", "walk", "burst", "fanotify_burst", "latency", "memory"]
+BENCHES = ["throughput", "walk", "walk_jobs", "burst", "fanotify_burst", "latency", "memory", "ledger", "catalog"]
+MODULES = {"ledger": "ledger_bytes", "catalog": "catalog_bytes"}  # bench name → module, where they differ
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"services: {svc.describe()}", flush=True)
         for name in names:
             print(f"\n== {name} (load {loadavg()})", flush=True)
-            mod = importlib.import_module(f".{name}", __package__)
+            mod = importlib.import_module(f".{MODULES.get(name, name)}", __package__)
             tb = time.monotonic()
             try:
                 if name == "throughput":

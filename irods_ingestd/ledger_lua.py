@@ -27,7 +27,7 @@ Every state-changing script takes KEYS: base key, stats hash, recount key, recou
 from __future__ import annotations
 
 LIMIT = 128  # fields a key may hold (Redis' default hash-max-listpack-entries)
-REBUILD_FILL = 96  # a rebuild chooses the fewest buckets holding at most this many fields each
+REBUILD_FILL = 112  # a rebuild chooses the fewest buckets holding at most this many fields each
 
 _DIR = f"""
 local LIMIT = {LIMIT}
@@ -69,7 +69,7 @@ end
 local function rebuild(base, all)
   local total = #all / 2
   local n = 2
-  while n * FILL < total * 2 do n = n * 2 end
+  while n * FILL < total do n = n * 2 end
   local idx
   while true do
     idx = {{}}
@@ -101,7 +101,7 @@ local function get(base, field)
 end
 local function key_for_write(base, field)
   local k = key_of(base, nbuckets(base), field)
-  if redis.call('HEXISTS', k, field) == 1 or redis.call('HLEN', k) < LIMIT then return k end
+  if redis.call('HLEN', k) < LIMIT or redis.call('HEXISTS', k, field) == 1 then return k end
   rebuild(base, entries(base))
   return key_of(base, nbuckets(base), field)
 end

@@ -1,0 +1,214 @@
+"""Ledger bytes: Redis memory a file costs in a keep/register zone's ledger (done entries, which stay
+forever), for each layout, at 100, 1,000 and 10,000 files a directory.
+
+    python -m bench.run --only ledger          # or: python -m bench.ledger_bytes [--files N] [--port P]
+
+Each layout is written into an emptied Redis (the bench's own redis-server) and measured two ways: the sum
+of `MEMORY USAGE key SAMPLES 0` over the keys (exact for every element), and the `INFO memory` used_memory
+delta (what the server's allocator holds, the keyspace's own tables and the loaded scripts included), each
+divided by the files; and the server's CPU a done file costs (`INFO commandstats` evalsha usec_per_call) for
+the layouts written by their scripts (the others by plain HSET: `-`).
+Layouts:
+
+- `first`: the layout before buckets (one hash a directory, 25-byte done values: `D` size mtime sha256[:8]);
+- `first+lp16k`: the same on a server whose `hash-max-listpack-entries` is raised to 16384 (an operator's
+  choice, not the product's: every HSET then scans a directory's whole listpack);
+- `17B/dir`: 17-byte done values, one hash a directory (only the value shortened);
+- `compact`: the shipped layout, written by `Ledger.mark_done` (17-byte values, buckets of <= 128 fields);
+- `fp8/buckets`: a candidate, not shipped: an 8-byte fingerprint of size+mtime as the value, same buckets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from irods_ingestd import keys
+from irods_ingestd.ledger import Ledger, done_value, name_field, version_bytes
+from irods_ingestd.ledger_lua import REBUILD_FILL
+from tests.ledger_v1 import write_v1_done
+
+SHAPES = (100, 1000, 10_000)  # files a directory
+ZONE = "lb"
+PREFIX = "ingestd"
+LAYOUTS = ("first", "first+lp16k", "17B/dir", "compact", "fp8/buckets")
+
+
+def tree(per_dir: int, total: int) -> list[tuple[str, int, int]]:
+    ndirs = max(1, total // per_dir)
+    t0 = 1_700_000_000_000_000_000
+    return [(f"data/run{d:05d}/f{i:06d}.dat", 1000 + i, t0 + d * per_dir + i)
+            for d in range(ndirs) for i in range(per_dir)]
+
+
+def _flush(pipe: Any, n: int) -> None:
+    if n % 5000 == 0:
+        pipe.execute()
+
+
+def write_plain(r: Any, files: list[tuple[str, int, int]], value: Callable[[int, int], bytes]) -> None:
+    """One hash a directory, `value(size, mtime)` a file."""
+    pipe = r.pipeline(transaction=False)
+    for n, (rel, size, mtime) in enumerate(files, 1):
+        d, _, name = rel.rpartition("/")
+        pipe.hset(keys.dir_key(PREFIX, ZONE, d), name_field(name), value(size, mtime))
+        _flush(pipe, n)
+    pipe.execute()
+
+
+def write_buckets(r: Any, files: list[tuple[str, int, int]], value: Callable[[int, int], bytes]) -> None:
+    """Buckets as the compact layout lays them out (fewest, power of two, <= REBUILD_FILL each)."""
+    by_dir: dict[str, list[tuple[bytes, bytes]]] = {}
+    for rel, size, mtime in files:
+        d, _, name = rel.rpartition("/")
+        by_dir.setdefault(d, []).append((name_field(name), value(size, mtime)))
+    pipe = r.pipeline(transaction=False)
+    for d, fv in by_dir.items():
+        base = keys.dir_key(PREFIX, ZONE, d)
+        if len(fv) <= 128:
+            pipe.hset(base, mapping=dict(fv))
+            continue
+        n = 2
+        while True:
+            counts: dict[int, int] = {}
+            for f, _ in fv:
+                b = int.from_bytes(f[:3], "big") % n
+                counts[b] = counts.get(b, 0) + 1
+            if max(counts.values()) <= REBUILD_FILL:
+                break
+            n *= 2
+        pipe.hset(base, b"", n)
+        per: dict[int, dict[bytes, bytes]] = {}
+        for f, v in fv:
+            per.setdefault(int.from_bytes(f[:3], "big") % n, {})[f] = v
+        for b, m in per.items():
+            pipe.hset(f"{base}.{b}", mapping=m)
+        pipe.execute()
+    pipe.execute()
+
+
+def write_compact(r: Any, files: list[tuple[str, int, int]]) -> None:
+    """mark_done's script (the result script) over a pipeline, as a worker's mark_done runs it."""
+    led = Ledger(r, PREFIX)
+    pipe = r.pipeline(transaction=False)
+    for n, (rel, size, mtime) in enumerate(files, 1):
+        d, _, name = rel.rpartition("/")
+        led._result(keys=led._keys(ZONE, d), client=pipe,
+                    args=[name_field(name), done_value(size, mtime), version_bytes(size, mtime), "done", size, "0"])
+        _flush(pipe, n)
+    pipe.execute()
+
+
+def fp8(size: int, mtime: int) -> bytes:
+    return hashlib.blake2b(b"%d\0%d" % (size, mtime), digest_size=8).digest()
+
+
+def write_layout(r: Any, layout: str, files: list[tuple[str, int, int]]) -> None:
+    if layout in ("first", "first+lp16k"):
+        write_v1_done(r, ZONE, files, PREFIX)
+    elif layout == "17B/dir":
+        write_plain(r, files, done_value)
+    elif layout == "compact":
+        write_compact(r, files)
+    elif layout == "fp8/buckets":
+        write_buckets(r, files, fp8)
+    else:
+        raise ValueError(layout)
+
+
+def measure(r: Any, layout: str, per_dir: int, total: int) -> dict[str, Any]:
+    """Write one layout at one shape into the emptied Redis; bytes a file and a directory."""
+    files = tree(per_dir, total)
+    r.flushall()
+    lp = r.config_get("hash-max-listpack-entries")["hash-max-listpack-entries"]
+    if layout == "first+lp16k":
+        r.config_set("hash-max-listpack-entries", 16384)
+    try:
+        time.sleep(2.5)  # the server shrinks an idle client's query buffer (the last pipeline's) after 2 s
+        base = int(r.info("memory")["used_memory"])
+        r.config_resetstat()
+        write_layout(r, layout, files)
+        script = r.info("commandstats").get("cmdstat_evalsha", {}).get("usec_per_call")
+        time.sleep(2.5)
+        used = int(r.info("memory")["used_memory"]) - base
+        ks = [k for k in r.scan_iter(match=keys.dir_pattern(PREFIX, ZONE), count=1000)]
+        pipe = r.pipeline(transaction=False)
+        for k in ks:
+            pipe.memory_usage(k, samples=0)
+        mu = sum(int(x or 0) for x in pipe.execute())
+        pipe = r.pipeline(transaction=False)
+        for k in ks:
+            pipe.object("encoding", k)
+        enc = sorted({e.decode() if isinstance(e, bytes) else str(e) for e in pipe.execute()})
+    finally:
+        r.config_set("hash-max-listpack-entries", lp)
+    ndirs = len(files) // per_dir
+    return {"layout": layout, "per_dir": per_dir, "files": len(files), "keys": len(ks),
+            "mu_file": mu / len(files), "used_file": used / len(files), "mu_dir": mu / ndirs,
+            "encodings": "+".join(enc), "script_us": script}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'layout':<12} {'files/dir':>9} {'files':>7} {'keys':>6} {'MEMORY USAGE B/file':>20} "
+            f"{'used_memory B/file':>19} {'B/dir':>9} {'encoding':<18} {'script us/file':>14}")
+    out = [head, "-" * len(head)]
+    for x in rows:
+        script = "-" if x["script_us"] is None else f"{x['script_us']:.1f}"
+        out.append(f"{x['layout']:<12} {x['per_dir']:>9,} {x['files']:>7,} {x['keys']:>6,} {x['mu_file']:>20.1f} "
+                   f"{x['used_file']:>19.1f} {x['mu_dir']:>9,.0f} {x['encodings']:<18} {script:>14}")
+    return "\n".join(out)
+
+
+def run_all(r: Any, total: int) -> list[dict[str, Any]]:
+    rows = []
+    for per_dir in SHAPES:
+        for layout in LAYOUTS:
+            rows.append(measure(r, layout, per_dir, max(total, per_dir)))
+    r.flushall()
+    return rows
+
+
+def run(svc: Any, work: Path, res: Any, quick: bool) -> None:
+    r = svc.redis.client()
+    rows = run_all(r, 20_000 if quick else 100_000)
+    print(table(rows), flush=True)
+    by = {(x["layout"], x["per_dir"]): x for x in rows}
+    for per_dir in SHAPES:
+        first, comp = by[("first", per_dir)], by[("compact", per_dir)]
+        res.add("ledger", f"Redis bytes a done file, {per_dir:,}/dir: first layout -> compact (MEMORY USAGE)",
+                f"{first['mu_file']:.1f} -> {comp['mu_file']:.1f} B", "compact < first",
+                comp["mu_file"] < first["mu_file"])
+    svc.flush_redis()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone: start a redis-server of its own (the tests' helper), measure, print the table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=100_000, help="files a layout and shape (default 100000)")
+    a = ap.parse_args(argv)
+    from tests.redis_harness import RedisServerProcess
+
+    with tempfile.TemporaryDirectory(prefix="ledger-bytes-") as tmp:
+        srv = RedisServerProcess(Path(tmp))
+        srv.start()
+        try:
+            r = srv.client()
+            info = r.info("server")
+            print(f"redis {info['redis_version']} ({os.uname().machine}); hash-max-listpack-entries "
+                  f"{r.config_get('hash-max-listpack-entries')['hash-max-listpack-entries']}, -value "
+                  f"{r.config_get('hash-max-listpack-value')['hash-max-listpack-value']}", flush=True)
+            print(table(run_all(r, a.files)))
+        finally:
+            srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
