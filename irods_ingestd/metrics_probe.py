@@ -1,14 +1,17 @@
 """Reachability of Redis and iRODS, probed when the metrics are scraped (at most every PROBE_EVERY s).
 
 `irods_ingestd_redis_up`: a PING on a client of its own (2 s timeout) answered. `irods_ingestd_irods_up`:
-the iRODS server (host and port of the environment file) accepted a TCP connection within 2 s; it says
-the server is there, not that this account may log in (failed calls show in
-`irods_ingestd_irods_call_errors_total`). The probes run on the scrape's thread, never on the ingest's.
+the iRODS server (host and port of the environment file) answered the protocol's startup message within
+2 s (no login: the server logs nothing); it says the server is there, not that this account may log in
+(failed calls show in `irods_ingestd_irods_call_errors_total`). The probes run on the scrape's thread,
+never on the ingest's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -48,16 +51,26 @@ class Reachability(Collector):
             return False
 
     def _irods_up(self) -> bool:
-        from .irods_session import SessionError, read_environment
+        """The server answers a startup pack (the protocol's first step; no login, nothing in its log)."""
+        from irods.message import StartupPack, iRODSMessage
+
+        from .irods_session import APPLICATION_NAME, SessionError, read_environment
 
         env_file = self.cfg.irods.environment_file
         if env_file is None:
             return False
         try:
             env = read_environment(env_file)
-            with socket.create_connection((str(env["irods_host"]), int(env["irods_port"])), timeout=TIMEOUT):
-                return True
-        except (SessionError, OSError, ValueError):
+            user = (str(env["irods_user_name"]), str(env["irods_zone_name"]))
+            with socket.create_connection((str(env["irods_host"]), int(env["irods_port"])), timeout=TIMEOUT) as s:
+                s.settimeout(TIMEOUT)
+                s.sendall(iRODSMessage(msg_type="RODS_CONNECT",
+                                       msg=StartupPack(user, user, APPLICATION_NAME + "-probe")).pack())
+                answer = iRODSMessage.recv(s)  # the version, or an error: either way the server is there
+                with contextlib.suppress(OSError):
+                    s.sendall(iRODSMessage(msg_type="RODS_DISCONNECT").pack())
+                return answer is not None
+        except (SessionError, OSError, ValueError, KeyError, struct.error):
             return False
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
