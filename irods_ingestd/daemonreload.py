@@ -3,7 +3,7 @@
 Refused, with the reason in the journal: a config that does not load (every problem named, aliasing of
 zone paths and move_to included), a zone added that another daemon runs, or a Redis that cannot say so.
 Applied: zones removed (their lock released), added (taken, recounted) or changed; `[redis]` and
-`[queue]` changes wait for a restart.
+`[queue]` and `[metrics]` changes wait for a restart.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def reload(d: Daemon) -> None:
             d.remove_zone(name)
         if name not in d.zones:
             d.add_zone(z)
-    for part in ("redis", "queue"):
+    for part in ("redis", "queue", "metrics"):
         if getattr(new, part) != getattr(d.cfg, part):
             log.warning("reload: the [%s] settings changed; they take effect at the next restart", part)
     d.cfg = Config(source=new.source, redis=d.cfg.redis, irods=new.irods, queue=d.cfg.queue, zones=new.zones,
