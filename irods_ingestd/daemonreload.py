@@ -2,7 +2,7 @@
 
 Refused, with the reason in the journal: a config that does not load (every problem named, aliasing of
 zone paths and move_to included), a zone added that another daemon runs, or a Redis that cannot say so.
-Applied: zones removed (their lock released), added (taken, recounted) or changed; `[redis]` and
+Applied: zones removed (their lock released), added (taken, recounted) or changed; `[redis]`,
 `[queue]` and `[metrics]` changes wait for a restart.
 """
 
