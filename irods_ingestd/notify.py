@@ -197,6 +197,12 @@ def zone_lost(n: Notify, zone: str, path: str, collection: str, reason: str) -> 
     return send(n, "zone_lost", {"zone": zone, "path": path, "object": collection, "reason": reason})
 
 
+def completed(n: Notify, zone: str, path: str, obj: str, **fields: Any) -> bool:
+    """A directory or run is complete and verified (the completion rules call this): path is the landing
+    directory, obj its collection, fields what else the rule knows (files, bytes, ...)."""
+    return send(n, "completed", {"zone": zone, "path": path, "object": obj, **fields})
+
+
 def flush(timeout: float) -> bool:
     """Wait up to `timeout` s until every queued document was sent or given up; True if none is left."""
     deadline = time.monotonic() + timeout

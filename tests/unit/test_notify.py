@@ -117,3 +117,12 @@ def test_a_hanging_receiver_times_out_and_a_full_queue_drops_with_a_count(monkey
     assert any("dropped" in r.getMessage() and "1 dropped so far" in r.getMessage() for r in caplog.records)
     assert any("no answer within 0.2s" in r.getMessage() for r in caplog.records)
     assert "s3cr3t" not in caplog.text
+
+
+def test_completed_carries_what_the_completion_rule_adds() -> None:
+    with Receiver() as rx:
+        n = Notify(webhook=rx.url())
+        assert notify.completed(n, "z", "/landing/run7", "/tempZone/home/rods/run7", files=3, bytes=300)
+        (doc,) = rx.wait_docs(1)
+    assert (doc["event"], doc["path"], doc["object"], doc["files"], doc["bytes"]) == \
+        ("completed", "/landing/run7", "/tempZone/home/rods/run7", 3, 300)
