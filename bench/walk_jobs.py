@@ -1,0 +1,184 @@
+"""Walk jobs: an onboarding walk (a tree the ledger does not know) by one walker, and as walk jobs.
+
+The tree is empty files in flat directories (10,000 of 100 = 1,000,000 files; `--quick` 2,000 of 100), made
+with bench/walk.py's tree maker in the work directory (the disk, warm page cache). Both sides run the
+daemon's code for a zone's full walk and hand every file found to the zone's settle policy
+(`Zone.take_found`) and a sink that counts: the queueing that follows is the same for both and is measured
+by `throughput`.
+
+- one walker: `Zone.walk_step` in this process until the walk ends (walk_dir + one ledger pipeline per 64
+  directories), as the daemon walks a zone today;
+- walk jobs: the same walk with `[walk] jobs = true` and 1, 2 and 4 walk worker processes (`irods-ingestd
+  worker --role walk`) on this machine; this process is the daemon's scheduler (`WalkJobs.step`): it drains
+  the results, makes the subdirectories new chunks, and ends the walk when no chunk is outstanding.
+
+Each file must be found exactly once on each side (counted); the wall time from the walk's start to its
+end is printed with files/s and the speed-up over one walker. WALKJOBS_FILES (environment) overrides the
+size (e.g. 200000).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+from rq import Queue, Worker
+
+from irods_ingestd.config import load
+from irods_ingestd.reconcile import Reconciler, Walk
+from irods_ingestd.walk_sched import WalkJobs
+from irods_ingestd.watch.poll import PollWatcher
+from irods_ingestd.zone import Zone
+
+from .common import (
+    PY,
+    ZONE_PREFIX,
+    Procs,
+    Results,
+    Services,
+    list_tree,
+    loadavg,
+    make_empty_tree,
+    mark_done_pipelined,
+    wait_until,
+    write_config,
+)
+
+WORKERS = (1, 2, 4)
+
+
+class CountingSink:
+    """A ZoneSink that counts what a walk hands on (and how often each file: must be once)."""
+
+    def __init__(self) -> None:
+        self.ready = 0
+        self.observed = 0
+        self.skipped = 0
+
+    def observe(self, zone: str, rel: str, size: int, mtime_ns: int, settle: float) -> None:
+        self.observed += 1
+
+    def touch(self, zone: str, rel: str) -> bool:
+        return False
+
+    def is_settling(self, zone: str, rel: str) -> bool:
+        return False
+
+    def discard(self, zone: str, rel: str | None = None) -> None:
+        pass
+
+    def ready_file(self, zone: str, rel: str, size: int, mtime_ns: int) -> None:
+        self.ready += 1
+
+    def report_skip(self, zone: str, rel: str, reason: str) -> None:
+        self.skipped += 1
+
+    @property
+    def found(self) -> int:
+        return self.ready + self.observed
+
+
+def one_walker(zs: Zone, rec: Reconciler) -> tuple[float, int, Walk]:
+    sink = CountingSink()
+    walk = zs.walk = Walk()
+    t0 = time.perf_counter()
+    while zs.walk is not None:
+        zs.walk_step(rec, sink, budget=1.0)
+    return time.perf_counter() - t0, sink.found, walk
+
+
+def as_jobs(zs: Zone, jobs: WalkJobs) -> tuple[float, int, Walk, set[str]]:
+    sink = CountingSink()
+    walk = zs.walk = Walk()
+    t0 = time.perf_counter()
+    while zs.walk is not None:
+        assert jobs.runs_as_jobs(zs), "the walk did not run as jobs"
+        jobs.step(zs, sink, budget=0.05)
+    return time.perf_counter() - t0, sink.found, walk, jobs.finished[zs.name].hosts
+
+
+def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
+    want = int(os.environ.get("WALKJOBS_FILES", 0)) or (200_000 if quick else 1_000_000)
+    per_dir = 100
+    ndirs = want // per_dir
+    root = work / "walkjobs-zone"
+    t0 = time.monotonic()
+    n = make_empty_tree(root, ndirs, per_dir)
+    print(f"  {n} empty files in {ndirs} directories created in {time.monotonic() - t0:.1f}s (on {work}: "
+          f"{_fs_of(work)})", flush=True)
+    svc.flush_redis()
+    cfg_path = write_config(work / "walkjobs.toml", svc, [{"name": "wj", "path": str(root),
+                                                             "collection": f"{svc.home}/wj", "watcher": "poll"}],
+                            queue="bench-wj", log_level="warning")
+    with open(cfg_path, "a") as f:
+        f.write("\n[walk]\njobs = true\n")
+    cfg = load(cfg_path)
+    r: redis.Redis = svc.redis.client()
+    zs = Zone(cfg=cfg.zones[0], watcher=PollWatcher())
+    zs.state = "polling"
+    rec = Reconciler(_ledger(r))
+    subprocess.run(["find", str(root), "-type", "f"], stdout=subprocess.DEVNULL, check=True)  # warm the cache
+    secs1, found1, walk1 = one_walker(zs, rec)
+    print(f"  one walker: {found1} files in {secs1:.2f}s (load {loadavg()})", flush=True)
+    if found1 != n or walk1.files != n:
+        res.fail("walk_jobs", "one walker", f"found {found1}, walked {walk1.files} files (want {n})")
+        return
+    res.add("walk_jobs", f"onboarding walk, {n} files, one walker", f"{n / secs1 / 1e3:.0f}k files/s ({secs1:.2f}s)")
+    if not with_workers(svc, work, res, cfg_path, zs, n, n, secs1, "onboarding walk"):
+        return
+    t0 = time.monotonic()
+    mark_done_pipelined(r, "wj", list_tree(root))
+    print(f"  ledger filled with the {n} files in {time.monotonic() - t0:.1f}s", flush=True)
+    secs0, found0, walk0 = one_walker(zs, rec)
+    print(f"  rescan, one walker: {walk0.files} files, {found0} new in {secs0:.2f}s (load {loadavg()})", flush=True)
+    if found0 != 0 or walk0.files != n:
+        res.fail("walk_jobs", "rescan, one walker", f"found {found0} new, walked {walk0.files} files (want 0, {n})")
+        return
+    res.add("walk_jobs", f"rescan of a known tree, {n} files, one walker",
+            f"{n / secs0 / 1e3:.0f}k files/s ({secs0:.2f}s)")
+    with_workers(svc, work, res, cfg_path, zs, n, 0, secs0, "rescan of a known tree")
+    subprocess.run(["rm", "-rf", str(root)], check=False)
+    svc.flush_redis()
+
+
+def with_workers(svc: Services, work: Path, res: Results, cfg_path: Path, zs: Zone, n: int, new: int, secs1: float,
+                 what: str) -> bool:
+    """The walk as jobs with 1, 2, 4 walk worker processes; False if a run found the wrong count."""
+    cfg = load(cfg_path)
+    r = svc.redis.client()
+    for k in WORKERS:
+        with Procs() as procs:
+            for i in range(k):
+                procs.start([PY, "-m", "irods_ingestd", "--log-target", "stderr", "-c", str(cfg_path), "worker",
+                             "--role", "walk", "--hostname", f"bench-{i}", "--name", f"bench-walk-{k}-{i}"],
+                            work / f"walk-worker-{k}-{i}.log")
+            q = Queue(cfg.walk.queue, connection=r)
+            if not wait_until(lambda: Worker.count(connection=r, queue=q) >= k, 30):  # noqa: B023
+                res.fail("walk_jobs", f"{k} walk workers", "workers did not start")
+                return False
+            jobs = WalkJobs(r, cfg.redis.prefix, cfg.walk)
+            secs, found, walk, hosts = as_jobs(zs, jobs)
+        print(f"  {what}, {k} walk workers ({len(hosts)} took chunks): {walk.files} files, {found} new in {secs:.2f}s "
+              f"(load {loadavg()})", flush=True)
+        if found != new or walk.files != n:
+            res.fail("walk_jobs", f"{what}, {k} walk workers", f"found {found}, walked {walk.files} files "
+                     f"(want {new}, {n})")
+            return False
+        speedup = secs1 / secs
+        res.add("walk_jobs", f"{what}, {n} files, {k} walk workers",
+                f"{n / secs / 1e3:.0f}k files/s ({secs:.2f}s) = {speedup:.2f}x one walker")
+    return True
+
+
+def _ledger(r: redis.Redis):  # noqa: ANN202 - the ledger the daemon would use
+    from irods_ingestd.ledger import Ledger
+
+    return Ledger(r, ZONE_PREFIX)
+
+
+def _fs_of(path: Path) -> str:
+    out = subprocess.run(["df", "--output=fstype,source", str(path)], capture_output=True, text=True).stdout.split()
+    return " ".join(out[2:4]) if len(out) >= 4 else "?"
