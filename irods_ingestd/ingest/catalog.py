@@ -295,14 +295,14 @@ def replicas(session: Any, path: str) -> list[Replica]:
 
 def replicate(session: Any, path: str, resource: str) -> None:
     """A new replica on `resource` (a stale one there is updated), checksummed by the server from the bytes it
-    wrote there (regChksum: the replica's own checksum, not the source's copied)."""
-    session.data_objects.replicate(path, resource=resource, regChksum="")
+    wrote there and compared with the source replica's checksum (verifyChksum; the source must have one: iRODS 5
+    refuses regChksum from a source that has one, and verifyChksum from one that has none)."""
+    session.data_objects.replicate(path, resource=resource, verifyChksum="")
 
 
 def replica_checksum(session: Any, path: str, number: int) -> str:
     """The server reads replica `number` and records its checksum."""
     return str(session.data_objects.chksum(path, replNum=str(number)) or "")
-
 
 
 # keep this line last: it times every public function above (irods_ingestd_irods_call_seconds{api=name})

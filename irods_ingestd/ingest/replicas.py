@@ -87,7 +87,7 @@ def _verified(session: Any, obj: str, reps: list[Replica], want: _Expected) -> l
 
 def _short(n: int, want: int, zone: ZoneSpec, extra: str = "") -> str:
     how = f"replicating to {', '.join(zone.access.replicate_to)}" if zone.access.replicate_to else \
-        "waiting for replicas made elsewhere (no replicate_to)"
+        "no replicate_to: waiting for replicas made elsewhere"
     return f"held: {n} of min_replicas = {want} good replicas ({how}){extra}"
 
 
@@ -101,7 +101,7 @@ def _ensure(session: Any, zone: ZoneSpec, obj: str, want: _Expected) -> str:
     for resc in zone.access.replicate_to:
         if len(good) >= need:
             break
-        if any(g.resource == resc for g in good):
+        if any(g.resource == resc for g in good) or not good:  # no good source: nothing to replicate from
             continue
         catalog.replicate(session, obj, resc)
         reps = catalog.replicas(session, obj)

@@ -141,7 +141,7 @@ def test_registered_objects_carry_the_acl_one_by_one_or_in_bulk(make_pipe: Any, 
         write_files(pipe.root, ["first.dat"])  # the first file teaches the worker the server's checksum scheme
         pipe.drain(min_done=1)
         write_files(pipe.root, many)  # then the bulk register could take them (with inheritance it does)
-        pipe.drain(min_done=1 + len(many))
+        pipe.drain(timeout=90, min_done=1 + len(many))
     assert dict(pipe.ledger.failures("z")) == {}
     for rel in ["first.dat", *many]:
         assert object_acls(access_server.admin, f"{pipe.collection}/{rel}").get(GROUP) == "read_object", rel
