@@ -39,6 +39,7 @@ class DaemonMetrics(Collector):
         self.server: metrics.Server | None = None
         self._snap: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._registered = True
 
     def start(self) -> None:
         addr = self.d.cfg.metrics.listen
@@ -47,11 +48,16 @@ class DaemonMetrics(Collector):
         self.server = metrics.serve(addr, self.d.cfg, "daemon")
         if self.server is not None:
             self.update()
-            REGISTRY.register(self)
+            try:
+                REGISTRY.register(self)
+            except ValueError:  # another Daemon in this process (tests) exports its gauges already
+                log.warning("metrics: another daemon of this process exports the daemon's gauges")
+                self._registered = False
 
     def stop(self) -> None:
         if self.server is not None:
-            REGISTRY.unregister(self)
+            if self._registered:
+                REGISTRY.unregister(self)
             metrics.stop(self.server)
             self.server = None
 

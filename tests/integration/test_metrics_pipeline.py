@@ -184,3 +184,37 @@ def test_a_worker_instance_that_is_not_a_number_serves_no_metrics(tmp_path, redi
     finally:
         worker.stop()
     assert problem in (tmp_path / "worker.log").read_text()
+
+
+def test_the_daemon_gauges_follow_a_zone_that_is_lost_and_back(tmp_path, redis_server, redis_conn, irods):
+    """In one process (the daemon's loop in a thread): the endpoint lives from start to close, and the zone's
+    state gauge says lost while its directory is gone."""
+    p = Pipeline(tmp_path, redis_server.url, irods)
+    port = free_port()
+    with open(p.config_path, "a") as f:
+        f.write(f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    from irods_ingestd.config import load
+
+    p.cfg = load(p.config_path)
+    assert p.root is not None
+    try:
+        with p:
+            (p.root / "a.dat").write_bytes(b"a")
+            p.drain(min_done=1)
+            time.sleep(1.2)
+            m = wait_scrape(port)
+            assert value(m, "irods_ingestd_zone_state", zone="z", state="watching") == 1
+            assert value(m, "irods_ingestd_ingested_files", zone="z") == 1
+            (p.root / "a.dat").unlink()
+            p.root.rmdir()
+            deadline = time.monotonic() + 10
+            while value(m, "irods_ingestd_zone_state", zone="z", state="lost") != 1 and time.monotonic() < deadline:
+                time.sleep(0.3)
+                m = scrape(port)
+            assert value(m, "irods_ingestd_zone_state", zone="z", state="lost") == 1
+            assert value(m, "irods_ingestd_zone_state", zone="z", state="watching") == 0
+            p.root.mkdir()
+        with pytest.raises(OSError):
+            scrape(port)  # closed with the daemon
+    finally:
+        p.cleanup()
