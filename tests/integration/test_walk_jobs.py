@@ -134,7 +134,8 @@ def env(tmp_path: Path, redis_server: Any, redis_conn: redis.Redis) -> Iterator[
 def run_walk(env: Env, files: int, timeout: float = 60) -> tuple[DaemonThread, list[tuple[str, str, int, int]]]:
     d = DaemonThread(env.config(), env.r)
     with d:
-        got = wait_for(lambda: len(queued(env.r, env.queue)) >= files and d.daemon.zones["wj"].walks_done >= 1,
+        got = wait_for(lambda: len(queued(env.r, env.queue)) >= files and "wj" in d.daemon.zones
+                       and d.daemon.zones["wj"].walks_done >= 1,
                        timeout=timeout, interval=0.2)
         assert got, (f"walk incomplete: {len(queued(env.r, env.queue))} of {files} files queued, "
                      f"{d.daemon.zones['wj'].walks_done} walks done")
@@ -186,7 +187,8 @@ def test_a_killed_walk_workers_chunk_is_redone(env: Env) -> None:
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         env.spawn("rescuer")
-        assert wait_for(lambda: d.daemon.zones["wj"].walks_done >= 1, timeout=60, interval=0.2), \
+        assert wait_for(lambda: "wj" in d.daemon.zones and d.daemon.zones["wj"].walks_done >= 1, timeout=60,
+                        interval=0.2), \
             "the walk never completed after its worker was killed"
         time.sleep(0.5)
         q = queued(env.r, env.queue)
@@ -234,3 +236,22 @@ def test_scan_jobs_uses_the_walk_workers(tmp_path: Path, redis_server: Any, redi
         assert_once(e, rels, queued(e.r, e.queue))
     finally:
         e.stop()
+
+
+def test_directories_a_job_walk_listed_are_watched(env: Env) -> None:
+    """An inotify zone walked by jobs: the daemon watched every directory before a job listed it, so a file
+    written afterwards deep in the tree is reported by its event (the next walk is an hour away)."""
+    rels = make_tree(env.root, top=3, mid=3, per_dir=2)
+    env.spawn("watch-a")
+    env.spawn("watch-b")
+    env.wait_workers(2)
+    d = DaemonThread(env.config(), env.r)
+    with d:
+        assert wait_for(lambda: "wj" in d.daemon.zones and d.daemon.zones["wj"].walks_done >= 1, timeout=30,
+                        interval=0.1)
+        zs = d.daemon.zones["wj"]
+        assert zs.watcher.name == "inotify" and d.daemon.walk_jobs is not None and "wj" in d.daemon.walk_jobs.finished
+        (env.root / "d2/e1/late.dat").write_text("late")
+        assert wait_for(lambda: any(rel == "d2/e1/late.dat" for _, rel, _, _ in queued(env.r, env.queue)),
+                        timeout=15), "a file written after the job walk was not seen: its directory was not watched"
+    assert_once(env, rels | {"d2/e1/late.dat"}, queued(env.r, env.queue))
