@@ -12,14 +12,17 @@ by `throughput`.
   worker --role walk`) on this machine; this process is the daemon's scheduler (`WalkJobs.step`): it drains
   the results, makes the subdirectories new chunks, and ends the walk when no chunk is outstanding.
 
-Each file must be found exactly once on each side (counted); the wall time from the walk's start to its
-end is printed with files/s and the speed-up over one walker. WALKJOBS_FILES (environment) overrides the
-size (e.g. 200000).
+Two trees: an onboarding walk (the ledger is empty: every file is handed to the daemon) and a rescan of a
+known tree (the ledger holds every file: nothing is). Each file must be found exactly once on each side
+(counted); the two sides run alternately, 3 times each per number of workers, and the medians of the wall
+time from the walk's start to its end are printed with files/s and the speed-up over one walker.
+WALKJOBS_FILES (environment) overrides the size (e.g. 200000).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -48,6 +51,7 @@ from .common import (
 )
 
 WORKERS = (1, 2, 4)
+RUNS = 3
 
 
 class CountingSink:
@@ -108,47 +112,34 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
     t0 = time.monotonic()
     n = make_empty_tree(root, ndirs, per_dir)
     print(f"  {n} empty files in {ndirs} directories created in {time.monotonic() - t0:.1f}s (on {work}: "
-          f"{_fs_of(work)})", flush=True)
+          f"{_fs_of(work)}; cores {os.cpu_count()})", flush=True)
     svc.flush_redis()
     cfg_path = write_config(work / "walkjobs.toml", svc, [{"name": "wj", "path": str(root),
                                                              "collection": f"{svc.home}/wj", "watcher": "poll"}],
                             queue="bench-wj", log_level="warning")
     with open(cfg_path, "a") as f:
         f.write("\n[walk]\njobs = true\n")
-    cfg = load(cfg_path)
     r: redis.Redis = svc.redis.client()
-    zs = Zone(cfg=cfg.zones[0], watcher=PollWatcher())
-    zs.state = "polling"
-    rec = Reconciler(_ledger(r))
     subprocess.run(["find", str(root), "-type", "f"], stdout=subprocess.DEVNULL, check=True)  # warm the cache
-    secs1, found1, walk1 = one_walker(zs, rec)
-    print(f"  one walker: {found1} files in {secs1:.2f}s (load {loadavg()})", flush=True)
-    if found1 != n or walk1.files != n:
-        res.fail("walk_jobs", "one walker", f"found {found1}, walked {walk1.files} files (want {n})")
-        return
-    res.add("walk_jobs", f"onboarding walk, {n} files, one walker", f"{n / secs1 / 1e3:.0f}k files/s ({secs1:.2f}s)")
-    if not with_workers(svc, work, res, cfg_path, zs, n, n, secs1, "onboarding walk"):
-        return
-    t0 = time.monotonic()
-    mark_done_pipelined(r, "wj", list_tree(root))
-    print(f"  ledger filled with the {n} files in {time.monotonic() - t0:.1f}s", flush=True)
-    secs0, found0, walk0 = one_walker(zs, rec)
-    print(f"  rescan, one walker: {walk0.files} files, {found0} new in {secs0:.2f}s (load {loadavg()})", flush=True)
-    if found0 != 0 or walk0.files != n:
-        res.fail("walk_jobs", "rescan, one walker", f"found {found0} new, walked {walk0.files} files (want 0, {n})")
-        return
-    res.add("walk_jobs", f"rescan of a known tree, {n} files, one walker",
-            f"{n / secs0 / 1e3:.0f}k files/s ({secs0:.2f}s)")
-    with_workers(svc, work, res, cfg_path, zs, n, 0, secs0, "rescan of a known tree")
+    if compare(svc, work, res, cfg_path, n, n, "onboarding walk"):
+        t0 = time.monotonic()
+        mark_done_pipelined(r, "wj", list_tree(root))
+        print(f"  ledger filled with the {n} files in {time.monotonic() - t0:.1f}s", flush=True)
+        compare(svc, work, res, cfg_path, n, 0, "rescan of a known tree")
     subprocess.run(["rm", "-rf", str(root)], check=False)
     svc.flush_redis()
 
 
-def with_workers(svc: Services, work: Path, res: Results, cfg_path: Path, zs: Zone, n: int, new: int, secs1: float,
-                 what: str) -> bool:
-    """The walk as jobs with 1, 2, 4 walk worker processes; False if a run found the wrong count."""
+def compare(svc: Services, work: Path, res: Results, cfg_path: Path, n: int, new: int, what: str) -> bool:
+    """One walker and the walk as jobs with 1, 2, 4 walk worker processes, alternately (RUNS times each, so
+    both sides see the same load), medians; False if a walk found the wrong count."""
     cfg = load(cfg_path)
     r = svc.redis.client()
+    zs = Zone(cfg=cfg.zones[0], watcher=PollWatcher())
+    zs.state = "polling"
+    rec = Reconciler(_ledger(r))
+    ones: list[float] = []
+    by_k: dict[int, float] = {}
     for k in WORKERS:
         with Procs() as procs:
             for i in range(k):
@@ -159,17 +150,29 @@ def with_workers(svc: Services, work: Path, res: Results, cfg_path: Path, zs: Zo
             if not wait_until(lambda: Worker.count(connection=r, queue=q) >= k, 30):  # noqa: B023
                 res.fail("walk_jobs", f"{k} walk workers", "workers did not start")
                 return False
-            jobs = WalkJobs(r, cfg.redis.prefix, cfg.walk)
-            secs, found, walk, hosts = as_jobs(zs, jobs)
-        print(f"  {what}, {k} walk workers ({len(hosts)} took chunks): {walk.files} files, {found} new in {secs:.2f}s "
-              f"(load {loadavg()})", flush=True)
-        if found != new or walk.files != n:
-            res.fail("walk_jobs", f"{what}, {k} walk workers", f"found {found}, walked {walk.files} files "
-                     f"(want {new}, {n})")
-            return False
-        speedup = secs1 / secs
+            times = []
+            for _ in range(RUNS):
+                secs1, found1, walk1 = one_walker(zs, rec)
+                if found1 != new or walk1.files != n:
+                    res.fail("walk_jobs", f"{what}, one walker",
+                             f"found {found1}, walked {walk1.files} (want {new}, {n})")
+                    return False
+                ones.append(secs1)
+                secs, found, walk, hosts = as_jobs(zs, WalkJobs(r, cfg.redis.prefix, cfg.walk))
+                if found != new or walk.files != n:
+                    res.fail("walk_jobs", f"{what}, {k} walk workers", f"found {found}, walked {walk.files} files "
+                             f"(want {new}, {n})")
+                    return False
+                times.append(secs)
+                print(f"  {what}: one walker {secs1:.2f}s; {k} walk workers ({len(hosts)} took chunks) {secs:.2f}s "
+                      f"(load {loadavg()})", flush=True)
+        by_k[k] = statistics.median(times)
+    one = statistics.median(ones)
+    res.add("walk_jobs", f"{what}, {n} files, one walker",
+            f"{n / one / 1e3:.0f}k files/s ({one:.2f}s, median of {len(ones)})")
+    for k, secs in by_k.items():
         res.add("walk_jobs", f"{what}, {n} files, {k} walk workers",
-                f"{n / secs / 1e3:.0f}k files/s ({secs:.2f}s) = {speedup:.2f}x one walker")
+                f"{n / secs / 1e3:.0f}k files/s ({secs:.2f}s, median of {RUNS}) = {one / secs:.2f}x one walker")
     return True
 
 
