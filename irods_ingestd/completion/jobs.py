@@ -63,6 +63,11 @@ def unit_batch(rec: dict[str, Any]) -> dict[str, int]:
     ctx = tasks.get_context()
     counts: dict[str, int] = {}
     for unit in names:
-        outcome = check_unit(ctx, zone, unit)
+        try:
+            outcome = check_unit(ctx, zone, unit)
+        except Exception:  # noqa: BLE001 - one directory's trouble must not stop the others; looked at again
+            log.exception("zone %s: checking the completed directory %s/ failed; looked at again later", zone.name,
+                          unit, extra={"fields": {"INGEST_ZONE": zone.name}})
+            outcome = "error"
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts

@@ -79,9 +79,10 @@ def test_a_complete_delivery_is_verified_and_moved(make_pipe: Any, tmp_path: Pat
     assert status.gather(pipe.cfg)["zones"]["z"]["failed"] == 0
 
 
-def test_one_wrong_sum_fails_that_file_and_keeps_the_whole_set(make_pipe: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("after", ["move", "delete"])
+def test_one_wrong_sum_fails_that_file_and_keeps_the_whole_set(make_pipe: Any, tmp_path: Path, after: str) -> None:
     done = tmp_path / "done"
-    pipe = make_pipe(after="move", move_to=str(done), after_hold="0s")
+    pipe = make_pipe(after=after, after_hold="0s", **({"move_to": str(done)} if after == "move" else {}))
     root = pipe.root
     assert root is not None
     with pipe:

@@ -152,3 +152,16 @@ def test_keep_zone_with_marker_ingests_only_after_it(make_pipe: Any) -> None:
         until(pipe, lambda: names(pipe) == {"run4/x/y.bin", f"run4/{MARKER}"}, what="all of run4 in iRODS")
         until(pipe, lambda: units.pending(pipe.r, "ingestd", "z") == {}, what="the directory complete")
     assert (root / "run4" / "x" / "y.bin").exists()  # keep: nothing moves
+
+
+def test_a_delete_zone_deletes_a_run_only_once_all_of_it_is_verified(make_pipe: Any) -> None:
+    pipe = make_pipe(after="delete", after_hold="0s")
+    root = pipe.root
+    assert root is not None
+    with pipe:
+        write(root, "run5/a.bin", b"a" * 100)
+        write(root, "run5/b/c.bin", b"c" * 100)
+        write(root, f"run5/{MARKER}", b"")
+        until(pipe, lambda: "run5/a.bin" in names(pipe), what="a.bin ingested")
+        until(pipe, lambda: not any(p.is_file() for p in (root / "run5").rglob("*")), what="the run's files deleted")
+    assert names(pipe) == {"run5/a.bin", "run5/b/c.bin", f"run5/{MARKER}"}
