@@ -283,6 +283,12 @@ def principals(session: Any, names_: Iterable[str]) -> set[tuple[str, str]]:
     return {(row[User.name], row[User.zone]) for row in q}
 
 
+def user_type(session: Any) -> str:
+    """The session's user's type (rodsadmin, rodsuser, groupadmin); '' if the catalog does not say."""
+    q = session.query(User.type).filter(User.name == session.username).filter(User.zone == session.zone)
+    return next((str(row[User.type]) for row in q), "")
+
+
 def replicas(session: Any, path: str) -> list[Replica]:
     coll, _, name = path.rpartition("/")
     q = session.query(DataObject.replica_number, DataObject.resc_hier, DataObject.replica_status,

@@ -5,11 +5,13 @@ Through the pipeline (daemon thread, real RQ workers in bursts, real Redis) on t
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from irods.access import iRODSAccess
 
 from tests.access_server import GROUP, USER, AccessServer, access_server, object_acls, remove_all  # noqa: F401
 from tests.expect import sha2
@@ -114,3 +116,47 @@ def test_register_as_a_rodsuser_is_refused_with_the_reason(make_pipe: Any) -> No
     for reason in why.values():
         assert "SYS_NO_PATH_PERMISSION" in reason and "rodsadmin" in reason and "acSetChkFilePathPerm" in reason
     assert not pipe.objects()
+
+
+def test_a_rodsuser_never_registers_in_bulk_past_the_path_policy(tmp_path: Path, redis_server: Any, redis_conn: Any,
+                                                                 access_server: AccessServer,  # noqa: F811
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """iRODS 5.0.2 takes BULK_DATA_OBJ_REG rows from a rodsuser whatever acSetChkFilePathPerm says: the worker
+    must not send them, even once it knows the server's checksum scheme (from an object already there). One
+    worker context over two batches (the pipeline's bursts start a new one each time)."""
+    from irods_ingestd.config import Config, IrodsConfig, QueueConfig, RedisConfig, ZoneConfig
+    from irods_ingestd.ingest import bulk
+    from tests.integration.test_ingest import Env
+
+    sent: list[int] = []
+    real = bulk._send
+    monkeypatch.setattr(bulk, "_send", lambda session, rows, *a: (sent.append(len(rows)), real(session, rows, *a)))
+    root = server_readable(tmp_path / "landing")
+    coll = f"{access_server.admin.home}/t-{secrets.token_hex(4)}"
+    access_server.grant(coll, "own")
+    user = access_server.user
+    cfg = Config(source="<test>", redis=RedisConfig(url=redis_server.url),
+                 irods=IrodsConfig(environment_file=user.write_env_file(tmp_path / "env.json"),
+                                   password=user.password, connection_timeout=20),
+                 queue=QueueConfig(retries=1, backoff=0.01, backoff_max=0.05, job_timeout=120),
+                 zones=(ZoneConfig(name="z1", path=root, collection=coll, mode="register", resource="demoResc"),))
+    env = Env(tmp_path, root, coll, cfg, user, redis_conn, [])
+    try:
+        ctx = env.ctx()
+        first = env.write("r0.dat", b"registered by an admin")
+        (root / "r0.dat").chmod(0o644)
+        with access_server.admin.session() as s:  # the worker finds it already there and learns the scheme
+            s.data_objects.register(str(root / "r0.dat"), f"{coll}/r0.dat", regChksum="")
+            s.acls.set(iRODSAccess("own", f"{coll}/r0.dat", USER))
+        assert env.run(ctx, [first])["already_present"] == 1 and ctx.hash_scheme
+        items = [env.write(f"r{i}.dat", b"data %d" % i) for i in range(1, 6)]
+        for it in items:
+            (root / it.rel).chmod(0o644)
+        summary = env.run(ctx, items)
+        assert sent == [] and summary["failed"] == 5, (sent, summary)
+        why = dict(ctx.ledger.failures("z1"))
+        assert all("SYS_NO_PATH_PERMISSION" in info["reason"] for info in why.values()), why
+    finally:
+        for c in env.contexts:
+            c.sessions.cleanup()
+        remove_all(access_server.admin, coll)
