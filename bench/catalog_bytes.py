@@ -15,6 +15,8 @@ machine is shared: the table then says so). Two figures a data object:
   + a 4-byte line pointer, + its entries in each of the table's indexes: see tuple_bytes). AVU rows
   (r_meta_main) are counted only where no other object uses them (iRODS shares an AVU row between objects
   with the same attribute, value and unit). Page headers and free space are left out (a few %).
+The CPU seconds the iRODS server, PostgreSQL, Redis and irods-ingestd's processes spent meanwhile are printed
+a file (see cpu_seconds; on a shared machine other clients' requests to the same servers count too).
 The run's collection is removed afterwards.
 """
 
@@ -93,6 +95,33 @@ def tuple_bytes(coll: str) -> dict[str, tuple[float, float]]:
     return {t: (tup.get(t, 0.0), ix.get(t, 0.0)) for t in TABLES}
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far, by kind of process: each live process's own and its reaped children's (iRODS
+    agents and PostgreSQL backends exit with their connection and are reaped by a parent that lives on);
+    irods-ingestd's daemon and workers are this process's children (resource.getrusage once they exit)."""
+    import resource
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"irods": 0.0, "postgres": 0.0, "redis": 0.0}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        kind = ("irods" if comm.startswith("irods") else "postgres" if comm.startswith("postgres")
+                else "redis" if comm.startswith("redis-server") else None)
+        if kind:
+            f13 = stat[stat.rindex(")") + 2:].split()[11:15]  # utime stime cutime cstime
+            out[kind] += sum(int(x) for x in f13) / tick
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["ingestd"] = ru.ru_utime + ru.ru_stime
+    return out
+
+
 def measure(svc: Services, work: Path, n: int, ndirs: int = 10) -> dict[str, Any]:
     from .throughput import run_ingestd
 
@@ -102,7 +131,9 @@ def measure(svc: Services, work: Path, n: int, ndirs: int = 10) -> dict[str, Any
     svc.flush_redis()
     coll = f"{svc.home}/bench-catalog-{os.getpid()}-{int(time.time())}"
     before = snapshot()
+    cpu0, t0 = cpu_seconds(), time.monotonic()
     out = run_ingestd(svc, src, coll, mode="register", n=made, work=work, label="catalog")
+    cpu1, wall = cpu_seconds(), time.monotonic() - t0
     after = snapshot()
     own = own_rows(coll) if out.seconds is not None else {}
     tup = tuple_bytes(coll) if out.seconds is not None else {}
@@ -115,7 +146,7 @@ def measure(svc: Services, work: Path, n: int, ndirs: int = 10) -> dict[str, Any
     subprocess.run(["rm", "-rf", str(src), *map(str, work.glob("zone-catalog-*")),
                     *map(str, work.glob("tree-catalog-*"))], check=False)
     return {"n": made, "seconds": out.seconds, "why": out.why, "before": before, "after": after, "own": own,
-            "tuple": tup}
+            "tuple": tup, "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}, "wall": wall}
 
 
 def row_cost(m: dict[str, Any], t: str) -> float:
@@ -168,3 +199,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
             f"{rows:.0f} B from its rows; {growth:.0f} B table growth / N")
     res.add("catalog", f"ingest rate of that run (register, 4 workers, {m['n']:,} files)",
             f"{m['n'] / m['seconds']:.1f} files/s ({m['seconds']:.1f} s)")
+    cpu = m["cpu"]
+    res.add("catalog", "CPU ms a file by kind of process (whole machine: other clients' load included)",
+            ", ".join(f"{k} {v / m['n'] * 1000:.1f}" for k, v in cpu.items())
+            + f"; all {sum(cpu.values()) / m['n'] * 1000:.1f} in {m['wall']:.0f} s wall (start-up included)")

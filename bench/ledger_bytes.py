@@ -3,11 +3,13 @@ forever), for each layout, at 100, 1,000 and 10,000 files a directory.
 
     python -m bench.run --only ledger          # or: python -m bench.ledger_bytes [--files N] [--port P]
 
-Each layout is written into an emptied Redis (the bench's own redis-server) and measured two ways: the sum
+Each layout is written into a redis-server of its own, started for it, and measured two ways: the sum
 of `MEMORY USAGE key SAMPLES 0` over the keys (exact for every element), and the `INFO memory` used_memory
 delta (what the server's allocator holds, the keyspace's own tables and the loaded scripts included), each
 divided by the files; and the server's CPU a done file costs (`INFO commandstats` evalsha usec_per_call) for
-the layouts written by their scripts (the others by plain HSET: `-`).
+the layouts written by their scripts (the others by plain HSET: `-`); and the client's time a file to read
+every directory back as the walk does (`Ledger.dirs`, best of 5, 100 directories a call; a split directory costs a
+second round trip and a script).
 Layouts:
 
 - `first`: the layout before buckets (one hash a directory, 25-byte done values: `D` size mtime sha256[:8]);
@@ -123,61 +125,95 @@ def write_layout(r: Any, layout: str, files: list[tuple[str, int, int]]) -> None
         raise ValueError(layout)
 
 
-def measure(r: Any, layout: str, per_dir: int, total: int) -> dict[str, Any]:
-    """Write one layout at one shape into the emptied Redis; bytes a file and a directory."""
+def measure(work: Path, layout: str, per_dir: int, total: int) -> dict[str, Any]:
+    """Write one layout at one shape into a redis-server of its own; bytes a file and a directory."""
+    from tests.redis_harness import RedisServerProcess
+
+    srv = RedisServerProcess(work / f"ledger-bytes-{os.getpid()}")
+    srv.start()
+    try:
+        return _measure(srv.client(), layout, per_dir, total)
+    finally:
+        srv.stop()
+
+
+def _measure(r: Any, layout: str, per_dir: int, total: int) -> dict[str, Any]:
     files = tree(per_dir, total)
-    r.flushall()
-    lp = r.config_get("hash-max-listpack-entries")["hash-max-listpack-entries"]
     if layout == "first+lp16k":
         r.config_set("hash-max-listpack-entries", 16384)
-    try:
-        time.sleep(2.5)  # the server shrinks an idle client's query buffer (the last pipeline's) after 2 s
-        base = int(r.info("memory")["used_memory"])
-        r.config_resetstat()
-        write_layout(r, layout, files)
-        script = r.info("commandstats").get("cmdstat_evalsha", {}).get("usec_per_call")
-        time.sleep(2.5)
-        used = int(r.info("memory")["used_memory"]) - base
-        ks = [k for k in r.scan_iter(match=keys.dir_pattern(PREFIX, ZONE), count=1000)]
-        pipe = r.pipeline(transaction=False)
-        for k in ks:
-            pipe.memory_usage(k, samples=0)
-        mu = sum(int(x or 0) for x in pipe.execute())
-        pipe = r.pipeline(transaction=False)
-        for k in ks:
-            pipe.object("encoding", k)
-        enc = sorted({e.decode() if isinstance(e, bytes) else str(e) for e in pipe.execute()})
-    finally:
-        r.config_set("hash-max-listpack-entries", lp)
+    r.ping()
+    base = int(r.info("memory")["used_memory"])
+    r.config_resetstat()
+    write_layout(r, layout, files)
+    script = r.info("commandstats").get("cmdstat_evalsha", {}).get("usec_per_call")
+    time.sleep(2.5)  # the server shrinks an idle client's query buffer (the last pipeline's) after 2 s
+    used = int(r.info("memory")["used_memory"]) - base
+    read = read_all(r, files)
+    ks = [k for k in r.scan_iter(match=keys.dir_pattern(PREFIX, ZONE), count=1000)]
+    pipe = r.pipeline(transaction=False)
+    for k in ks:
+        pipe.memory_usage(k, samples=0)
+    mu = sum(int(x or 0) for x in pipe.execute())
+    pipe = r.pipeline(transaction=False)
+    for k in ks:
+        pipe.object("encoding", k)
+    enc = sorted({e.decode() if isinstance(e, bytes) else str(e) for e in pipe.execute()})
     ndirs = len(files) // per_dir
     return {"layout": layout, "per_dir": per_dir, "files": len(files), "keys": len(ks),
             "mu_file": mu / len(files), "used_file": used / len(files), "mu_dir": mu / ndirs,
-            "encodings": "+".join(enc), "script_us": script}
+            "encodings": "+".join(enc), "script_us": script,
+            "read_us": read / len(files) * 1e6}
+
+
+def read_all(r: Any, files: list[tuple[str, int, int]]) -> float:
+    """Seconds the walk's read of every directory takes (Ledger.dirs, 100 directories a call), best of 5."""
+    led = Ledger(r, PREFIX)
+    dirs = sorted({rel.rpartition("/")[0] for rel, _, _ in files})
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        n = 0
+        for i in range(0, len(dirs), 100):
+            n += sum(len(h) for h in led.dirs(ZONE, dirs[i:i + 100]))
+        best = min(best, time.perf_counter() - t0)
+        assert n == len(files), (n, len(files))
+    return best
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'layout':<12} {'files/dir':>9} {'files':>7} {'keys':>6} {'MEMORY USAGE B/file':>20} "
-            f"{'used_memory B/file':>19} {'B/dir':>9} {'encoding':<18} {'script us/file':>14}")
+            f"{'used_memory B/file':>19} {'B/dir':>9} {'encoding':<18} {'script us/file':>14} {'read us/file':>12}")
     out = [head, "-" * len(head)]
     for x in rows:
         script = "-" if x["script_us"] is None else f"{x['script_us']:.1f}"
         out.append(f"{x['layout']:<12} {x['per_dir']:>9,} {x['files']:>7,} {x['keys']:>6,} {x['mu_file']:>20.1f} "
-                   f"{x['used_file']:>19.1f} {x['mu_dir']:>9,.0f} {x['encodings']:<18} {script:>14}")
+                   f"{x['used_file']:>19.1f} {x['mu_dir']:>9,.0f} {x['encodings']:<18} {script:>14} "
+                   f"{x['read_us']:>12.2f}")
     return "\n".join(out)
 
 
-def run_all(r: Any, total: int) -> list[dict[str, Any]]:
-    rows = []
-    for per_dir in SHAPES:
-        for layout in LAYOUTS:
-            rows.append(measure(r, layout, per_dir, max(total, per_dir)))
-    r.flushall()
-    return rows
+def run_all(work: Path, total: int) -> list[dict[str, Any]]:
+    return [measure(work, layout, per_dir, max(total, per_dir)) for per_dir in SHAPES for layout in LAYOUTS]
+
+
+def server_line(work: Path) -> str:
+    from tests.redis_harness import RedisServerProcess
+
+    srv = RedisServerProcess(work / f"ledger-bytes-{os.getpid()}")
+    srv.start()
+    try:
+        r = srv.client()
+        get = r.config_get
+        return (f"redis {r.info('server')['redis_version']} ({os.uname().machine}), a fresh server a layout; "
+                f"its hash-max-listpack-entries {get('hash-max-listpack-entries')['hash-max-listpack-entries']}, "
+                f"-value {get('hash-max-listpack-value')['hash-max-listpack-value']}")
+    finally:
+        srv.stop()
 
 
 def run(svc: Any, work: Path, res: Any, quick: bool) -> None:
-    r = svc.redis.client()
-    rows = run_all(r, 20_000 if quick else 100_000)
+    print("  " + server_line(work), flush=True)
+    rows = run_all(work, 20_000 if quick else 100_000)
     print(table(rows), flush=True)
     by = {(x["layout"], x["per_dir"]): x for x in rows}
     for per_dir in SHAPES:
@@ -185,28 +221,16 @@ def run(svc: Any, work: Path, res: Any, quick: bool) -> None:
         res.add("ledger", f"Redis bytes a done file, {per_dir:,}/dir: first layout -> compact (MEMORY USAGE)",
                 f"{first['mu_file']:.1f} -> {comp['mu_file']:.1f} B", "compact < first",
                 comp["mu_file"] < first["mu_file"])
-    svc.flush_redis()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone: start a redis-server of its own (the tests' helper), measure, print the table."""
+    """Standalone: redis-servers of its own (the tests' helper), measure, print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=100_000, help="files a layout and shape (default 100000)")
     a = ap.parse_args(argv)
-    from tests.redis_harness import RedisServerProcess
-
     with tempfile.TemporaryDirectory(prefix="ledger-bytes-") as tmp:
-        srv = RedisServerProcess(Path(tmp))
-        srv.start()
-        try:
-            r = srv.client()
-            info = r.info("server")
-            print(f"redis {info['redis_version']} ({os.uname().machine}); hash-max-listpack-entries "
-                  f"{r.config_get('hash-max-listpack-entries')['hash-max-listpack-entries']}, -value "
-                  f"{r.config_get('hash-max-listpack-value')['hash-max-listpack-value']}", flush=True)
-            print(table(run_all(r, a.files)))
-        finally:
-            srv.stop()
+        print(server_line(Path(tmp)), flush=True)
+        print(table(run_all(Path(tmp), a.files)))
     return 0
 
 
