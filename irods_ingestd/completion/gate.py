@@ -43,7 +43,7 @@ PRUNE = 60.0  # seconds between looks for units whose directory went away
 
 
 class Unit:
-    __slots__ = ("kind", "file", "expect", "released", "missing")
+    __slots__ = ("kind", "file", "expect", "released", "missing", "looked")
 
     def __init__(self, kind: str, file: str, expect: dict[str, str] | None = None, released: bool = False) -> None:
         self.kind = kind
@@ -51,6 +51,7 @@ class Unit:
         self.expect = expect or {}  # manifest: path relative to the zone → "sha256:<hex>"
         self.released = released
         self.missing: tuple[str, ...] = ()  # last reported missing files
+        self.looked = 0.0  # when the ledger was last asked about listed files not held here
 
 
 class Gate:
@@ -208,6 +209,10 @@ class Gate:
         """Every listed file present and settled: held here, or known to the ledger (queued before a restart)."""
         absent = [rel for rel in u.expect if rel not in self.held]
         if absent:
+            now = time.monotonic()
+            if now - u.looked < RECHECK:  # a delivery still trickling in: the ledger is asked every few seconds
+                return False
+            u.looked = now
             entries = ledger.get_many(self.zone, absent)
             absent = [rel for rel, e in zip(absent, entries, strict=True) if e is None]
         if not absent:
