@@ -8,6 +8,9 @@ All keys start with the configured prefix `{p}` (`[redis].prefix`, `ingestd` by 
 - `{p}:eg:{zone}`: the zone's enqueue generation, bumped by enqueuers only (`queue.py`);
 - `{p}:lock:{zone}:{pathhash}`: a worker's lock on one file (`locks.py`);
 - `{p}:after:{zone}`: deferred after-actions, a sorted set by due time (`ingest/after.py`);
+- `{p}:unit:{zone}`, `{p}:unitinfo:{zone}`, `{p}:unitdone:{zone}`, `{p}:unitwait:{zone}`,
+  `{p}:unitheld:{zone}:{hash}`: completed directories (marker/manifest zones), their state and their verified
+  files (`completion/units.py`, which names them);
 - `{p}:owner:{zone}`: the daemon that runs the zone (`daemonlock.py`);
 - `{p}:daemon:{host}:{pid}`: a daemon's status record (`daemonstatus.py`);
 - `{p}:epoch`: a marker that tells a Redis that lost its data (`redishealth.py`);

@@ -230,9 +230,10 @@ class Enqueuer:
         record = job.args[0] if job.args else None
         result = job.latest_result()
         reason = _last_line(result.exc_string if result else None) or "the job failed (worker died or raised)"
-        if isinstance(record, dict) and record.get("kind") == "after":
-            log.warning("after-action job %s failed: %s; its actions come due again (their copies in iRODS are "
-                        "verified; the files stay until then)", job.id, reason)
+        if isinstance(record, dict) and record.get("kind") in ("after", "unit"):
+            log.warning("%s job %s failed: %s; its %s come due again (their copies in iRODS are verified; the "
+                        "files stay until then)", "directory-check" if record["kind"] == "unit" else "after-action",
+                        job.id, reason, "directories" if record["kind"] == "unit" else "actions")
             self._drop(failed, job)
             return 0
         try:
