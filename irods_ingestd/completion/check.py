@@ -92,6 +92,9 @@ def _check(ctx: IngestContext, zone: ZoneSpec, unit: str) -> str:
     if failed or missing:
         return _hold(ctx, zone, unit, info, failed, missing)
     if busy or any(not _verified(entries[rel], members[rel]) for rel in rels):
+        if info.complete_at:  # a file arrived after all was verified: after_hold counts again from the next time
+            info.complete_at, info.state, info.reason = 0.0, "waiting", ""
+            units.save_info(r, p, zone.name, unit, info)
         units.recheck_in(r, p, zone.name, unit, RECHECK)
         return WAITING
     if marker and zone.completion.marker_ingest == "last" and marker in snap:

@@ -165,3 +165,18 @@ def test_a_delete_zone_deletes_a_run_only_once_all_of_it_is_verified(make_pipe: 
         until(pipe, lambda: "run5/a.bin" in names(pipe), what="a.bin ingested")
         until(pipe, lambda: not any(p.is_file() for p in (root / "run5").rglob("*")), what="the run's files deleted")
     assert names(pipe) == {"run5/a.bin", "run5/b/c.bin", f"run5/{MARKER}"}
+
+
+def test_a_run_directory_stays_for_after_hold_once_all_of_it_is_verified(make_pipe: Any, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    pipe = make_pipe(after="move", move_to=str(done), after_hold="4s")
+    root = pipe.root
+    assert root is not None
+    with pipe:
+        write(root, "run6/a.bin", b"a" * 100)
+        write(root, f"run6/{MARKER}", b"")
+        until(pipe, lambda: f"run6/{MARKER}" in names(pipe), what="the marker ingested")
+        verified = time.monotonic()
+        until(pipe, lambda: (done / "run6").is_dir(), what="the run directory moved")
+        assert time.monotonic() - verified >= 3.0  # not before after_hold (less the look's own delay)
+    assert (done / "run6" / "a.bin").read_bytes() == b"a" * 100
