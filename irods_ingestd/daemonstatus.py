@@ -62,6 +62,7 @@ def build(d: Daemon) -> dict[str, Any]:
         zones[name] = {
             "state": zs.state, "path": zs.root, "collection": zs.cfg.collection, "mode": zs.cfg.mode,
             "settling": d.settler.count(name), "walking": zs.walk is not None,
+            "awaiting_directory": len(zs.gate) if zs.gate is not None else 0,  # settled, directory not complete
             "walks": zs.walks_done, "last_walk_seconds": round(zs.last_walk_seconds, 3),
             "lost_reason": zs.lost_reason or None,
         }

@@ -66,6 +66,7 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
                                                       for p, why in held_files])
         if z.completion.by_directory:  # directories waiting for their marker's or manifest's files (completion/)
             zones[z.name]["directories"] = completion_units.describe(r, cfg.redis.prefix, z.name, failed_limit)
+            zones[z.name]["awaiting_directory"] = d.get("awaiting_directory", 0)  # settled files held meanwhile
     q = Queue(cfg.queue.name, connection=r)
     return {
         "daemons": daemons,
@@ -94,7 +95,9 @@ def render(s: dict[str, Any]) -> str:
                      + (f", retrying {z['retrying']}" if z.get("retrying") else "")
                      + (f", awaiting {'delete' if z.get('after') == 'delete' else 'move'} {z['after_pending']}"
                         if z.get("after_pending") else "")
-                     + (f" ({z['held']} held for their replicas)" if z.get("held") else "") + "  "
+                     + (f" ({z['held']} held for their replicas)" if z.get("held") else "")
+                     + (f", waiting for their directory (marker/manifest) {z['awaiting_directory']}"
+                        if z.get("awaiting_directory") else "") + "  "
                      f"[{z['path']} → {z['collection']}]")
         for f in z.get("held_files", []):
             lines.append(f"    held: {f['path']}: {f['reason']}")

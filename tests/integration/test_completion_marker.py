@@ -73,6 +73,10 @@ def test_a_run_directory_is_ingested_after_its_marker_and_moved_whole(make_pipe:
         pipe.work()
         assert names(pipe) == set() and pipe.ledger.stats("z")["queued"] == 0, "ingested before the marker"
         assert pipe.daemon is not None and len(pipe.daemon.daemon.zones["z"].gate or ()) == len(RUN_FILES) + 1
+        time.sleep(1.1)  # the daemon's status record, written every second
+        assert status.gather(pipe.cfg)["zones"]["z"]["awaiting_directory"] == len(RUN_FILES) + 1
+        assert f"waiting for their directory (marker/manifest) {len(RUN_FILES) + 1}" in \
+            status.render(status.gather(pipe.cfg))
         write(root, f"run1/{MARKER}", b"")
         until(pipe, lambda: (done / "run1").is_dir(), what="the run directory moved")
     want = {f"run1/{rel}" for rel in RUN_FILES} | {f"run1/{MARKER}"}
