@@ -143,3 +143,24 @@ def test_a_bad_manifest_is_listed_as_failed(make_pipe: Any) -> None:
     (failed,) = status.gather(pipe.cfg)["zones"]["z"]["failed_files"]
     assert failed["path"] == "d4/MANIFEST.sha256" and "bad manifest: line 1" in failed["reason"]
     assert names(pipe) == set()
+
+
+def test_a_daemon_restart_mid_delivery_loses_nothing(make_pipe: Any) -> None:
+    pipe = make_pipe()
+    root = pipe.root
+    assert root is not None
+    with pipe:  # the first daemon: the delivery waits for one listed file
+        for rel, data in FILES.items():
+            if rel != "qc/report.html":
+                write(root, f"d5/{rel}", data)
+        write(root, "d5/MANIFEST.sha256", manifest_for(FILES, wrong="b.fastq.gz"))
+        time.sleep(1.5)
+        pipe.work()
+        assert names(pipe) == set()
+    with pipe:  # the second finds it all again from disk; the last file completes it; the sums still apply
+        write(root, "d5/qc/report.html", FILES["qc/report.html"])
+        until(pipe, lambda: status.gather(pipe.cfg)["zones"]["z"]["failed"] == 1, what="b failed")
+        until(pipe, lambda: names(pipe) == {"d5/a.fastq.gz", "d5/qc/report.html", "d5/MANIFEST.sha256"},
+              what="the good files ingested")
+    (failed,) = status.gather(pipe.cfg)["zones"]["z"]["failed_files"]
+    assert failed["path"] == "d5/b.fastq.gz" and "mismatch" in failed["reason"]
