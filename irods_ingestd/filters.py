@@ -80,6 +80,8 @@ class NameFilter:
             if reserved:
                 return f"reserved name (irods-ingestd's own temporary names, {reserved!r})"
             return f"temporary name (temp_patterns {_first_match(self.sources[2], name, rel)!r})"
+        if why == "sidecar":
+            return "a metadata sidecar (the zone's sidecar or dir_sidecar; sidecar_ingest = false)"
         if why == "excluded":
             return f"excluded (exclude {_first_match(self.sources[1], name, rel)!r})"
         if why:

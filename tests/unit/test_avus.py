@@ -152,3 +152,8 @@ def test_check_config_names_zone_and_field(tmp_path: Path, body: str, says: str)
     with pytest.raises(ConfigError) as e:
         load(write(tmp_path, GOOD_HEAD + GOOD_ZONE + body))
     assert says in str(e.value), str(e.value)
+
+
+def test_plan_says_a_sidecar_is_a_sidecar(tmp_path: Path) -> None:
+    f = NameFilter.for_zone(_zone(tmp_path, 'sidecar = "{name}.metadata.json"\n'))  # type: ignore[arg-type]
+    assert "metadata sidecar" in (f.explain("a.metadata.json", "a.metadata.json") or "")
