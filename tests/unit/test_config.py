@@ -43,7 +43,7 @@ BAD = [
     ("settle zero", GOOD_HEAD + GOOD_ZONE + "settle = 0\n", "zone 'seq'.settle: must be at least 0.1s"),
     ("negative duration", GOOD_HEAD + GOOD_ZONE + "settle = -1\n", "zone 'seq'.settle: negative duration"),
     ("bad mode", GOOD_HEAD + GOOD_ZONE + "mode = 'copy'\n", "zone 'seq'.mode: 'copy' is not one of put, register"),
-    ("bad watcher", GOOD_HEAD + GOOD_ZONE + "watcher = 'fanotify'\n", "zone 'seq'.watcher"),
+    ("bad watcher", GOOD_HEAD + GOOD_ZONE + "watcher = 'dnotify'\n", "zone 'seq'.watcher"),
     ("bad collection", GOOD_HEAD + GOOD_ZONE.replace("/tempZone/home/rods/seq", "tempZone/x/"),
      "zone 'seq'.collection"),
     ("dotdot collection", GOOD_HEAD + GOOD_ZONE.replace("/tempZone/home/rods/seq", "/tempZone/../x"),
