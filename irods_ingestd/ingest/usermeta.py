@@ -3,13 +3,16 @@ AVUs as iRODSMeta (the extractors ``path`` and ``sidecar`` put them in the objec
 directory sidecar's AVUs on its collection, once per collection and worker.
 
 A problem with a user's metadata (a bad sidecar, a path the required regex does not match) fails the file
-with :class:`BadMetadata` (kind ``metadata``) before anything of it is written to iRODS.
+with :class:`BadMetadata` (kind ``metadata``) before anything of it is written to iRODS. A sidecar that cannot
+be taken but changed in the last `SIDECAR_QUIET` seconds is taken as still being written: the file settles
+again (LocalChanged) and is tried once the sidecar is quiet.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from irods.meta import AVUOperation, iRODSMeta
@@ -19,9 +22,11 @@ from .. import names, sidecars
 from ..job import FileItem, ZoneSpec
 from ..sidecars import SidecarError, Triple
 from .context import IngestContext
-from .errors import PermanentError
+from .errors import LocalChanged, PermanentError
 
 log = logging.getLogger("irods_ingestd.ingest")
+
+SIDECAR_QUIET = 3.0  # seconds: a bad sidecar younger than this may still be being written
 
 
 class BadMetadata(PermanentError):
@@ -39,9 +44,18 @@ def _shown(zone: ZoneSpec, rel: str) -> str:
 
 
 def _read(zone: ZoneSpec, rel: str) -> tuple[list[Triple], os.stat_result] | None:
+    path = os.path.join(zone.root, rel)
     try:
-        return sidecars.read(os.path.join(zone.root, rel), zone.follow_symlinks)
+        return sidecars.read(path, zone.follow_symlinks)
     except SidecarError as e:
+        try:
+            young = time.time() - os.lstat(path).st_mtime < SIDECAR_QUIET
+        except OSError:
+            young = True  # it went meanwhile: look again
+        if young:
+            log.info("sidecar %s changed just now and cannot be taken yet (%s): the file settles again",
+                     _shown(zone, rel), e)
+            raise LocalChanged() from None
         raise BadMetadata(f"sidecar {_shown(zone, rel)}: {e}") from None
 
 

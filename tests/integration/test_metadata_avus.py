@@ -262,3 +262,19 @@ path_regex = '^([^/]+)/'
                  "zone 'seq'.dir_sidecar: 'meta/data.json' must be a file name",
                  "zone 'two'.path_regex: has no named group"):
         assert says in r.stderr, r.stderr
+
+
+def test_a_sidecar_still_being_written_is_waited_for(make_pipe: Callable[..., Pipeline]) -> None:
+    pipe = make_pipe(sidecar="{name}.metadata.json")
+    side = write(pipe, "r/s.dat.metadata.json", '{"organism": "hu')  # the writer is not done
+    write(pipe, "r/s.dat", "data")
+    with pipe:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # the file settles and is tried meanwhile
+            pipe.work()
+            time.sleep(0.1)
+        assert failures(pipe) == {}
+        side.write_text('{"organism": "human"}')
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] == 1, what="the file, once its sidecar is whole")
+    assert ("organism", "human", "") in obj_avus(pipe, "r/s.dat")
+    assert failures(pipe) == {}

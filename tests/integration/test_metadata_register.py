@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import replace
 
 import pytest
@@ -35,6 +36,7 @@ def test_register_in_bulk_with_sidecars(env: Env, monkeypatch: pytest.MonkeyPatc
         items.append(env.write(f"run9/s{i:02}.dat", os.urandom(64 + i)))
         (env.root / f"run9/s{i:02}.dat.json").write_text(
             '{"broken": ' if i == 5 else json.dumps({"index": i, "depth": {"value": 2 * i + 1, "units": "x"}}))
+    os.utime(env.root / "run9/s05.dat.json", (time.time() - 60, time.time() - 60))  # not being written
     s = env.run(ctx, items)
     assert (s["ingested"], s["failed"]) == (11, 1), s
     assert calls == [11], calls  # the bad one was kept out of the bulk call
@@ -66,6 +68,7 @@ def test_register_one_by_one_fails_a_bad_sidecar_before_registering(env: Env) ->
     (env.root / "g.dat.meta").write_text('{"k": {"value": "v", "units": "u"}}')
     bad = env.write("b.dat", b"bad")
     (env.root / "b.dat.meta").write_text('{"k": ""}')
+    os.utime(env.root / "b.dat.meta", (time.time() - 60, time.time() - 60))
     s = env.run(ctx, [good, bad])
     assert (s["ingested"], s["failed"]) == (1, 1), s
     with env.session() as sess:
