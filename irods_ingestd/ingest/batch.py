@@ -128,6 +128,7 @@ def _attempts(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.
                 return _fail(ctx, zone, item, res, describe(e), "permanent", t0)
             ctx.sessions.reset()
             ctx.known_collections.clear()
+            ctx.collection_avus.clear()  # a collection removed meanwhile is made again: its sidecar AVUs too
             if attempt >= retries:
                 return _give_back(ctx, zone, item, res, f"{describe(e)} (after {attempt + 1} attempts)", t0)
             delay = backoff_delay(ctx.config.queue, attempt)
