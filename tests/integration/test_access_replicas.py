@@ -98,6 +98,8 @@ def test_without_replicate_to_the_file_is_held_until_a_second_replica_verifies(
         why = held(pipe)
         assert "held: 1 of min_replicas = 2 good replicas (no replicate_to: waiting for replicas made elsewhere" \
             in why["a.dat"], why
+        text = status.render(status.gather(pipe.cfg))
+        assert "(1 held for their replicas)" in text and "    held: a.dat: held: 1 of min_replicas = 2" in text, text
         with access_server.admin.session() as s:  # someone (a rule, an admin) replicates it, without a checksum
             s.data_objects.replicate(obj, resource=RESC2)
             uncheck(s, obj)
