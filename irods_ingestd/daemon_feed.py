@@ -14,13 +14,13 @@ from collections.abc import Callable
 
 import redis
 
-from . import after_jobs, metrics
+from . import after_jobs, metrics, names, notify
 from .completion import gate as completion_gate
 from .completion import jobs as completion_jobs
 from .config import Config
 from .daemon_owner import Owning
 from .daemon_zones import Counters
-from .job import FileItem
+from .job import FileItem, ZoneSpec
 from .ledger import Ledger
 from .queue import Enqueuer
 from .recent import RecentlyQueued
@@ -145,6 +145,15 @@ class Feeding(Owning):
             return False
         return True
 
+    def _job_file_failed(self, zone: ZoneSpec, f: FileItem, reason: str) -> None:
+        """A file of a job that failed for good (the reaper): the zone's webhook, as for a worker's failure."""
+        try:
+            obj = names.target_for(zone.collection, f.rel).path
+        except names.BadName:
+            obj = ""
+        notify.file_failed(notify.of(self.cfg, zone.name), zone.name, f"{zone.root.rstrip('/')}/{printable(f.rel)}",
+                           obj, reason, "job", f.size, f.mtime_ns)
+
     def _housekeeping(self) -> None:
         if self.health.down():
             return
@@ -153,7 +162,7 @@ class Feeding(Owning):
             self._keep_zones()
             if time.monotonic() >= self._next_reap and not self.once and self._owned:
                 self._next_reap = time.monotonic() + 5.0
-                self.enqueuer.reap()
+                self.enqueuer.reap(self._job_file_failed)
                 after_jobs.enqueue_due(self.r, self.ledger.prefix, self.enqueuer.queue,
                                        [zs.spec for zs in self.zones.values()])
                 completion_jobs.enqueue_due(self.r, self.ledger.prefix, self.enqueuer.queue,

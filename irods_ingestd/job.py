@@ -13,7 +13,7 @@ so a worker of another version can read it and refuse it clearly when the versio
                "after_hold",              # optional, default 0: seconds between verification and delete/move
                "metadata",                # optional, default []: metadata extractors besides the provenance
                "provenance",              # optional, default "object": provenance AVUs a file, or "collection"
-               "completion", "avus", "access", "notify"},  # optional: the zone's parts (zoneparts/), as
+               "completion", "avus", "access"},  # optional: the zone's parts (zoneparts/), as
                                           # plain records (records.py); missing = the part's defaults
       "files": [[rel, size, mtime_ns], ...] # rel: path relative to root, str (surrogateescape for
                                             #      bytes that are not UTF-8), "/"-separated; optional
@@ -99,8 +99,8 @@ class ZoneSpec:
                 "follow_symlinks": self.follow_symlinks, "versions": self.versions, "after_hold": self.after_hold,
                 "metadata": list(self.metadata), "provenance": self.provenance,
                 "completion": records.as_record(self.completion),
-                "avus": records.as_record(self.avus), "access": records.as_record(self.access),
-                "notify": records.as_record(self.notify)}
+                "avus": records.as_record(self.avus), "access": records.as_record(self.access)}
+        # not notify: a webhook URL may hold a token; a worker takes it from its own config (notify.of)
 
     @classmethod
     def from_record(cls, z: dict) -> ZoneSpec:
@@ -111,8 +111,7 @@ class ZoneSpec:
                    provenance=z.get("provenance", "object"),
                    completion=records.from_record(Completion, z.get("completion")),
                    avus=records.from_record(Avus, z.get("avus")),
-                   access=records.from_record(Access, z.get("access")),
-                   notify=records.from_record(Notify, z.get("notify")))
+                   access=records.from_record(Access, z.get("access")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
+from .config import Config
 from .metrics import WEBHOOKS
 from .zoneparts.notify import Notify, redact
 
@@ -183,6 +184,15 @@ def send(n: Notify, event: str, doc: Mapping[str, Any]) -> bool:
     except Exception:  # noqa: BLE001 - a notification must never disturb the ingest
         log.exception("webhook %s: could not queue a %s notification", redact(n.webhook), event)
         return False
+
+
+def of(config: Config, zone: str) -> Notify:
+    """A zone's webhook settings from this process's own config (a worker's too: job records in Redis never
+    carry them, a webhook URL may hold a token); none for a zone the config does not name."""
+    try:
+        return config.zone(zone).notify
+    except KeyError:
+        return Notify()
 
 
 def file_failed(n: Notify, zone: str, path: str, obj: str, reason: str, kind: str, size: int,

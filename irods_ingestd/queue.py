@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
@@ -29,6 +29,8 @@ from . import keys
 from .config import QueueConfig
 from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
 from .ledger import FAILED, Ledger
+
+FailedHook = Callable[[ZoneSpec, FileItem, str], None]  # a file recorded failed: zone, file, reason
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +198,9 @@ class Enqueuer:
             description=f"ingest {len(b.files)} files ({b.bytes} bytes) of zone {b.zone.name}",
         )
 
-    def reap(self) -> int:
-        """Repair after dead workers and failed jobs; returns the number of files marked failed.
+    def reap(self, on_failed: FailedHook | None = None) -> int:
+        """Repair after dead workers and failed jobs; returns the number of files marked failed (each also
+        handed to `on_failed`: the daemon's webhook).
 
         Jobs whose worker stopped sending heartbeats are retried (RQ's started-registry cleanup, run
         here too so it does not wait for a worker's maintenance); a job that failed all its retries has
@@ -213,7 +216,7 @@ class Enqueuer:
             except NoSuchJobError:
                 failed.remove(job_id)
                 continue
-            marked += self._reap_failed(failed, job)
+            marked += self._reap_failed(failed, job, on_failed)
         return marked
 
     @staticmethod
@@ -226,7 +229,7 @@ class Enqueuer:
             log.debug("job %s: %s; removing its registry entry only", job.id, e)
             failed.remove(job.id)
 
-    def _reap_failed(self, failed: FailedJobRegistry, job: Job) -> int:
+    def _reap_failed(self, failed: FailedJobRegistry, job: Job, on_failed: FailedHook | None = None) -> int:
         record = job.args[0] if job.args else None
         result = job.latest_result()
         reason = _last_line(result.exc_string if result else None) or "the job failed (worker died or raised)"
@@ -244,11 +247,13 @@ class Enqueuer:
             self._drop(failed, job)
             return 0
         marked = 0
+        why = f"job failed {JOB_RETRIES + 1} times: {reason}"
         for f in batch.files:
-            if self.ledger.mark_failed(batch.zone.name, f.rel, f.size, f.mtime_ns,
-                                       f"job failed {JOB_RETRIES + 1} times: {reason}", kind="job",
+            if self.ledger.mark_failed(batch.zone.name, f.rel, f.size, f.mtime_ns, why, kind="job",
                                        only_queued=True):
                 marked += 1
+                if on_failed is not None:
+                    on_failed(batch.zone, f, why)
         self._drop(failed, job)
         log.error("job %s of zone %s failed for good: %s; %d of its %d files recorded as failed",
                   job.id, batch.zone.name, reason, marked, len(batch.files))

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 
+from .. import notify
 from ..config import ZoneConfig
 from ..filters import NameFilter
 from ..ingest import after, results
@@ -177,7 +178,7 @@ def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInf
     unit_complete(zone, CompletedUnit(
         zone=zone.name, unit=unit, path=os.path.join(zone.root, unit), collection=f"{zone.collection}/{unit}",
         kind=info.kind, file=info.file, files=len(members), bytes=sum(st.st_size for st in members.values()),
-        moved_to=moved_to))
+        moved_to=moved_to), notify.of(ctx.config, zone.name))
     if moved_to:
         units.forget(r, p, zone.name, unit)  # a directory of that name arriving later is a new one
     else:

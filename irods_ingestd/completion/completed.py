@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from .. import notify
 from ..job import ZoneSpec
+from ..zoneparts.notify import Notify
 
 log = logging.getLogger("irods_ingestd.ingest")
 
@@ -30,11 +32,14 @@ class CompletedUnit:
     moved_to: str = ""  # after = "move": where the directory went ('' otherwise)
 
 
-def unit_complete(zone: ZoneSpec, done: CompletedUnit) -> None:
-    """A directory is complete and all of it verified (and moved, when after = "move")."""
+def unit_complete(zone: ZoneSpec, done: CompletedUnit, n: Notify) -> None:
+    """A directory is complete and all of it verified (and moved, when after = "move"): the journal, and the
+    zone's webhook (`n`: :func:`irods_ingestd.notify.of`) if it asks for "completed"."""
     where = f" and moved to {done.moved_to}" if done.moved_to else ""
     log.info("zone %s: %s/ is complete: %d files (%d bytes) verified in %s%s", zone.name, done.unit, done.files,
              done.bytes, done.collection, where,
              extra={"message_id": UNIT_COMPLETE,
                     "fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": done.path, "IRODS_PATH": done.collection,
                                "INGEST_BYTES": done.bytes, "INGEST_RESULT": "directory complete"}})
+    notify.completed(n, zone.name, done.path, done.collection, unit=done.unit, kind=done.kind, file=done.file,
+                     files=done.files, bytes=done.bytes, moved_to=done.moved_to)

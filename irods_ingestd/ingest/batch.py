@@ -158,8 +158,8 @@ def _fail(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult, r
     res.result = FAILED
     res.reason = reason
     ctx.ledger.mark_failed(zone.name, item.rel, item.size, item.mtime_ns, reason, kind)
-    notify.file_failed(zone.notify, zone.name, source_path(zone, item.rel), res.irods_path, reason, kind, item.size,
-                       item.mtime_ns)
+    notify.file_failed(notify.of(ctx.config, zone.name), zone.name, source_path(zone, item.rel), res.irods_path,
+                       reason, kind, item.size, item.mtime_ns)
     return done(zone, item, res, t0, logging.ERROR, MessageId.FILE_FAILED)
 
 

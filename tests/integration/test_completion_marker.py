@@ -184,3 +184,29 @@ def test_a_run_directory_stays_for_after_hold_once_all_of_it_is_verified(make_pi
         until(pipe, lambda: (done / "run6").is_dir(), what="the run directory moved")
         assert time.monotonic() - verified >= 3.0  # not before after_hold (less the look's own delay)
     assert (done / "run6" / "a.bin").read_bytes() == b"a" * 100
+
+
+def test_a_completed_run_sends_one_completed_webhook(make_pipe: Any, tmp_path: Path) -> None:
+    from irods_ingestd import notify
+    from tests.webhook_receiver import Receiver
+
+    done = tmp_path / "done"
+    with Receiver() as rx:
+        pipe = make_pipe(after="move", move_to=str(done), after_hold="0s", webhook=rx.url())
+        root = pipe.root
+        assert root is not None
+        with pipe:
+            write(root, "run4/a.bin", b"a" * 100)
+            write(root, "run4/sub/b.bin", b"b" * 50)
+            write(root, f"run4/{MARKER}", b"")
+            until(pipe, lambda: (done / "run4").is_dir(), what="the run directory moved")
+            assert notify.flush(10)
+            time.sleep(0.5)
+            pipe.work()
+        assert notify.flush(10)
+        docs = [d for d in rx.docs if d["event"] == "completed"]
+    assert len(docs) == 1, rx.docs
+    d = docs[0]
+    assert (d["zone"], d["unit"], d["kind"], d["files"], d["bytes"]) == ("z", "run4", "marker", 3, 150)
+    assert d["path"] == str(root / "run4") and d["object"] == f"{pipe.collection}/run4"
+    assert d["moved_to"] == str(done / "run4")

@@ -85,7 +85,10 @@ def test_a_job_that_fails_all_retries_leaves_its_files_failed_not_queued(redis_c
     q = Queue("q2", connection=redis_conn)
     SimpleWorker([q], connection=redis_conn).work(burst=True)
     assert FailedJobRegistry(queue=q).count == 1
-    assert e.reap() == 2
+    told: list[tuple[str, str, str]] = []
+    assert e.reap(lambda zone, f, why: told.append((zone.name, f.rel, why))) == 2
+    assert sorted(rel for _, rel, _ in told) == sorted(f.rel for f in fs[1:])  # the daemon's webhook hook
+    assert all(z == "z" and "job failed" in why for z, _, why in told)
     assert FailedJobRegistry(queue=q).count == 0
     assert ledger.get("z", fs[0].rel).state == DONE
     failed = dict(ledger.failures("z"))

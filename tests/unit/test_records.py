@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from irods_ingestd import records
+from irods_ingestd import notify, records
 from irods_ingestd.config import validate
 from irods_ingestd.job import Batch, FileItem, ZoneSpec
 
@@ -38,6 +38,17 @@ def test_a_zone_spec_survives_its_job_record() -> None:
     again = Batch.from_record(batch.to_record())
     assert again.zone == spec and again.files == batch.files
     old = batch.to_record()
-    for part in ("completion", "avus", "access", "notify"):
+    for part in ("completion", "avus", "access"):
         del old["zone"][part]  # a record of a daemon older than the parts
     assert Batch.from_record(old).zone == spec
+
+
+def test_a_webhook_url_never_goes_into_a_job_record() -> None:
+    url = "https://hooks.example/ingest?token=s3cr3t"
+    cfg = validate({"irods": {"environment_file": "/x"},
+                    "zone": [{"name": "z", "path": "/l", "collection": "/t/z", "webhook": url}]}, check_paths=False)
+    spec = ZoneSpec.from_config(cfg.zones[0])
+    assert spec.notify.webhook == url
+    rec = Batch(zone=spec, files=(FileItem("a", 1, 2),)).to_record()
+    assert "s3cr3t" not in repr(rec) and "hooks.example" not in repr(rec)
+    assert notify.of(cfg, "z").webhook == url and notify.of(cfg, "other").webhook == ""
