@@ -21,8 +21,12 @@ def connect(cfg: RedisConfig) -> redis.Redis:
     if cfg.sentinels:
         from redis.sentinel import Sentinel
 
+        from .sentinel_pool import FollowingSentinelPool
+
         hosts = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in cfg.sentinels)]
-        sentinel = Sentinel(hosts, socket_timeout=5)
-        return sentinel.master_for(cfg.sentinel_master, socket_timeout=30, retry=_RETRY)
+        sentinel = Sentinel(hosts, socket_timeout=5, socket_connect_timeout=5)
+        # a pool that moves its connections to a new master as soon as the sentinels name one (sentinel_pool.py)
+        return sentinel.master_for(cfg.sentinel_master, connection_pool_class=FollowingSentinelPool,
+                                   socket_timeout=30, socket_connect_timeout=5, retry=_RETRY)
     return redis.Redis.from_url(cfg.url, socket_timeout=30, socket_connect_timeout=5,
                                 health_check_interval=30, retry=_RETRY)

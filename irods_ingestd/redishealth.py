@@ -1,7 +1,8 @@
 """Redis health as the daemon sees it: down (waited out, logged once), back, or back without its data.
 
 A Redis that lost its data (restarted without persistence) is noticed by its epoch key changing: every
-zone is then walked again to queue what is not in iRODS.
+zone is then walked again to queue what is not in iRODS. So is a Sentinel failover (the client's pool counts
+the master's moves, `sentinel_pool.py`): writes the old master took after the replica was promoted are gone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class RedisHealth:
         self.down_since: float | None = None
         self.errors = 0
         self._epoch: bytes | None = None
+        self._moves = self._master_moves()
 
     def error(self, e: Exception) -> None:
         self.errors += 1
@@ -52,8 +54,17 @@ class RedisHealth:
             self.on_back()
         return False
 
+    def _master_moves(self) -> int:
+        return int(getattr(self.r.connection_pool, "master_changes", 0))
+
     def check_epoch(self) -> None:
-        """Notice a Redis that lost its data (restarted without persistence)."""
+        """Notice a Redis that lost its data (restarted without persistence) or failed over to another master."""
+        moves = self._master_moves()
+        if moves != self._moves:
+            self._moves = moves
+            log.warning("Redis failed over to another master: walking every zone to queue again what the old "
+                        "master may have taken with it")
+            self.on_data_lost()
         try:
             cur = self.r.get(self.key)
             if cur is None:
