@@ -180,6 +180,12 @@ def test_plan_lists_each_file_with_its_reason_and_changes_nothing(pipe: Pipeline
     assert set(files) == set(EXPECT), sorted(files)
     for path, (action, words) in EXPECT.items():
         assert files[path]["action"] == action and words in files[path]["reason"], (path, files[path])
+    # the documented fields, no more, no fewer (README: The dry run)
+    assert set(plan) == {"plan_version", "redis", "irods", "zones"}
+    assert set(z) == {"path", "collection", "mode", "resource", "versions", "settle", "error", "counts", "bytes",
+                      "files"}
+    assert all(set(f) == {"path", "action", "reason", "size", "mtime_ns", "target", "irods", "age", "ready_in",
+                          "would_fail"} for f in z["files"])
     assert files["new.txt"]["target"] == f"{pipe.collection}/new.txt" and files["new.txt"]["size"] == 3
     fresh = files["fresh.txt"]
     assert fresh["age"] < 10 and abs(fresh["ready_in"] - (20 - fresh["age"])) < 0.01 and fresh["irods"] == "ingest"
@@ -270,3 +276,13 @@ def test_plan_help_says_it_writes_nothing_and_its_exit_codes() -> None:
     top = subprocess.run([sys.executable, "-m", "irods_ingestd", "--help"], capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
     assert "a dry run" in " ".join(top.stdout.split())
+
+
+def test_plan_exits_0_when_nothing_would_fail(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> None:
+    p = Pipeline(tmp_path, redis_server.url, irods, root=server_readable(tmp_path / "landing"))
+    assert p.root is not None
+    write(p.root / "a.txt", "a")
+    write(p.root / "b.tmp", "b")
+    out = cli(p.config_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1].startswith(f"zone {p.name}: 1 to ingest, 0 updates (1 bytes to send)")
