@@ -14,7 +14,9 @@ Every verdict comes from the code that makes the decision for real, never a copy
 - a file the worker could not read: `ingest.local.check_local` and `open_checked` (opened read-only and
   closed), and for register zones `register_check.readable_by_service_account`;
 - what iRODS would do with it (new, an update kept or replaced per `versions`, already present, a
-  conflict): :mod:`irods_ingestd.plan_irods`.
+  conflict): :mod:`irods_ingestd.plan_irods`;
+- held until its directory is complete (`complete_when = "marker"` or `"manifest"`): the daemon's gate,
+  :mod:`irods_ingestd.plan_completion`.
 
 Redis or iRODS out of reach is said, and the walk is listed all the same (as if new to the ledger, or with
 the iRODS target unchecked).
@@ -50,9 +52,9 @@ log = logging.getLogger("irods_ingestd.plan")
 
 # What a file's line says would happen, in the order the plan lists them.
 INGEST, UPDATE, PRESENT, CONFLICT = "ingest", "update", "present", "conflict"
-SETTLING, EXCLUDED = "settling", "excluded"
+SETTLING, HELD, EXCLUDED = "settling", "held", "excluded"
 INGESTED, QUEUED, FAILED_ = "ingested", "queued", "failed"
-ACTIONS = (INGEST, UPDATE, PRESENT, CONFLICT, SETTLING, EXCLUDED, INGESTED, QUEUED, FAILED_)
+ACTIONS = (INGEST, UPDATE, PRESENT, CONFLICT, SETTLING, HELD, EXCLUDED, INGESTED, QUEUED, FAILED_)
 _LEDGER_STATE = {lg.DONE: INGESTED, lg.QUEUED: QUEUED, lg.FAILED: FAILED_}
 
 DIRS_PER_STEP = 64
@@ -80,6 +82,11 @@ class ZonePlan:
     zone: ZoneConfig
     items: list[Item] = field(default_factory=list)
     error: str | None = None  # the zone could not be walked at all
+    notes: list[str] = field(default_factory=list)  # what the plan could not know (e.g. units not read)
+
+    def sort(self) -> None:
+        order = {a: i for i, a in enumerate(ACTIONS)}
+        self.items.sort(key=lambda it: (order[it.action], it.rel))
 
     def count(self) -> dict[str, int]:
         out: dict[str, int] = dict.fromkeys(ACTIONS, 0)
@@ -277,6 +284,5 @@ def plan_zone(z: ZoneConfig, reach: Reach, judge: Any = None, clock: Any = time.
         if judge is not None:
             judge(zone, items)
         plan.items += items
-    order = {a: i for i, a in enumerate(ACTIONS)}
-    plan.items.sort(key=lambda it: (order[it.action], it.rel))
+    plan.sort()
     return plan

@@ -12,11 +12,12 @@ directory is missing); 2 bad usage or configuration.
 does):
 
     {"plan_version": 1, "redis": {"ok", "error"}, "irods": {"ok", "error"},
-     "zones": {NAME: {"path", "collection", "mode", "resource", "versions", "settle", "error",
+     "zones": {NAME: {"path", "collection", "mode", "resource", "versions", "settle", "error", "notes",
                       "counts": {ACTION: n}, "bytes", "files": [FILE, ...]}}}
 
 where FILE is {"path", "action", "reason", "size", "mtime_ns", "target", "irods", "age", "ready_in",
-"would_fail"} and ACTION one of ingest, update, present, conflict, settling, excluded, ingested, queued, failed.
+"would_fail"} and ACTION one of ingest, update, present, conflict, settling, held, excluded, ingested, queued,
+failed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import json
 import sys
 from typing import Any
 
-from .. import names
+from .. import names, plan_completion
 from ..config import Config, ConfigError, load
 from ..plan_irods import IrodsReach, judge
 from ..planner import Item, Reach, ZonePlan, plan_zone
@@ -57,8 +58,15 @@ def make_plans(cfg: Config) -> tuple[list[ZonePlan], Reach, IrodsReach]:
     else:
         reach = Reach(r, cfg.redis.prefix)
     irods = IrodsReach(lambda: make_session(cfg.irods))
+    plans = []
     try:
-        plans = [plan_zone(z, reach, lambda zone, items: judge(irods, zone, items)) for z in cfg.zones]
+        for z in cfg.zones:
+            p = plan_zone(z, reach, lambda zone, items: judge(irods, zone, items))
+            note = plan_completion.apply(p, reach.ledger.r if reach.ledger is not None else None, cfg.redis.prefix)
+            if note:
+                p.notes.append(note)
+            p.sort()
+            plans.append(p)
     finally:
         irods.close()
     return plans, reach, irods
@@ -76,7 +84,7 @@ def as_json(plans: list[ZonePlan], reach: Reach, irods: IrodsReach) -> dict[str,
         z = p.zone
         zones[z.name] = {
             "path": str(z.path), "collection": z.collection, "mode": z.mode, "resource": z.resource,
-            "versions": z.versions, "settle": z.settle, "error": p.error, "counts": p.count(),
+            "versions": z.versions, "settle": z.settle, "error": p.error, "notes": p.notes, "counts": p.count(),
             "bytes": p.bytes_to_send(), "files": [_file(it) for it in p.items],
         }
     return {"plan_version": PLAN_VERSION, "redis": {"ok": reach.error is None, "error": reach.error},
@@ -99,6 +107,7 @@ def summary(p: ZonePlan) -> str:
     c = p.count()
     parts = [f"{c['ingest']} to ingest", f"{c['update']} updates ({p.bytes_to_send()} bytes to send)",
              f"{c['present']} present", f"{c['conflict']} conflicts", f"{c['settling']} settling",
+             *([f"{c['held']} held"] if c["held"] else []),
              f"{c['excluded']} excluded", f"{c['ingested']} ingested", f"{c['queued']} queued",
              f"{c['failed']} failed"]
     return f"zone {p.zone.name}: " + (f"not walked: {p.error}" if p.error else ", ".join(parts))
@@ -115,6 +124,7 @@ def render(plans: list[ZonePlan], reach: Reach, irods: IrodsReach) -> str:
         lines.append(f"zone {z.name}: {z.path} → {z.collection} ({z.mode}, "
                      f"{'resource ' + z.resource if z.resource else 'default resource'}, versions {z.versions}, "
                      f"settle {z.settle:g}s)")
+        lines += [f"  ({n})" for n in p.notes]
         lines += [_line(it) for it in p.items]
     lines += [summary(p) for p in plans]
     return "\n".join(lines) + "\n"

@@ -182,8 +182,8 @@ def test_plan_lists_each_file_with_its_reason_and_changes_nothing(pipe: Pipeline
         assert files[path]["action"] == action and words in files[path]["reason"], (path, files[path])
     # the documented fields, no more, no fewer (README: The dry run)
     assert set(plan) == {"plan_version", "redis", "irods", "zones"}
-    assert set(z) == {"path", "collection", "mode", "resource", "versions", "settle", "error", "counts", "bytes",
-                      "files"}
+    assert set(z) == {"path", "collection", "mode", "resource", "versions", "settle", "error", "notes", "counts",
+                      "bytes", "files"}
     assert all(set(f) == {"path", "action", "reason", "size", "mtime_ns", "target", "irods", "age", "ready_in",
                           "would_fail"} for f in z["files"])
     assert files["new.txt"]["target"] == f"{pipe.collection}/new.txt" and files["new.txt"]["size"] == 3
@@ -191,8 +191,8 @@ def test_plan_lists_each_file_with_its_reason_and_changes_nothing(pipe: Pipeline
     assert fresh["age"] < 10 and abs(fresh["ready_in"] - (20 - fresh["age"])) < 0.01 and fresh["irods"] == "ingest"
     assert files["conflict.txt"]["would_fail"] and files["%01" * 90 + ".txt"]["would_fail"]
     assert not files["junk.tmp"]["would_fail"]
-    assert z["counts"] == {"ingest": 2, "update": 1, "present": 1, "conflict": 1, "settling": 1, "excluded": 8,
-                           "ingested": 1, "queued": 1, "failed": 1}
+    assert z["counts"] == {"ingest": 2, "update": 1, "present": 1, "conflict": 1, "settling": 1, "held": 0,
+                           "excluded": 8, "ingested": 1, "queued": 1, "failed": 1}
     assert human.returncode == 1
     lines = human.stdout.splitlines()
     assert f"  ingest    new.txt → {pipe.collection}/new.txt (3 bytes): new in iRODS (put, default resource)" in lines
