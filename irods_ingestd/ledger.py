@@ -44,6 +44,9 @@ _VALUE = struct.Struct(">cQqQ")
 _SHORT = struct.Struct(">cQq")  # a done entry: state, size, mtime_ns
 _VERSION = struct.Struct(">Qq")
 MARKER = b""  # the base key's field that holds a split directory's bucket count
+# Directories a recount script counts (and compacts) at most, as Redis waits on each script: 16 directories of
+# 1,000 files took ~4 ms here (~14 ms while compacting a ledger of the first layout); 1,000 in one took 0.25 s.
+RECOUNT_KEYS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +318,10 @@ class Ledger:
         """Count these directory hashes (those not counted yet); False if the recount is no longer on
         (another recount finished it, or it expired)."""
         bases = [k for k in dir_keys if not is_bucket_key(k)]  # a bucket is counted with its directory
-        return int(self._rc_step(keys=self._keys(zone, "")[1:] + bases, args=[ttl])) >= 0
+        for i in range(0, len(bases), RECOUNT_KEYS):  # a script a few directories: Redis waits on each
+            if int(self._rc_step(keys=self._keys(zone, "")[1:] + bases[i:i + RECOUNT_KEYS], args=[ttl])) < 0:
+                return False
+        return True
 
     def recount_end(self, zone: str) -> tuple[int, int] | None:
         """Set `queued` to the count; (before, after), or None if the recount was no longer on."""
