@@ -100,11 +100,11 @@ def cpu_seconds() -> dict[str, float]:
     """CPU seconds so far, by kind of process: each live process's own and its reaped children's (iRODS
     agents and PostgreSQL backends exit with their connection and are reaped by a parent that lives on);
     irods-ingestd's daemon and workers are this process's children (resource.getrusage once they exit).
-`redis` is every other redis-server on the machine (other engineers' tests), `redis_bench` the bench's own."""
+`redis` is the bench's own redis-server (its child; other engineers' servers come and go and are left out)."""
     import resource
 
     tick = os.sysconf("SC_CLK_TCK")
-    out = {"irods": 0.0, "postgres": 0.0, "redis": 0.0, "redis_bench": 0.0}
+    out = {"irods": 0.0, "postgres": 0.0, "redis": 0.0}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -114,11 +114,9 @@ def cpu_seconds() -> dict[str, float]:
         except OSError:
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        kind = ("irods" if comm.startswith("irods") else "postgres" if comm.startswith("postgres")
-                else "redis" if comm.startswith("redis-server") else None)
         rest = stat[stat.rindex(")") + 2:].split()
-        if kind == "redis" and int(rest[1]) == os.getpid():
-            kind = "redis_bench"  # the bench's own redis-server: the ingest's Redis work alone
+        kind = ("irods" if comm.startswith("irods") else "postgres" if comm.startswith("postgres")
+                else "redis" if comm.startswith("redis-server") and int(rest[1]) == os.getpid() else None)
         if kind:
             f13 = rest[11:15]  # utime stime cutime cstime
             out[kind] += sum(int(x) for x in f13) / tick

@@ -211,10 +211,46 @@ def server_line(work: Path) -> str:
         srv.stop()
 
 
+def split_costs(work: Path, sizes: tuple[int, ...] = (10_000, 100_000)) -> list[str]:
+    """Redis time of the compact layout's one-off work on a first-layout ledger: one directory of n entries
+    split when a new file enters it (one mark_done timed), and a recount of 200 directories of 1,000 entries
+    (the first compacts them, the second only counts): server µs from INFO commandstats."""
+    from irods_ingestd.recount import Recount
+    from tests.redis_harness import RedisServerProcess
+
+    srv = RedisServerProcess(work / f"ledger-split-{os.getpid()}")
+    srv.start()
+    out = []
+    try:
+        r = srv.client()
+        led = Ledger(r, PREFIX)
+        for n in sizes:
+            r.flushall()
+            write_v1_done(r, ZONE, [(f"big/f{i:07d}", 1, 2) for i in range(n)], PREFIX)
+            led.get(ZONE, "big/f0000001")  # the scripts loaded
+            t0 = time.perf_counter()
+            led.mark_done(ZONE, "big/new", 1, 2, b"")
+            out.append(f"first-layout directory of {n:,} entries split by one new file: "
+                       f"{(time.perf_counter() - t0) * 1000:.1f} ms")
+        r.flushall()
+        write_v1_done(r, ZONE, [(f"d{d:03d}/f{i:04d}", 1, 2) for d in range(200) for i in range(1000)], PREFIX)
+        for what in ("compacts", "counts"):
+            r.config_resetstat()
+            Recount(led, [ZONE]).run()
+            st = r.info("commandstats")["cmdstat_evalsha"]
+            out.append(f"recount of 200 x 1,000 entries ({what}): {st['usec'] / 1000:.0f} ms of Redis in "
+                       f"{st['calls']} scripts, {st['usec_per_call'] / 1000:.1f} ms a script on average")
+    finally:
+        srv.stop()
+    return out
+
+
 def run(svc: Any, work: Path, res: Any, quick: bool) -> None:
     print("  " + server_line(work), flush=True)
     rows = run_all(work, 20_000 if quick else 100_000)
     print(table(rows), flush=True)
+    for line in split_costs(work):
+        print("  " + line, flush=True)
     by = {(x["layout"], x["per_dir"]): x for x in rows}
     for per_dir in SHAPES:
         first, comp = by[("first", per_dir)], by[("compact", per_dir)]
@@ -231,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ledger-bytes-") as tmp:
         print(server_line(Path(tmp)), flush=True)
         print(table(run_all(Path(tmp), a.files)))
+        for line in split_costs(Path(tmp)):
+            print(line)
     return 0
 
 
