@@ -14,8 +14,10 @@ by `throughput`.
 
 Two trees: an onboarding walk (the ledger is empty: every file is handed to the daemon) and a rescan of a
 known tree (the ledger holds every file: nothing is). Each file must be found exactly once on each side
-(counted); the two sides run alternately, 3 times each per number of workers, and the medians of the wall
-time from the walk's start to its end are printed with files/s and the speed-up over one walker.
+(counted); the two sides run alternately, 3 times each per number of workers; printed: the medians of the
+wall time from the walk's start to its end, with files/s, the median of the speed-ups over the one-walker run
+just before each (the machine is shared: the pairs see the same load), and the daemon's CPU time as a share
+of the walk's (its serial part: the results drained, the files handed to the settle policy).
 WALKJOBS_FILES (environment) overrides the size (e.g. 200000).
 """
 
@@ -94,14 +96,15 @@ def one_walker(zs: Zone, rec: Reconciler) -> tuple[float, int, Walk]:
     return time.perf_counter() - t0, sink.found, walk
 
 
-def as_jobs(zs: Zone, jobs: WalkJobs) -> tuple[float, int, Walk, set[str]]:
+def as_jobs(zs: Zone, jobs: WalkJobs) -> tuple[float, int, Walk, set[str], float]:
+    """The walk as jobs; also the CPU seconds of this process (the daemon's share: scheduling, results)."""
     sink = CountingSink()
     walk = zs.walk = Walk()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while zs.walk is not None:
         assert jobs.runs_as_jobs(zs), "the walk did not run as jobs"
         jobs.step(zs, sink, budget=0.05)
-    return time.perf_counter() - t0, sink.found, walk, jobs.finished[zs.name].hosts
+    return time.perf_counter() - t0, sink.found, walk, jobs.finished[zs.name].hosts, time.process_time() - c0
 
 
 def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
@@ -139,7 +142,7 @@ def compare(svc: Services, work: Path, res: Results, cfg_path: Path, n: int, new
     zs.state = "polling"
     rec = Reconciler(_ledger(r))
     ones: list[float] = []
-    by_k: dict[int, float] = {}
+    by_k: dict[int, tuple[float, float, float]] = {}  # median seconds, median paired ratio, daemon CPU share
     for k in WORKERS:
         with Procs() as procs:
             for i in range(k):
@@ -150,7 +153,7 @@ def compare(svc: Services, work: Path, res: Results, cfg_path: Path, n: int, new
             if not wait_until(lambda: Worker.count(connection=r, queue=q) >= k, 30):  # noqa: B023
                 res.fail("walk_jobs", f"{k} walk workers", "workers did not start")
                 return False
-            times = []
+            times, ratios, cpus = [], [], []
             for _ in range(RUNS):
                 secs1, found1, walk1 = one_walker(zs, rec)
                 if found1 != new or walk1.files != n:
@@ -158,21 +161,24 @@ def compare(svc: Services, work: Path, res: Results, cfg_path: Path, n: int, new
                              f"found {found1}, walked {walk1.files} (want {new}, {n})")
                     return False
                 ones.append(secs1)
-                secs, found, walk, hosts = as_jobs(zs, WalkJobs(r, cfg.redis.prefix, cfg.walk))
+                secs, found, walk, hosts, cpu = as_jobs(zs, WalkJobs(r, cfg.redis.prefix, cfg.walk))
                 if found != new or walk.files != n:
                     res.fail("walk_jobs", f"{what}, {k} walk workers", f"found {found}, walked {walk.files} files "
                              f"(want {new}, {n})")
                     return False
                 times.append(secs)
-                print(f"  {what}: one walker {secs1:.2f}s; {k} walk workers ({len(hosts)} took chunks) {secs:.2f}s "
-                      f"(load {loadavg()})", flush=True)
-        by_k[k] = statistics.median(times)
+                ratios.append(secs1 / secs)
+                cpus.append(cpu / secs)
+                print(f"  {what}: one walker {secs1:.2f}s; {k} walk workers ({len(hosts)} took chunks) {secs:.2f}s, "
+                      f"daemon CPU {cpu:.2f}s (load {loadavg()})", flush=True)
+        by_k[k] = (statistics.median(times), statistics.median(ratios), statistics.median(cpus))
     one = statistics.median(ones)
     res.add("walk_jobs", f"{what}, {n} files, one walker",
             f"{n / one / 1e3:.0f}k files/s ({one:.2f}s, median of {len(ones)})")
-    for k, secs in by_k.items():
+    for k, (secs, ratio, cpu_share) in by_k.items():
         res.add("walk_jobs", f"{what}, {n} files, {k} walk workers",
-                f"{n / secs / 1e3:.0f}k files/s ({secs:.2f}s, median of {RUNS}) = {one / secs:.2f}x one walker")
+                f"{n / secs / 1e3:.0f}k files/s ({secs:.2f}s, median of {RUNS}) = {ratio:.2f}x one walker run "
+                f"beside it; daemon CPU {cpu_share:.0%} of the time")
     return True
 
 

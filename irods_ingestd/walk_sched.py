@@ -66,6 +66,8 @@ class JobWalk:
     given_up: list[str] = field(default_factory=list)  # directories whose chunk was lost `retries` times
     hosts: set[str] = field(default_factory=set)  # the hosts whose walk workers committed results
     redone: int = 0  # chunks given to a new job after theirs was lost
+    chunks: int = 0  # results taken
+    job_seconds: float = 0.0  # the time the jobs spent listing and comparing, summed
 
 
 class WalkJobs:
@@ -148,11 +150,15 @@ class WalkJobs:
             value, data = self._assignment(zs, run, cid, list(dirs[i:i + size]), 0)
             values[cid] = value
             datas.append(data)
-        with self.r.pipeline() as pipe:
-            pipe.hset(chunks_key, mapping=values)
-            pipe.expire(chunks_key, walkjobs.RESULTS_TTL)
-            self.queue.enqueue_many(datas, pipeline=pipe)
-            pipe.execute()
+        try:
+            with self.r.pipeline() as pipe:
+                pipe.hset(chunks_key, mapping=values)
+                pipe.expire(chunks_key, walkjobs.RESULTS_TTL)
+                self.queue.enqueue_many(datas, pipeline=pipe)
+                pipe.execute()
+        except redis.RedisError as e:  # kept on the walk's stack: scheduled by the next step (which raises)
+            log.debug("zone %s: walk %s: %d directories not scheduled yet: %s", zs.name, run.id, len(dirs), e)
+            run.walk.stack.extend(dirs)
 
     def _assignment(self, zs: Zone, run: JobWalk, cid: str, dirs: list[str], tries: int) -> tuple[str, Any]:
         job_id = f"walk-{zs.name}-{run.id}-{cid}-{tries}"
@@ -210,6 +216,8 @@ class WalkJobs:
         walk.new += res["new"]
         walk.lost += res["lost"]
         run.hosts.add(res.get("host", "?"))
+        run.chunks += 1
+        run.job_seconds += res.get("seconds", 0.0)
         zs.take_found([Found(rel, size, mtime) for rel, size, mtime in res["found"]], sink)
         for rel, reason in res["skipped"]:
             sink.report_skip(zs.name, rel, reason)
