@@ -249,8 +249,11 @@ for i, base in ipairs(KEYS) do
   local n = tonumber(ARGV[i])
   local nb = nbuckets(base)
   if n > 0 and nb == 0 then
-    local vals = redis.call('HMGET', base, unpack(ARGV, pos, pos + n - 1))
-    for j = 1, n do table.insert(out, vals[j]) end
+    for s = pos, pos + n - 1, 1000 do  -- unpack takes at most a few thousand values
+      local e = math.min(s + 999, pos + n - 1)
+      local vals = redis.call('HMGET', base, unpack(ARGV, s, e))
+      for j = 1, e - s + 1 do table.insert(out, vals[j]) end
+    end
   else
     for j = pos, pos + n - 1 do table.insert(out, redis.call('HGET', key_of(base, nb, ARGV[j]), ARGV[j])) end
   end

@@ -153,3 +153,11 @@ def test_a_recount_splits_a_large_directory_of_the_first_layout(redis_conn):
     assert len(keys) > 4
     assert all(redis_conn.object("encoding", k) == b"listpack" for k in keys)
     assert all(e is not None and e.state == DONE for e in led.get_many("z", [f[0] for f in files("old", 500)]))
+
+
+def test_many_files_of_one_unsplit_directory_are_read_in_one_call(redis_conn):
+    led = Ledger(redis_conn)
+    fs = files("old", 12_000)
+    write_v1_done(redis_conn, "z", fs)  # one hash of 12,000 fields (the first layout)
+    entries = led.get_many("z", [f[0] for f in fs])
+    assert len(entries) == 12_000 and all(e is not None and e.state == DONE for e in entries)
