@@ -81,7 +81,7 @@ local function rebuild(base, all)
       counts[b] = (counts[b] or 0) + 1
       if counts[b] > FILL then ok = false; break end
     end
-    if ok then break end
+    if ok or n >= 16777216 then break end  -- 2^24: the index's three bytes are all used
     n = n * 2
   end
   for _, k in ipairs(dir_keys(base)) do redis.call('DEL', k) end
