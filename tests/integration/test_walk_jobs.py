@@ -55,7 +55,7 @@ def make_tree(root: Path, top: int = 6, mid: int = 5, per_dir: int = 4) -> set[s
 
 
 class Env:
-    def __init__(self, tmp: Path, redis_url: str, r: redis.Redis, jobs: bool = True) -> None:
+    def __init__(self, tmp: Path, redis_url: str, r: redis.Redis, jobs: bool = True, walk_extra: str = "") -> None:
         self.tmp, self.r = tmp, r
         self.root = tmp / "landing"
         self.root.mkdir()
@@ -75,6 +75,7 @@ name = "{self.queue}"
 jobs = {"true" if jobs else "false"}
 chunk = 4
 chunk_timeout = "60s"
+{walk_extra}
 [[zone]]
 name = "wj"
 path = "{self.root}"
@@ -255,3 +256,53 @@ def test_directories_a_job_walk_listed_are_watched(env: Env) -> None:
         assert wait_for(lambda: any(rel == "d2/e1/late.dat" for _, rel, _, _ in queued(env.r, env.queue)),
                         timeout=15), "a file written after the job walk was not seen: its directory was not watched"
     assert_once(env, rels | {"d2/e1/late.dat"}, queued(env.r, env.queue))
+
+
+def test_a_job_hands_back_what_it_did_not_list(tmp_path: Path, redis_server: Any, redis_conn: redis.Redis) -> None:
+    """chunk_files bounds a job: after that many entries it stops and its unlisted directories come back as
+    new chunks; every file is still found once."""
+    e = Env(tmp_path, redis_server.url, redis_conn, walk_extra="chunk_files = 5")
+    try:
+        rels = make_tree(e.root, top=5, mid=4, per_dir=4)
+        e.spawn("rest-a")
+        e.wait_workers(1)
+        d, q = run_walk(e, len(rels))
+        assert_once(e, rels, q)
+        run = d.daemon.walk_jobs.finished["wj"] if d.daemon.walk_jobs else None
+        assert run is not None and run.chunks > 26 / 4 + 1, "no job handed back directories"
+    finally:
+        e.stop()
+
+
+def test_a_chunk_lost_too_often_ends_the_walk_incomplete(tmp_path: Path, redis_server: Any, redis_conn: redis.Redis,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """retries = 0: the killed worker's chunk is given up, logged with its directories; the walk ends but
+    does not count as a complete walk, and everything else is queued once."""
+    e = Env(tmp_path, redis_server.url, redis_conn, walk_extra="retries = 0")
+    try:
+        rels = make_tree(e.root)
+        victim = e.spawn("doomed", hang="d1/e1")
+        e.wait_workers(1)
+        d = DaemonThread(e.config(), e.r)
+        with d:
+            hung = Path(hang_marker(str(e.root), "d1/e1"))
+            assert wait_for(hung.exists, timeout=30)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            e.spawn("after")
+            wj = wait_for(lambda: d.daemon.walk_jobs if d.daemon.walk_jobs and "wj" in d.daemon.walk_jobs.finished
+                          else None, timeout=60, interval=0.2)
+            assert wj, "the walk never ended"
+            zs = d.daemon.zones["wj"]
+            assert zs.walks_done == 0 and zs.walk is None and zs.next_walk > time.monotonic() + 100
+            time.sleep(0.5)
+            q = queued(e.r, e.queue)
+        hung.unlink()
+        run = wj.finished["wj"]
+        assert "d1/e1" in run.given_up and not run.walk.full
+        assert "walk %s is incomplete" in " ".join(r.msg for r in caplog.records)
+        lost = set(run.given_up)
+        want = {rel for rel in rels if rel.rpartition("/")[0] not in lost}
+        assert_once(e, want, q)
+    finally:
+        e.stop()
