@@ -306,3 +306,74 @@ def test_a_chunk_lost_too_often_ends_the_walk_incomplete(tmp_path: Path, redis_s
         assert_once(e, want, q)
     finally:
         e.stop()
+
+
+def test_walked_by_jobs_and_ingested_on_the_real_server(tmp_path: Path, redis_server: Any, redis_conn: redis.Redis,
+                                                        irods: Any) -> None:
+    """The whole pipeline: two hosts' workers, one `--role all` (walk jobs, then ingest jobs), one `--role walk`;
+    every file of the tree ends in iRODS once and in the ledger as done."""
+    from irods.column import Like
+    from irods.models import Collection, DataObject
+
+    from irods_ingestd.ledger import Ledger
+    from tests.landing import remove_collections
+
+    root = tmp_path / "landing"
+    root.mkdir()
+    envfile = irods.write_env_file(tmp_path / "irods_environment.json")
+    pwfile = tmp_path / "pw"
+    pwfile.write_text(irods.password + "\n")
+    pwfile.chmod(0o600)
+    coll = f"{irods.home}/walkjobs-{uuid.uuid4().hex[:8]}"
+    cfg_path = tmp_path / "config.toml"
+    queue = f"ingest-{uuid.uuid4().hex[:6]}"
+    cfg_path.write_text(f"""
+[redis]
+url = "{redis_server.url}"
+[irods]
+environment_file = "{envfile}"
+password_file = "{pwfile}"
+[queue]
+name = "{queue}"
+[walk]
+jobs = true
+chunk = 3
+[[zone]]
+name = "wj"
+path = "{root}"
+collection = "{coll}"
+settle = "0.3s"
+rescan = "1h"
+""")
+    rels = make_tree(root, top=3, mid=2, per_dir=2)
+    procs = []
+    try:
+        for host, role in (("ingest-host", "all"), ("walk-host", "walk")):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "irods_ingestd", "worker", "--role", role, "--hostname", host, "-c",
+                 str(cfg_path), "--log-target", "stderr"], cwd=REPO, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+        cfg = load(cfg_path)
+        q = Queue(cfg.walk.queue, connection=redis_conn)
+        assert wait_for(lambda: Worker.count(connection=redis_conn, queue=q) >= 2, timeout=20)
+        led = Ledger(redis_conn)
+        with DaemonThread(cfg, redis_conn) as d:
+            assert wait_for(lambda: led.stats("wj").get("done", 0) >= len(rels), timeout=120, interval=0.3), \
+                led.stats("wj")
+            wj = d.daemon.walk_jobs
+            assert wj is not None and "wj" in wj.finished
+        with irods.session() as s:
+            rows = s.query(Collection.name, DataObject.name).filter(Like(Collection.name, f"{coll}%")).all()
+            got = Counter(f"{r[Collection.name]}/{r[DataObject.name]}"[len(coll) + 1:] for r in rows)
+        assert set(got) == rels and max(got.values()) == 1, (sorted(set(got) ^ rels)[:5], got.most_common(2))
+        assert led.stats("wj")["queued"] == 0
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        remove_collections(irods, coll)
