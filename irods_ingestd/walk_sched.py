@@ -67,6 +67,8 @@ class JobWalk:
     hosts: set[str] = field(default_factory=set)  # the hosts whose walk workers committed results
     redone: int = 0  # chunks given to a new job after theirs was lost
     chunks: int = 0  # results taken
+    outstanding: int = 0  # chunks scheduled and neither taken back nor given up (Redis' count must agree)
+    no_workers_since: float | None = None  # no walk worker alive since
     job_seconds: float = 0.0  # the time the jobs spent listing and comparing, summed
 
 
@@ -82,11 +84,12 @@ class WalkJobs:
         self._said_alone: set[str] = set()
 
     def workers(self) -> int:
-        """Workers listening on the walk queue (cached a few seconds)."""
+        """Workers alive listening on the walk queue (cached a few seconds; a killed worker drops out when
+        its registration expires)."""
         n, at = self._workers
         now = time.monotonic()
         if now - at > WORKERS_MAX_AGE:
-            n = Worker.count(connection=self.r, queue=self.queue)
+            n = len(Worker.all(queue=self.queue))
             self._workers = (n, now)
         return n
 
@@ -156,6 +159,7 @@ class WalkJobs:
                 pipe.expire(chunks_key, walkjobs.RESULTS_TTL)
                 self.queue.enqueue_many(datas, pipeline=pipe)
                 pipe.execute()
+            run.outstanding += len(values)
         except redis.RedisError as e:  # kept on the walk's stack: scheduled by the next step (which raises)
             log.debug("zone %s: walk %s: %d directories not scheduled yet: %s", zs.name, run.id, len(dirs), e)
             run.walk.stack.extend(dirs)
@@ -204,10 +208,40 @@ class WalkJobs:
         now = time.monotonic()
         if now >= run.next_check:
             run.next_check = now + CHECK_EVERY
+            if self._abandoned(zs, run, now):
+                return
             self._repair(zs, run)
-        if not walk.stack and not self.r.hlen(keys.walk_chunks_key(self.p, zs.name, run.id)) \
-                and not self.r.llen(results_key):
-            self._finish(zs, run)
+        if walk.stack:
+            return
+        with self.r.pipeline() as pipe:
+            pipe.hlen(keys.walk_chunks_key(self.p, zs.name, run.id))
+            pipe.llen(results_key)
+            chunks, results = pipe.execute()
+        if chunks or results:
+            return
+        if run.outstanding > 0:  # Redis says done, we know better: its keys were lost (Redis lost its data?)
+            log.warning("zone %s: walk %s lost its chunks in Redis (%d outstanding): walking the zone again",
+                        zs.name, run.id, run.outstanding, extra={"fields": {"INGEST_ZONE": zs.name}})
+            self._drop(zs.name, run)
+            zs.rewalk()
+            return
+        self._finish(zs, run)
+
+    def _abandoned(self, zs: Zone, run: JobWalk, now: float) -> bool:
+        """No walk worker has been alive for `chunk_timeout`: the daemon walks the zone itself, anew (the
+        walk's queued jobs, should workers come back, find their chunks gone and do nothing)."""
+        if self.workers() > 0:
+            run.no_workers_since = None
+            return False
+        if run.no_workers_since is None:
+            run.no_workers_since = now
+        if now - run.no_workers_since < self.cfg.chunk_timeout:
+            return False
+        log.warning("zone %s: walk %s: no walk worker for %.0fs; the daemon walks the zone itself", zs.name,
+                    run.id, now - run.no_workers_since, extra={"fields": {"INGEST_ZONE": zs.name}})
+        self._drop(zs.name, run)
+        zs.rewalk()
+        return True
 
     def _take(self, zs: Zone, run: JobWalk, res: dict[str, Any], sink: ZoneSink) -> None:
         walk = run.walk
@@ -217,6 +251,7 @@ class WalkJobs:
         walk.lost += res["lost"]
         run.hosts.add(res.get("host", "?"))
         run.chunks += 1
+        run.outstanding -= 1
         run.job_seconds += res.get("seconds", 0.0)
         zs.take_found([Found(rel, size, mtime) for rel, size, mtime in res["found"]], sink)
         for rel, reason in res["skipped"]:
@@ -239,6 +274,7 @@ class WalkJobs:
             why = "its job is gone" if job is None else f"its job {job.id} ended {job.get_status(refresh=False).value}"
             if a["try"] >= self.cfg.retries:
                 if self.r.eval(_REASSIGN_LUA, 1, chunks_key, cid, entries[cid], ""):
+                    run.outstanding -= 1
                     run.given_up.extend(a["dirs"])
                     log.error("zone %s: walk %s gives up %d directories (%s, ...): %s, %d times", zs.name, run.id,
                               len(a["dirs"]), printable(a["dirs"][0] or "."), why, a["try"] + 1,

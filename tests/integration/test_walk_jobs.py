@@ -74,8 +74,7 @@ name = "{self.queue}"
 [walk]
 jobs = {"true" if jobs else "false"}
 chunk = 4
-chunk_timeout = "60s"
-{walk_extra}
+{walk_extra if "chunk_timeout" in walk_extra else 'chunk_timeout = "60s"' + chr(10) + walk_extra}
 [[zone]]
 name = "wj"
 path = "{self.root}"
@@ -377,3 +376,52 @@ rescan = "1h"
                 p.kill()
                 p.wait()
         remove_collections(irods, coll)
+
+
+def test_a_walk_whose_workers_all_died_is_walked_by_the_daemon(tmp_path: Path, redis_server: Any,
+                                                                redis_conn: redis.Redis) -> None:
+    """The only walk worker is killed mid-chunk and none comes back: once its registration has expired and
+    chunk_timeout has passed, the daemon walks the zone itself; every file is queued once."""
+    e = Env(tmp_path, redis_server.url, redis_conn, walk_extra='chunk_timeout = "2s"')
+    try:
+        rels = make_tree(e.root)
+        victim = e.spawn("only", hang="d2/e3")
+        e.wait_workers(1)
+        with DaemonThread(e.config(), e.r) as d:
+            hung = Path(hang_marker(str(e.root), "d2/e3"))
+            assert wait_for(hung.exists, timeout=30)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            assert wait_for(lambda: d.daemon.zones["wj"].walks_done >= 1, timeout=60, interval=0.2), \
+                "the walk never completed without walk workers"
+            time.sleep(0.5)
+            q = queued(e.r, e.queue)
+            assert d.daemon.walk_jobs is not None and "wj" not in d.daemon.walk_jobs.finished
+        hung.unlink()
+        assert_once(e, rels, q)
+    finally:
+        e.stop()
+
+
+def test_a_walk_whose_keys_redis_lost_is_walked_again(env: Env) -> None:
+    """The walk's chunks vanish from Redis (a restart without its data): the daemon does not take the
+    empty count for a complete walk; it walks again, and every file is queued once."""
+    rels = make_tree(env.root)
+    victim = env.spawn("doomed", hang="d4/e0")
+    env.wait_workers(1)
+    with DaemonThread(env.config(), env.r) as d:
+        hung = Path(hang_marker(str(env.root), "d4/e0"))
+        assert wait_for(hung.exists, timeout=30)
+        first = d.daemon.walk_jobs.runs["wj"].id if d.daemon.walk_jobs else ""
+        for k in env.r.keys(keys.walk_chunks_key("ingestd", "wj", "*")):
+            env.r.delete(k)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        env.spawn("rescuer")
+        assert wait_for(lambda: d.daemon.zones["wj"].walks_done >= 1, timeout=60, interval=0.2)
+        time.sleep(0.5)
+        q = queued(env.r, env.queue)
+        wj = d.daemon.walk_jobs
+        assert wj is not None and wj.finished["wj"].id != first, "the walk that lost its keys counted as complete"
+    hung.unlink()
+    assert_once(env, rels, q)
