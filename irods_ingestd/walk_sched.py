@@ -15,7 +15,9 @@ A chunk whose job will never commit (its worker was killed: RQ's started-registr
 heartbeat stops; it failed; it ran past `chunk_timeout`) is assigned to a new job, compare-and-set, so the
 old job's late commit is refused; after `retries` such losses the chunk is given up, logged with its
 directories, and the walk ends incomplete (it does not count as a complete walk; the next walk is timed).
-Without walk workers the daemon walks by itself, as before.
+Without walk workers the daemon walks by itself, as before; when every walk worker died during a walk
+(none alive for `chunk_timeout`) it walks the zone itself, anew; and when Redis says no chunk is outstanding
+while the daemon scheduled more than it took back (the walk's keys were lost), the zone is walked again.
 """
 
 from __future__ import annotations
