@@ -2,7 +2,8 @@
 
 All keys start with the configured prefix `{p}` (`[redis].prefix`, `ingestd` by default):
 
-- ledger (`ledger.py`): `{p}:l:{zone}:{dirhash}` one hash per landing directory, `{p}:s:{zone}` counters,
+- ledger (`ledger.py`): `{p}:l:{zone}:{dirhash}` one hash per landing directory (above 128 files, its buckets
+  `{p}:l:{zone}:{dirhash}.{i}`, named by the ledger's scripts: `ledger_lua.py`), `{p}:s:{zone}` counters,
   `{p}:f:{zone}` failed files, `{p}:r:{zone}` files handed back to be settled again, `{p}:t:{zone}`
   transient failures, `{p}:rc:{zone}` / `{p}:rcs:{zone}` a recount in progress;
 - `{p}:eg:{zone}`: the zone's enqueue generation, bumped by enqueuers only (`queue.py`);
