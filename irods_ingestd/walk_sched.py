@@ -28,6 +28,7 @@ import math
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ log = logging.getLogger("irods_ingestd.daemon")
 CHECK_EVERY = 5.0  # seconds between looks for lost chunks
 WORKERS_MAX_AGE = 5.0  # seconds the count of walk workers is cached
 RESULTS_A_READ = 20
+OUTSTANDING_PER_WORKER = 4  # chunks queued or running a walk worker, at most
 ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 # KEYS: the chunks hash. ARGV: chunk id, the value it must have, the new value ("" to drop the chunk).
@@ -71,6 +73,7 @@ class JobWalk:
     chunks: int = 0  # results taken
     outstanding: int = 0  # chunks scheduled and neither taken back nor given up (Redis' count must agree)
     no_workers_since: float | None = None  # no walk worker alive since
+    waiting: deque[list[str]] = field(default_factory=deque)  # directories to schedule, by result, oldest first
     job_seconds: float = 0.0  # the time the jobs spent listing and comparing, summed
 
 
@@ -119,10 +122,9 @@ class WalkJobs:
         run = JobWalk(id=uuid.uuid4().hex[:12], walk=walk, next_check=time.monotonic() + CHECK_EVERY)
         walk.jobs = run.id
         self.runs[zs.name] = run
-        dirs, walk.stack = walk.stack, []
         log.info("zone %s: walk %s runs as jobs on queue %s (%d walk workers)", zs.name, run.id, self.cfg.queue,
                  self.workers(), extra={"fields": {"INGEST_ZONE": zs.name}})
-        self._schedule(zs, run, dirs, watch=True)
+        self._schedule_waiting(zs, run)
 
     def sweep(self, zones: Mapping[str, Zone]) -> None:
         """Forget the job walks whose zone is gone or walks anew (lost, rewalked): their chunks' jobs find
@@ -137,15 +139,27 @@ class WalkJobs:
         self.r.delete(keys.walk_chunks_key(self.p, name, run.id), keys.walk_results_key(self.p, name, run.id))
 
     # -- scheduling ---------------------------------------------------------------------------------------
-    def _schedule(self, zs: Zone, run: JobWalk, dirs: Sequence[str], watch: bool) -> None:
-        """Make directories chunks of jobs (each watched first if the zone's watcher needs it)."""
-        if not dirs:
-            return
-        hook = zs.watch_hook() if watch else None
+    def _schedule_waiting(self, zs: Zone, run: JobWalk) -> None:
+        """Make chunks of the directories waiting (a result's subdirectories and unlisted rest; those made
+        while the walk runs, which the watcher put on the walk's stack), oldest first, while fewer than
+        OUTSTANDING_PER_WORKER chunks a worker are outstanding: enough to keep the workers busy, and it
+        bounds what waits in Redis when the daemon cannot drain (its ready list full) to about that many
+        chunks' results."""
+        walk = run.walk
+        if walk.stack:
+            run.waiting.append(walk.stack)
+            walk.stack = []
+        workers = max(1, self.workers())
+        while run.waiting and run.outstanding < OUTSTANDING_PER_WORKER * workers:
+            group = run.waiting.popleft()  # a result's subdirectories: split so each worker gets a share
+            self._schedule(zs, run, group, min(self.cfg.chunk, max(1, math.ceil(len(group) / (2 * workers)))))
+
+    def _schedule(self, zs: Zone, run: JobWalk, dirs: Sequence[str], size: int) -> None:
+        """Make directories chunks of `size` (each watched first if the zone's watcher needs it)."""
+        hook = zs.watch_hook()
         if hook is not None:
             for d in dirs:
                 hook(d)
-        size = min(self.cfg.chunk, max(1, math.ceil(len(dirs) / (2 * max(1, self.workers())))))
         chunks_key = keys.walk_chunks_key(self.p, zs.name, run.id)
         datas: list[Any] = []
         values: dict[str | bytes, bytes | float | int | str] = {}
@@ -182,9 +196,7 @@ class WalkJobs:
         for lost chunks now and then, and end the walk when nothing is outstanding. Redis errors propagate."""
         run = self.runs[zs.name]
         walk = run.walk
-        if walk.stack:  # directories made while the walk runs (the watcher said so): chunks too
-            dirs, walk.stack = walk.stack, []
-            self._schedule(zs, run, dirs, watch=True)
+        self._schedule_waiting(zs, run)
         results_key = keys.walk_results_key(self.p, zs.name, run.id)
         deadline = time.monotonic() + budget
         took = False
@@ -203,6 +215,7 @@ class WalkJobs:
         if zs.walk is not walk:  # the zone was lost meanwhile
             self._drop(zs.name, run)
             return
+        self._schedule_waiting(zs, run)
         if not os.path.isdir(zs.root):
             self._drop(zs.name, run)
             zs.lose(f"{zs.root} disappeared", sink)
@@ -213,7 +226,7 @@ class WalkJobs:
             if self._abandoned(zs, run, now):
                 return
             self._repair(zs, run)
-        if walk.stack:
+        if walk.stack or run.waiting:
             return
         with self.r.pipeline() as pipe:
             pipe.hlen(keys.walk_chunks_key(self.p, zs.name, run.id))
@@ -258,8 +271,9 @@ class WalkJobs:
         zs.take_found([Found(rel, size, mtime) for rel, size, mtime in res["found"]], sink)
         for rel, reason in res["skipped"]:
             sink.report_skip(zs.name, rel, reason)
-        self._schedule(zs, run, res["subdirs"], watch=True)
-        self._schedule(zs, run, res["rest"], watch=False)  # watched when first scheduled
+        for group in (res["rest"], res["subdirs"]):  # (the rest is watched again when scheduled: harmless)
+            if group:
+                run.waiting.append(group)
 
     def _repair(self, zs: Zone, run: JobWalk) -> None:
         """Give the chunks whose job will never commit to a new job (or give them up after `retries`)."""
