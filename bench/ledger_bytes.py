@@ -96,13 +96,13 @@ def write_buckets(r: Any, files: list[tuple[str, int, int]], value: Callable[[in
     pipe.execute()
 
 
-def write_compact(r: Any, files: list[tuple[str, int, int]]) -> None:
+def write_compact(r: Any, files: list[tuple[str, int, int]], zone: str = ZONE) -> None:
     """mark_done's script (the result script) over a pipeline, as a worker's mark_done runs it."""
     led = Ledger(r, PREFIX)
     pipe = r.pipeline(transaction=False)
     for n, (rel, size, mtime) in enumerate(files, 1):
         d, _, name = rel.rpartition("/")
-        led._result(keys=led._keys(ZONE, d), client=pipe,
+        led._result(keys=led._keys(zone, d), client=pipe,
                     args=[name_field(name), done_value(size, mtime), version_bytes(size, mtime), "done", size, "0"])
         _flush(pipe, n)
     pipe.execute()
