@@ -70,7 +70,8 @@ def test_events_outside_the_zones_are_dropped(tmp_path: Path) -> None:
             (tmp_path / "z" / "unwalked" / f"u{i}").write_bytes(b"x")
         (tmp_path / "z" / "mine").write_bytes(b"y")
         changes = collect(w)
-        assert [(c.kind, c.zone, c.rel) for c in changes] == [
+        # (an event read before the kernel merged the next one into it comes twice: the same change again)
+        assert list(dict.fromkeys((c.kind, c.zone, c.rel) for c in changes)) == [
             (Kind.DIR, "z", "unwalked"), (Kind.WRITE, "z", "mine")]
         assert w.foreign >= 600  # the whole filesystem's events were read and dropped
     finally:
