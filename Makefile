@@ -31,7 +31,7 @@ lint: venv
 test: venv irods lint
 	$(PY) -m pytest -q -ra tests
 	@if [ -f .irods-test/irods_environment.json ] || [ -n "$$INGESTD_TEST_IRODS_ENV" ]; then \
-		$(MAKE) --no-print-directory test-standin; fi
+		INGESTD_SECOND_PASS=1 $(MAKE) --no-print-directory test-standin; fi
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
@@ -42,7 +42,8 @@ integration: venv irods
 e2e: venv irods
 	$(PY) -m pytest -q tests/e2e
 
-# the same suite with every test on the iRODS test server (the stand-in's own second pass)
+# the same suite with every test on the iRODS test server (the stand-in's own second pass; as the second pass of
+# `make test`, only the tests that talk to an iRODS server)
 test-standin: venv
 	INGESTD_TEST_IRODS=standin $(PY) -m pytest -q -ra tests/integration --deselect tests/integration/test_chaos.py
 
