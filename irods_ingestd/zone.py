@@ -225,7 +225,7 @@ class Zone:
                     self.walk.unwatched += 1
                 if self.trust_events and watcher.limit_hit:
                     self.trust_events = False
-                    self._untrust_quiet(f"the {watcher.name} watch limit was reached")
+                    self._untrust_quiet(watcher.limit_what)
         return before
 
     # walk jobs (walk_sched.py) list the directories elsewhere: the zone watches them first and ends the walk

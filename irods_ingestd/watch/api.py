@@ -78,13 +78,14 @@ class Watcher(ABC):
     - `mtime_slack`: seconds of clock skew allowed for when a walk judges a file settled by its mtime
       (local file systems: a little; shared ones written from other hosts: more);
     - `limit_hit`: the kernel refused a watch for lack of resources: its zones cannot be trusted until a
-      walk finds every directory watched again.
+      walk finds every directory watched again; `limit_what` says what was refused, for the log.
     """
 
     name: str = ""
     complete: bool = False
     needs_drain: bool = False
     mtime_slack: float = 60.0
+    limit_what: str = "a watch was refused"
 
     @property
     def limit_hit(self) -> bool:

@@ -25,11 +25,12 @@ import errno
 import logging
 import os
 import select
-import threading
+from typing import Any
 
 from ..config import ZoneConfig
 from . import fanotify_sys as S
-from .api import Change, Inbox, Kind, Watcher
+from .api import Change, Inbox, Kind
+from .common import DirWatcher
 
 log = logging.getLogger(__name__)
 
@@ -38,52 +39,32 @@ _GONE = S.FAN_DELETE | S.FAN_MOVED_FROM
 _READ_SIZE = 1 << 18
 
 
-class FanotifyWatcher(Watcher):
+class FanotifyWatcher(DirWatcher[bytes]):
     name = "fanotify"
-    complete = True  # every change on a local filesystem is reported
-    needs_drain = True
-    mtime_slack = 2.0
+    limit_what = "fanotify could not mark a filesystem of the zone (it is walked instead of watched)"
 
     def __init__(self, inbox: Inbox) -> None:
         if not S.has_sys_admin():  # select.py logs it and polls the zone instead
             raise OSError(errno.EPERM, "CAP_SYS_ADMIN is missing (a filesystem mark needs it)")
-        self.inbox = inbox
+        super().__init__(inbox)
         self._fd = S.init()  # OSError (EINVAL: a kernel before 5.9): polled instead, likewise
-        self._roots: dict[str, str] = {}  # zone → root path
+        self._poller = select.poll()
+        self._poller.register(self._fd, select.POLLIN)
         self._marks: dict[bytes, tuple[str, set[str]]] = {}  # fsid → (path marked through, zones on it)
-        self._refused = False
-        self._key: dict[bytes, tuple[str, str]] = {}  # directory key → (zone, reldir)
-        self._dirs: dict[tuple[str, str], bytes] = {}  # (zone, reldir) → key
         self._root_at: dict[tuple[bytes, str], str] = {}  # (parent key, name) of a zone root → zone
         self.events = 0  # events read (all of the filesystem's, ours or not)
         self.foreign = 0  # of which outside every zone
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read_loop, name="fanotify-reader", daemon=True)
         self._thread.start()
 
-    def _read_loop(self) -> None:
-        fd, poller = self._fd, select.poll()
-        poller.register(fd, select.POLLIN)
-        while not self._stop.is_set():
-            try:
-                if not poller.poll(500):
-                    continue
-                events = S.parse(os.read(fd, _READ_SIZE))
-            except OSError:
-                if self._stop.is_set():
-                    return
-                log.exception("reading fanotify events failed; the zones will be walked")
-                self.inbox.put_many([Change(Kind.OVERFLOW, None, detail="fanotify read failed")])
-                self._stop.wait(1.0)
-                continue
-            if events:
-                self.inbox.put_many(events)
+    def _read(self) -> list[Any]:
+        if not self._poller.poll(500):
+            return []
+        return S.parse(os.read(self._fd, _READ_SIZE))
+
+    def _close_source(self) -> None:
+        os.close(self._fd)
 
     # -- zones and directories --------------------------------------------------------------------------
-    @property
-    def limit_hit(self) -> bool:
-        return self._refused
-
     def _mark(self, zone: str, path: str) -> bytes | None:
         """The fsid of the filesystem holding `path`, marked for `zone` (once per filesystem); None if
         it cannot be marked: the zone is then walked every poll_interval (`limit_hit`)."""
@@ -99,10 +80,9 @@ class FanotifyWatcher(Watcher):
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None  # gone: the zone is lost, or the walk will not list it
-            log.error("fanotify: cannot mark the filesystem of %s (zone %s): %s; the zone will be walked "
-                      "every poll_interval (use watcher = \"inotify\" or \"poll\" for it)", path, zone,
-                      e.strerror)
-            self._refused = True
+            self._refuse("fanotify: cannot mark the filesystem of %s (zone %s): %s; the zone will be walked "
+                         "every poll_interval (use watcher = \"inotify\" or \"poll\" for it)", path, zone,
+                         e.strerror)
             return None
 
     def add_zone(self, zone: ZoneConfig) -> None:
@@ -118,11 +98,9 @@ class FanotifyWatcher(Watcher):
             pass  # its removal is then found by the next walk
 
     def remove_zone(self, name: str) -> None:
-        for key in [k for k in self._dirs if k[0] == name]:
-            self._unwatch(key)
+        self._forget_zone(name)
         for at in [a for a, z in self._root_at.items() if z == name]:
             del self._root_at[at]
-        self._roots.pop(name, None)
         for fsid, (path, zones) in list(self._marks.items()):
             zones.discard(name)
             if not zones:
@@ -132,18 +110,11 @@ class FanotifyWatcher(Watcher):
                 except OSError:
                     pass  # unmounted, or the path is gone: the mark went with it or stays harmless
 
-    def watched(self, zone: str) -> int:
-        return sum(1 for k in self._dirs if k[0] == zone)
-
-    def is_watched(self, zone: str, reldir: str) -> bool:
-        return (zone, reldir) in self._dirs
-
     def watch_dir(self, zone: str, reldir: str) -> bool:
         key = (zone, reldir)
         if key in self._dirs:
             return True
-        root = self._roots[zone]
-        path = os.path.join(root, reldir) if reldir else root
+        path = self._path(zone, reldir)
         try:
             handle = S.handle_key(path)
         except OSError as e:
@@ -153,22 +124,8 @@ class FanotifyWatcher(Watcher):
         fsid = handle[:8]
         if (fsid not in self._marks or zone not in self._marks[fsid][1]) and self._mark(zone, path) is None:
             return False  # a filesystem mounted inside the zone that cannot be marked
-        old = self._key.get(handle)
-        if old is not None and old != key:  # the same directory under another name (moved)
-            self._dirs.pop(old, None)
-        self._key[handle] = key
-        self._dirs[key] = handle
+        self._remember(key, handle)
         return True
-
-    def _unwatch(self, key: tuple[str, str]) -> None:
-        handle = self._dirs.pop(key, None)
-        if handle is not None and self._key.get(handle) == key:
-            del self._key[handle]
-
-    def _unwatch_tree(self, zone: str, reldir: str) -> None:
-        prefix = reldir + "/"
-        for key in [k for k in self._dirs if k[0] == zone and (k[1] == reldir or k[1].startswith(prefix))]:
-            self._unwatch(key)
 
     # -- events -----------------------------------------------------------------------------------------
     def changes(self, limit: int = 10_000) -> list[Change]:
@@ -227,11 +184,3 @@ class FanotifyWatcher(Watcher):
             return
         self._unwatch_tree(zone, "")
         out.append(Change(Kind.ZONE_LOST, zone, detail="the zone directory was removed or moved"))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass

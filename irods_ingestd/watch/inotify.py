@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import threading
+from typing import Any
 
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
 from ..config import ZoneConfig
-from .api import Change, Inbox, Kind, Watcher
+from .api import Change, Inbox, Kind
+from .common import DirWatcher
 
 log = logging.getLogger(__name__)
 
@@ -28,94 +28,51 @@ _WRITE = F.CLOSE_WRITE | F.MODIFY | F.ATTRIB | F.CREATE
 _ROOT_LOST = F.DELETE_SELF | F.MOVE_SELF | F.UNMOUNT | F.IGNORED
 
 
-class InotifyWatcher(Watcher):
+class InotifyWatcher(DirWatcher[int]):
     name = "inotify"
-    complete = True  # every change on a watched local directory is reported
-    needs_drain = True
-    mtime_slack = 2.0
+    limit_what = "the inotify watch limit (fs.inotify.max_user_watches) was reached"
+    _read_errors = (OSError, ValueError)
 
     def __init__(self, inbox: Inbox) -> None:
-        self.inbox = inbox
+        super().__init__(inbox)
         self._ino = INotify()
-        self._roots: dict[str, str] = {}  # zone → root path
-        self._wd: dict[int, tuple[str, str]] = {}  # wd → (zone, reldir)
-        self._dirs: dict[tuple[str, str], int] = {}  # (zone, reldir) → wd
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read_loop, name="inotify-reader", daemon=True)
         self._thread.start()
-        self._limit_hit = False
 
-    def _read_loop(self) -> None:
-        ino = self._ino
-        while not self._stop.is_set():
-            try:
-                events = ino.read(timeout=500, read_delay=2)
-            except (OSError, ValueError):
-                if self._stop.is_set():
-                    return
-                log.exception("reading inotify events failed; the zones will be walked")
-                self.inbox.put_many([Change(Kind.OVERFLOW, None, detail="inotify read failed")])
-                self._stop.wait(1.0)
-                continue
-            if events:
-                self.inbox.put_many(events)
+    def _read(self) -> list[Any]:
+        return list(self._ino.read(timeout=500, read_delay=2))
+
+    def _close_source(self) -> None:
+        self._ino.close()
 
     def add_zone(self, zone: ZoneConfig) -> None:
         self._roots[zone.name] = str(zone.path)
 
     def remove_zone(self, name: str) -> None:
-        for key in [k for k in self._dirs if k[0] == name]:
-            self._unwatch(key)
-        self._roots.pop(name, None)
-
-    @property
-    def limit_hit(self) -> bool:
-        return self._limit_hit
-
-    def watched(self, zone: str) -> int:
-        return sum(1 for k in self._dirs if k[0] == zone)
-
-    def is_watched(self, zone: str, reldir: str) -> bool:
-        return (zone, reldir) in self._dirs
+        self._forget_zone(name)
 
     def watch_dir(self, zone: str, reldir: str) -> bool:
         key = (zone, reldir)
         if key in self._dirs:
             return True
-        root = self._roots[zone]
-        path = os.path.join(root, reldir) if reldir else root
+        path = self._path(zone, reldir)
         try:
             wd = self._ino.add_watch(path, DIR_MASK)
         except OSError as e:
             if e.errno == errno.ENOSPC:
-                if not self._limit_hit:
-                    log.error("inotify watch limit reached (fs.inotify.max_user_watches) at %s: zone %s "
-                              "will be walked instead of watched; raise the limit to watch it", path, zone)
-                self._limit_hit = True
+                if not self._refused:
+                    self._refuse("inotify watch limit reached (fs.inotify.max_user_watches) at %s: zone %s "
+                                 "will be walked instead of watched; raise the limit to watch it", path, zone)
             elif e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 log.warning("cannot watch %s: %s", path, e.strerror)
             return False
-        old = self._wd.get(wd)
-        if old is not None and old != key:  # the same directory under another name (moved)
-            self._dirs.pop(old, None)
-        self._wd[wd] = key
-        self._dirs[key] = wd
+        self._remember(key, wd)
         return True
 
-    def _unwatch(self, key: tuple[str, str]) -> None:
-        wd = self._dirs.pop(key, None)
-        if wd is None:
-            return
-        self._wd.pop(wd, None)
+    def _release(self, key: int) -> None:
         try:
-            self._ino.rm_watch(wd)
+            self._ino.rm_watch(key)
         except OSError:
             pass
-
-    def _unwatch_tree(self, zone: str, reldir: str) -> None:
-        prefix = reldir + "/"
-        for key in [k for k in self._dirs if k[0] == zone and (k[1] == reldir or k[1].startswith(prefix))]:
-            self._unwatch(key)
 
     def changes(self, limit: int = 10_000) -> list[Change]:
         out: list[Change] = []
@@ -128,13 +85,13 @@ class InotifyWatcher(Watcher):
             if mask & F.Q_OVERFLOW:
                 out.append(Change(Kind.OVERFLOW, None, detail="kernel event queue overflowed"))
                 continue
-            where = self._wd.get(wd)
+            where = self._key.get(wd)
             if where is None:
                 continue
             zone, reldir = where
             if not name:  # an event about the watched directory itself
                 if mask & F.IGNORED:
-                    self._wd.pop(wd, None)
+                    self._key.pop(wd, None)
                     if self._dirs.get(where) == wd:
                         del self._dirs[where]
                 if reldir == "" and mask & _ROOT_LOST:
@@ -161,11 +118,3 @@ class InotifyWatcher(Watcher):
                 last[(zone, rel)] = kind
                 out.append(Change(kind, zone, rel))
         return out
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-        try:
-            self._ino.close()
-        except OSError:
-            pass
