@@ -23,6 +23,7 @@ WALKJOBS_FILES (environment) overrides the size (e.g. 200000).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -33,8 +34,10 @@ import redis
 from rq import Queue, Worker
 
 from irods_ingestd.config import load
+from irods_ingestd.filters import NameFilter
 from irods_ingestd.reconcile import Reconciler, Walk
 from irods_ingestd.walk_sched import WalkJobs
+from irods_ingestd.walker import walk_dir
 from irods_ingestd.watch.poll import PollWatcher
 from irods_ingestd.zone import Zone
 
@@ -124,6 +127,7 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
         f.write("\n[walk]\njobs = true\n")
     r: redis.Redis = svc.redis.client()
     subprocess.run(["find", str(root), "-type", "f"], stdout=subprocess.DEVNULL, check=True)  # warm the cache
+    spare_cores(res, root, cfg_path)
     if compare(svc, work, res, cfg_path, n, n, "onboarding walk"):
         t0 = time.monotonic()
         mark_done_pipelined(r, "wj", list_tree(root))
@@ -180,6 +184,27 @@ def compare(svc: Services, work: Path, res: Results, cfg_path: Path, n: int, new
                 f"{n / secs / 1e3:.0f}k files/s ({secs:.2f}s, median of {RUNS}) = {ratio:.2f}x one walker run "
                 f"beside it; daemon CPU {cpu_share:.0%} of the time")
     return True
+
+
+def _list_part(args: tuple[str, list[str], NameFilter]) -> int:
+    root, dirs, names = args
+    return sum(len(walk_dir(root, d, names).files) for d in dirs)
+
+
+def spare_cores(res: Results, root: Path, cfg_path: Path) -> None:
+    """What the machine gives in parallel right now: the tree's directories listed by walk_dir in 1, 2 and
+    4 processes (no Redis, no RQ, no daemon): about the most walk jobs could gain at this moment."""
+    names = NameFilter.for_zone(load(cfg_path).zones[0])
+    dirs = sorted(os.listdir(root))
+    times = {}
+    for k in WORKERS:
+        t0 = time.perf_counter()
+        with multiprocessing.Pool(k) as pool:
+            pool.map(_list_part, [(str(root), dirs[i::k], names) for i in range(k)])
+        times[k] = time.perf_counter() - t0
+    print(f"  walk_dir alone in 1, 2, 4 processes: {', '.join(f'{t:.2f}s' for t in times.values())} "
+          f"(load {loadavg()})", flush=True)
+    res.add("walk_jobs", "walk_dir alone, 4 processes vs 1 (the spare cores now)", f"{times[1] / times[4]:.2f}x")
 
 
 def _ledger(r: redis.Redis):  # noqa: ANN202 - the ledger the daemon would use
