@@ -2,11 +2,11 @@
 
 The targets of a step of the walk are looked up with one GenQuery per collection (per ~2 kB of names, as the
 worker's batch look-up does: `catalog.lookup`), the object and the version an interrupted update set aside.
-An object under the name is judged as the worker judges it (`ingest/attempt.py` `_judge`):
+An object under the name is judged by the function the worker judges it with (`ingest/judge.py`):
 
 - the same size and the catalog's checksum matches the landing file (read here, in the server's scheme):
   *present*, recorded without moving a byte;
-- otherwise its AVUs (`catalog.object_avus`) decide with `metadata.made_by_us`: an object this zone made
+- otherwise its AVUs (`catalog.object_avus`) and its replicas' paths decide (`judge.judge`): an object this zone made
   from this landing path is an *update*: the previous object kept as `<name>.~N~` (`versions = "keep"`, N
   from the same query the worker makes), replaced (`"replace"`, and every register zone), or a *conflict*
   (`"conflict"`); an object anything else made is a *conflict*: the file would fail, nothing overwritten.
@@ -23,10 +23,10 @@ from typing import Any
 
 from . import names
 from .ingest import catalog, local
+from .ingest import judge as verdicts
 from .ingest.batch import LOOKUP_CHUNK_BYTES
 from .ingest.catalog import Obj
 from .ingest.errors import LocalChanged, NotRegular, PermanentError, Vanished
-from .ingest.metadata import A_SOURCE_PATH, A_ZONE, made_by_us
 from .job import FileItem, ZoneSpec
 from .planner import CONFLICT, INGEST, PRESENT, SETTLING, UPDATE, Item
 from .zone import Zone
@@ -138,17 +138,12 @@ def _existing(session: Any, zone: Zone, it: Item, t: names.Target, obj: Obj) -> 
                 return PRESENT, f"{t.path} already holds this content ({desc}): recorded without moving a byte"
         else:
             desc += "; same size, so the server's checksum decides whether it is this content"
-    avus = catalog.object_avus(session, t.collection, obj.name)
-    if not made_by_us(avus, spec, item, t):
-        who = avus.get(A_SOURCE_PATH)
-        by = f"made from {who} in zone {avus.get(A_ZONE)}" if who else "not made by irods-ingestd"
-        return CONFLICT, f"{t.path} exists with other content ({desc}), {by}: the file would fail, not overwritten"
-    if spec.mode == "register":
+    verdict = verdicts.judge(spec, item, t, False, catalog.object_avus(session, t.collection, obj.name), obj.paths)
+    if verdict.verdict == verdicts.CONFLICT:
+        return CONFLICT, f"{verdict.conflict_reason(t.path, desc)}: the file would fail, not overwritten"
+    if verdict.update == verdicts.REREGISTERED:
         return UPDATE, f"a new version: the registration of {t.path} is replaced ({desc})"
-    if spec.versions == "conflict":
-        return CONFLICT, (f"{t.path} holds an earlier version of this file ({desc}); versions = \"conflict\": "
-                          f"the file would fail, not overwritten")
-    if spec.versions == "keep":
+    if verdict.update == verdicts.KEPT:
         n = catalog._last_version(session, t) + 1
         return UPDATE, f"a new version: the previous object ({desc}) kept as {t.name}.~{n}~"
     return UPDATE, f"a new version: the previous object ({desc}) replaced (versions = \"replace\")"

@@ -26,7 +26,7 @@ from ..checksums import Digest
 from ..completion import verify as completion_verify
 from ..job import FileItem, ZoneSpec
 from ..locks import FileLock
-from . import access, catalog, local, metadata, transfer, usermeta, zone_provenance
+from . import access, catalog, judge, local, metadata, transfer, usermeta, zone_provenance
 from .catalog import Obj
 from .context import IngestContext
 from .errors import Conflict, LockLost, PermanentError, StaleLookup
@@ -103,7 +103,7 @@ def _look(ctx: IngestContext, session: Any, target: names.Target) -> tuple[dict[
 def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, target: names.Target, loc: Local,
            existing: Obj) -> tuple[Digest | None, bool]:
     """The object under the name: the same content (digest, True), an earlier version of this very file
-    (digest or None, False), or a conflict (raised)."""
+    (digest or None, False), or a conflict (raised): decided by `judge.judge`, as the plan decides it."""
     dig: Digest | None = None
     if existing.size == item.size:
         stored = existing.checksum or catalog.server_checksum(session, target.path)
@@ -117,14 +117,10 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
                     catalog.set_metadata(session, target.path, metadata.avus_for(zone, item, target, ctx.host))
             return dig, True
     avus = catalog.object_avus(session, target.collection, target.name)
-    if not metadata.made_by_us(avus, zone, item, target, existing.paths):
-        who = avus.get(metadata.A_SOURCE_PATH)
-        why = f"made from {who} in zone {avus.get(metadata.A_ZONE)}" if who else "not made by irods-ingestd"
-        raise Conflict(f"conflict: {target.path} exists with other content ({existing.size} bytes, "
-                       f"{existing.checksum or 'no checksum'}), {why}; not overwritten")
-    if zone.versions == "conflict" and zone.mode == "put":
-        raise Conflict(f"conflict: {target.path} holds an earlier version of this file ({existing.size} bytes, "
-                       f"{existing.checksum or 'no checksum'}); versions = \"conflict\": not overwritten")
+    verdict = judge.judge(zone, item, target, False, avus, existing.paths)
+    if verdict.verdict == judge.CONFLICT:
+        why = verdict.conflict_reason(target.path, f"{existing.size} bytes, {existing.checksum or 'no checksum'}")
+        raise Conflict(f"conflict: {why}{'; ' if verdict.conflict == judge.OTHERS else ': '}not overwritten")
     return dig, False
 
 
