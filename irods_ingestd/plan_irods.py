@@ -24,7 +24,7 @@ from typing import Any
 from . import names
 from .ingest import catalog, local
 from .ingest import judge as verdicts
-from .ingest.batch import LOOKUP_CHUNK_BYTES
+from .ingest.batch import look_up_by_collection
 from .ingest.catalog import Obj
 from .ingest.errors import LocalChanged, NotRegular, PermanentError, Vanished
 from .job import FileItem, ZoneSpec
@@ -66,18 +66,6 @@ class IrodsReach:
             self.session = None
 
 
-def _chunks(targets: list[names.Target]) -> list[list[names.Target]]:
-    out: list[list[names.Target]] = [[]]
-    size = 0
-    for t in targets:
-        if size >= LOOKUP_CHUNK_BYTES:
-            out.append([])
-            size = 0
-        out[-1].append(t)
-        size += 2 * len(t.name.encode("utf-8", "surrogateescape")) + 30
-    return out
-
-
 def judge(reach: IrodsReach, zone: Zone, items: list[Item]) -> None:
     """Fill in `irods` (and, for ready files, `action`, `reason`) of the files that would be sent."""
     todo = [it for it in items if it.action in (INGEST, SETTLING) and it.target]
@@ -95,8 +83,9 @@ def judge(reach: IrodsReach, zone: Zone, items: list[Item]) -> None:
     try:
         for coll, pairs in by_coll.items():
             found: dict[str, Obj] = {}
-            for chunk in _chunks([t for _, t in pairs]):
-                found.update(catalog.lookup(session, coll, [n for t in chunk for n in (t.name, t.old_name)]))
+            for _, chunk_found in look_up_by_collection(session, coll, [t for _, t in pairs],
+                                                        lambda t: (t.name, t.old_name)):
+                found.update(chunk_found)
             for it, t in pairs:
                 obj = found.get(t.name) or found.get(t.old_name)  # an update interrupted between its renames
                 verdict, why = (INGEST, f"new in iRODS ({_where(zone)})") if obj is None else \

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rq.timeouts import JobTimeoutException
 
@@ -22,6 +24,7 @@ from ..messages import MessageId
 from . import attempt as attempt_mod
 from . import bulk, catalog
 from .after_run import after_action
+from .catalog import Obj
 from .context import IngestContext
 from .errors import (
     LocalChanged,
@@ -182,16 +185,24 @@ def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
     return summary
 
 
-def _chunks(targets: list[names.Target]) -> list[list[names.Target]]:
-    chunks: list[list[names.Target]] = [[]]
+def look_up_by_collection(session: Any, coll: str, targets: list[names.Target],
+                          names_of: Callable[[names.Target], tuple[str, ...]]
+                          ) -> Iterator[tuple[list[names.Target], dict[str, Obj]]]:
+    """The names of `targets` (all in `coll`; `names_of` each: the object and its temporary or set-aside
+    names) looked up with one GenQuery per ~LOOKUP_CHUNK_BYTES of names: each chunk with what it found.
+    Shared by the worker's batch look-up (`prefetch`) and the plan's (`plan_irods.py`)."""
+    chunk: list[names.Target] = []
+    wanted: list[str] = []
     size = 0
     for t in targets:
         if size >= LOOKUP_CHUNK_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(t)
-        size += 3 * len(t.name.encode("utf-8", "surrogateescape")) + 40
-    return chunks
+            yield chunk, catalog.lookup(session, coll, wanted)
+            chunk, wanted, size = [], [], 0
+        ns = names_of(t)
+        chunk.append(t)
+        wanted += ns
+        size += len(ns) * len(t.name.encode("utf-8", "surrogateescape")) + 10 * (len(ns) + 1)
+    yield chunk, catalog.lookup(session, coll, wanted)
 
 
 def prefetch(ctx: IngestContext, batch: Batch) -> None:
@@ -210,11 +221,13 @@ def prefetch(ctx: IngestContext, batch: Batch) -> None:
     try:
         session = ctx.sessions.get()
         for coll, targets in by_coll.items():
-            for chunk in _chunks(targets):
-                three = {c.name: (c.name, c.part_name, c.old_name) for c in chunk}
-                found = catalog.lookup(session, coll, [n for ns in three.values() for n in ns])
-                for name, ns in three.items():
-                    ctx.prefetched[(coll, name)] = {n: found[n] for n in ns if n in found}
+            for chunk, found in look_up_by_collection(session, coll, targets, _three):
+                for c in chunk:
+                    ctx.prefetched[(coll, c.name)] = {n: found[n] for n in _three(c) if n in found}
     except Exception as e:  # noqa: BLE001 - the per-file path looks again and handles the error properly
         log.debug("batch look-up failed, looking up file by file: %s", e)
         ctx.prefetched.clear()
+
+
+def _three(t: names.Target) -> tuple[str, ...]:
+    return t.name, t.part_name, t.old_name
