@@ -10,9 +10,10 @@ run by ``irods_ingestd.tasks.after_batch``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import redis
 from rq import Queue
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 AFTER_TASK = "irods_ingestd.tasks.after_batch"
 BATCH = 200
+T = TypeVar("T")
 
 
 def record(zone: ZoneSpec, items: list[after.Verified]) -> dict[str, Any]:
@@ -44,11 +46,21 @@ def enqueue_due(r: redis.Redis, prefix: str, queue: Queue, zones: Iterable[ZoneS
     for zone in zones:
         if zone.after not in registry.AFTER_ACTIONS:
             continue
-        while items := after.take_due(r, prefix, zone.name, BATCH):
-            queue.enqueue(AFTER_TASK, record(zone, items), job_timeout=600, result_ttl=60)
-            n += len(items)
-            if len(items) < BATCH:
-                break
+        n += enqueue_batches(queue, AFTER_TASK, BATCH, 600, partial(after.take_due, r, prefix, zone.name),
+                             partial(record, zone))
     if n:
         log.debug("handed %d due after-actions to the workers", n)
+    return n
+
+
+def enqueue_batches(queue: Queue, task: str, batch: int, job_timeout: int, take: Callable[[int], list[T]],
+                    make: Callable[[list[T]], dict[str, Any]]) -> int:
+    """Take due items `batch` at a time (`take(batch)`) and enqueue each batch as one RQ job of `task` with
+    the record `make` gives; how many items. Used for deferred after-actions and completed directories."""
+    n = 0
+    while items := take(batch):
+        queue.enqueue(task, make(items), job_timeout=job_timeout, result_ttl=60)
+        n += len(items)
+        if len(items) < batch:
+            break
     return n

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import redis
 from rq import Queue
 
+from ..after_jobs import enqueue_batches
 from ..job import JOB_VERSION, ZoneSpec
 from . import units
 
@@ -43,11 +45,8 @@ def enqueue_due(r: redis.Redis, prefix: str, queue: Queue, zones: Iterable[ZoneS
     for zone in zones:
         if not zone.completion.by_directory:
             continue
-        while names := units.take_due(r, prefix, zone.name, BATCH):
-            queue.enqueue(UNIT_TASK, record(zone, names), job_timeout=3600, result_ttl=60)
-            n += len(names)
-            if len(names) < BATCH:
-                break
+        n += enqueue_batches(queue, UNIT_TASK, BATCH, 3600, partial(units.take_due, r, prefix, zone.name),
+                             partial(record, zone))
     if n:
         log.debug("handed %d completed directories to the workers to check", n)
     return n
