@@ -4,7 +4,8 @@
   (``renameat2(RENAME_NOREPLACE)``; where the file system lacks it, ``link`` + ``unlink``, which fail the
   same way), so an after-action never overwrites a file in ``move_to``.
 * :func:`free_name`: ``name``, else ``name.~1~``, ``name.~2~`` … (GNU's numbered backups), the first
-  name not taken.
+  name not taken; :func:`rename_to_free_name`: the two together (a file or a directory put somewhere,
+  never over anything).
 * :func:`open_for_writing`: whether any process on this host holds the file open for writing, asked
   of the kernel with a read lease (``F_SETLEASE``: refused with EAGAIN while a writer has it open); where
   leases are not allowed (not the file's owner, no CAP_LEASE, a file system without leases), the
@@ -57,6 +58,18 @@ def free_name(path: str, max_tries: int = 10_000) -> str:
         if not os.path.lexists(candidate):
             return candidate
     raise FileExistsError(errno.EEXIST, "no free numbered name", path)
+
+
+def rename_to_free_name(src: str, path: str) -> str:
+    """Rename src to `path`, never over anything: to the first free ``path.~N~`` if `path` is taken (a name
+    taken between the look and the rename: the next free one); where it went. Any other OSError is raised."""
+    while True:
+        dest = free_name(path)
+        try:
+            rename_noreplace(src, dest)
+            return dest
+        except FileExistsError:
+            continue
 
 
 def _lease_says(path: str) -> bool | None:

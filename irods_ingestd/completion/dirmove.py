@@ -65,15 +65,12 @@ def move(zone: ZoneSpec, unit: str, snap: Snapshot) -> tuple[str, str]:
     src = os.path.join(zone.root, unit)
     dest = os.path.join(zone.move_to, unit)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    while True:
-        target = fsops.free_name(dest)
-        try:
-            fsops.rename_noreplace(src, target)
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:  # another device (EXDEV), or no rename-without-replace for directories here
-            return BY_FILE, f"the directory cannot be renamed into move_to ({e.strerror or e}): moved file by file"
+    try:
+        target = fsops.rename_to_free_name(src, dest)
+    except FileExistsError:  # no free numbered name left
+        raise
+    except OSError as e:  # another device (EXDEV), or no rename-without-replace for directories here
+        return BY_FILE, f"the directory cannot be renamed into move_to ({e.strerror or e}): moved file by file"
     _put_back_strays(zone, unit, target, snap)
     return MOVED, target
 

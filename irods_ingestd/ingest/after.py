@@ -74,13 +74,7 @@ def private(path: str, what: str) -> str:
 
 def put_back(src: str, path: str) -> str:
     """Rename a file we took aside back under its name (or a free numbered one if that was taken)."""
-    while True:
-        dest = fsops.free_name(path)
-        try:
-            fsops.rename_noreplace(src, dest)
-            return dest
-        except FileExistsError:
-            continue
+    return fsops.rename_to_free_name(src, path)
 
 
 def take_aside(item: Verified, path: str, what: str, follow: bool = False) -> str:

@@ -32,6 +32,28 @@ def test_free_name_numbers_like_gnu_backups(tmp_path: Path) -> None:
     assert fsops.free_name(str(p)) == f"{p}.~2~"
 
 
+def test_rename_to_free_name_never_overwrites_and_takes_the_next_name_when_raced(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = tmp_path / "d"
+    dest.write_text("old")
+    (tmp_path / "a").write_text("a")
+    assert fsops.rename_to_free_name(str(tmp_path / "a"), str(dest)) == f"{dest}.~1~"
+    real = fsops.free_name
+    raced: list[str] = []
+
+    def racing(path: str, max_tries: int = 10_000) -> str:  # another process takes the free name first
+        name = real(path, max_tries)
+        if not raced:
+            Path(name).write_text("theirs")
+            raced.append(name)
+        return name
+
+    monkeypatch.setattr(fsops, "free_name", racing)
+    (tmp_path / "b").write_text("b")
+    assert fsops.rename_to_free_name(str(tmp_path / "b"), str(dest)) == f"{dest}.~3~"
+    assert [Path(f"{dest}{s}").read_text() for s in ("", ".~1~", ".~2~", ".~3~")] == ["old", "a", "theirs", "b"]
+
+
 def test_open_for_writing_sees_a_writer_in_another_process(tmp_path: Path) -> None:
     p = tmp_path / "growing.dat"
     p.write_bytes(b"x")

@@ -39,20 +39,15 @@ def run(zone: ZoneSpec, item: Verified, path: str) -> None:
     assert zone.move_to
     dest = os.path.join(zone.move_to, item.rel)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    while True:
-        target = fsops.free_name(dest)
-        try:
-            fsops.rename_noreplace(path, target)
-            break
-        except FileExistsError:
-            continue  # taken between the look and the rename: the next free name
-        except OSError as e:
-            if e.errno != errno.EXDEV:
-                raise
-            tmp = _copy_checked(path, os.path.dirname(dest), os.path.basename(dest), item)
-            os.unlink(take_aside(item, path, "del", zone.follow_symlinks))
-            put_back(tmp, dest)
-            return
+    try:
+        target = fsops.rename_to_free_name(path, dest)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        tmp = _copy_checked(path, os.path.dirname(dest), os.path.basename(dest), item)
+        os.unlink(take_aside(item, path, "del", zone.follow_symlinks))
+        put_back(tmp, dest)
+        return
     if not item.same(os.stat(target, follow_symlinks=zone.follow_symlinks)):  # swapped in at the last moment
         put_back(target, path)
         raise Changed("replaced after verification")
