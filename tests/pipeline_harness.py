@@ -6,7 +6,10 @@ only the processes are folded into one so a test can look at everything.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +144,62 @@ class Pipeline:
             return out
         finally:
             s.cleanup()
+
+
+@contextmanager
+def pipelines(tmp_path: Path, redis_url: str, server: Any, *, readable: bool = True,
+              remove: Callable[[str], None] | None = None, **defaults: Any) -> Iterator[Callable[..., Pipeline]]:
+    """The body of a test's `make_pipe` fixture: `make(**zone)` (or `make(server=other, **zone)`) gives a
+    Pipeline of the zone `defaults` updated by `zone`, its landing directory readable by the iRODS server
+    (register mode) unless `readable` is false. At the end every pipeline is stopped and its collection
+    removed from iRODS (by `remove`, default: `remove_collections` on `server`)."""
+    from tests.landing import remove_collections, server_readable
+
+    made: list[Pipeline] = []
+
+    def make(server: Any = None, **zone: Any) -> Pipeline:
+        p = Pipeline(tmp_path, redis_url, server or default_server, zone={**defaults, **zone},
+                     root=server_readable(tmp_path / "landing") if readable else None)
+        made.append(p)
+        return p
+
+    default_server = server
+    yield make
+    for p in made:
+        p.__exit__(None, None, None)
+    for coll in dict.fromkeys(p.collection for p in made):
+        if remove is not None:
+            remove(coll)
+        else:
+            remove_collections(default_server, coll)
+
+
+def until(pipe: Pipeline, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Run workers until cond() holds (deferred after-actions and completed directories come back through
+    the daemon every 5 s)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
+        pipe.work()
+        time.sleep(0.2)
+
+
+def names(pipe: Pipeline) -> set[str]:
+    """The objects of the zone's collection, relative to it."""
+    return {p[len(pipe.collection) + 1:] for p in pipe.objects()}
+
+
+def write(where: Path | Pipeline, rel: str, data: bytes | str | dict[str, Any]) -> Path:
+    """A landing file (its directories made) below a root or a pipeline's landing directory; a dict is
+    written as JSON."""
+    root = where.root if isinstance(where, Pipeline) else where
+    assert root is not None
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, dict):
+        data = json.dumps(data)
+    p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return p
 
 
 def _toml(v: Any) -> str:

@@ -14,25 +14,15 @@ import pytest
 from irods_ingestd.ingest import catalog
 from tests.access_server import GROUP, USER, AccessServer, access_server, collection_acls, object_acls  # noqa: F401
 from tests.landing import remove_collections, server_readable
-from tests.pipeline_harness import Pipeline
+from tests.pipeline_harness import pipelines
 
 FILES = ["a.dat", "run1/lane1/b.dat", "run1/lane2/c.dat", "run2/d.dat"]
 
 
 @pytest.fixture
 def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, access_server: AccessServer) -> Iterator[Any]:  # noqa: F811
-    made: list[Pipeline] = []
-
-    def make(server: Any = None, **zone: Any) -> Pipeline:
-        p = Pipeline(tmp_path, redis_server.url, server or access_server.admin, zone=zone,
-                     root=server_readable(tmp_path / "landing"))
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.__exit__(None, None, None)
-        remove_collections(access_server.admin, p.collection)
+    with pipelines(tmp_path, redis_server.url, access_server.admin) as make:
+        yield make
 
 
 @pytest.fixture

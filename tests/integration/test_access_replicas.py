@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,35 +19,16 @@ from irods_ingestd.actions import status
 from irods_ingestd.ingest import replicas as replicas_mod
 from tests.access_server import RESC2, AccessServer, access_server, remove_all, replicas  # noqa: F401
 from tests.expect import sha2
-from tests.landing import server_readable
-from tests.pipeline_harness import Pipeline
+from tests.pipeline_harness import Pipeline, pipelines, until
 
 
 @pytest.fixture
 def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, access_server: AccessServer,  # noqa: F811
               monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(replicas_mod, "HOLD_RETRY", 0.5)  # a held file is looked at again soon
-    made: list[Pipeline] = []
-
-    def make(**zone: Any) -> Pipeline:
-        p = Pipeline(tmp_path, redis_server.url, access_server.admin, zone=zone,
-                     root=server_readable(tmp_path / "landing"))
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.__exit__(None, None, None)
-        remove_all(access_server.admin, p.collection)
-
-
-def until(pipe: Pipeline, cond: Callable[[], bool], timeout: float = 40.0, what: str = "") -> None:
-    """Run workers until cond() holds (deferred after-actions come back through the daemon every 5 s)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
-        pipe.work()
-        time.sleep(0.2)
+    with pipelines(tmp_path, redis_server.url, access_server.admin, remove=partial(remove_all, access_server.admin)) \
+            as make:
+        yield make
 
 
 def uncheck(s: Any, obj: str, checksum: str = "") -> None:

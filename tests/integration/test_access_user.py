@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +17,23 @@ from irods.access import iRODSAccess
 from tests.access_server import GROUP, USER, AccessServer, access_server, object_acls, remove_all  # noqa: F401
 from tests.expect import sha2
 from tests.landing import server_readable
-from tests.pipeline_harness import Pipeline
+from tests.pipeline_harness import Pipeline, pipelines
 
 
 @pytest.fixture
 def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, access_server: AccessServer) -> Iterator[Any]:  # noqa: F811
     """A pipeline whose config runs as ingestd_access_user, its zone's collection made by rods with `rights`
     given to that user (None: not made at all)."""
-    made: list[Pipeline] = []
+    with pipelines(tmp_path, redis_server.url, access_server.user, remove=partial(remove_all, access_server.admin)) \
+            as make:
 
-    def make(rights: str | None, **zone: Any) -> Pipeline:
-        p = Pipeline(tmp_path, redis_server.url, access_server.user, zone=zone,
-                     root=server_readable(tmp_path / "landing"))
-        made.append(p)
-        if rights:
-            access_server.grant(p.collection, rights)
-        return p
+        def granted(rights: str | None, **zone: Any) -> Pipeline:
+            p = make(**zone)
+            if rights:
+                access_server.grant(p.collection, rights)
+            return p
 
-    yield make
-    for p in made:
-        p.__exit__(None, None, None)
-        remove_all(access_server.admin, p.collection)
+        yield granted
 
 
 def write(root: Path, rel: str, data: bytes) -> None:

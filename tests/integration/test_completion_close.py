@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 from irods.models import DataObject
 
-from tests.pipeline_harness import Pipeline
+from tests.pipeline_harness import Pipeline, names
 
 SETTLE = 30.0
-
-
-def names(pipe: Pipeline) -> set[str]:
-    return {p[len(pipe.collection) + 1:] for p in pipe.objects()}
 
 
 def work_until(pipe: Pipeline, want: set[str], timeout: float) -> float:

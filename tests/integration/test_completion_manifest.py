@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +14,7 @@ import pytest
 
 from irods_ingestd.actions import status
 from irods_ingestd.completion import units
-from tests.pipeline_harness import Pipeline
-
-
-def until(pipe: Pipeline, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
-        pipe.work()
-        time.sleep(0.2)
-
-
-def names(pipe: Pipeline) -> set[str]:
-    return {p[len(pipe.collection) + 1:] for p in pipe.objects()}
-
-
-def write(root: Path, rel: str, data: bytes) -> None:
-    p = root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data)
-
+from tests.pipeline_harness import names, pipelines, until, write
 
 FILES = {"a.fastq.gz": b"A" * 5000, "b.fastq.gz": b"B" * 7000, "qc/report.html": b"<html>ok</html>"}
 
@@ -49,19 +29,9 @@ def manifest_for(files: dict[str, bytes], wrong: str = "", algo: str = "sha256")
 
 @pytest.fixture
 def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
-    made: list[Pipeline] = []
-
-    def make(**zone: Any) -> Pipeline:
-        p = Pipeline(tmp_path, redis_server.url, irods, zone={"complete_when": "manifest", "manifest": "*.sha256",
-                                                               **zone})
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.__exit__(None, None, None)
-    if made:
-        made[0].cleanup()
+    with pipelines(tmp_path, redis_server.url, irods, readable=False, complete_when="manifest",
+                   manifest="*.sha256") as make:
+        yield make
 
 
 @pytest.mark.parametrize("algo", ["sha256", "md5"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,46 +14,18 @@ import pytest
 
 from irods_ingestd.actions import status
 from irods_ingestd.completion import units
-from tests.pipeline_harness import Pipeline
+from tests.pipeline_harness import names, pipelines, until, write
 
 MARKER = "RTAComplete.txt"
 RUN_FILES = ["RunInfo.xml", "RunParameters.xml", "SampleSheet.csv", "InterOp/ExtractionMetricsOut.bin",
              *(f"Data/Intensities/BaseCalls/L00{lane}/C1.1/s_{lane}_110{t}.bcl.gz" for lane in (1, 2) for t in (1, 2))]
 
 
-def until(pipe: Pipeline, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    """Run workers until cond() holds (completed directories are handed to the workers every 5 s)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
-        pipe.work()
-        time.sleep(0.2)
-
-
-def names(pipe: Pipeline) -> set[str]:
-    return {p[len(pipe.collection) + 1:] for p in pipe.objects()}
-
-
-def write(root: Path, rel: str, data: bytes) -> None:
-    p = root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data)
-
-
 @pytest.fixture
 def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
-    made: list[Pipeline] = []
-
-    def make(**zone: Any) -> Pipeline:
-        p = Pipeline(tmp_path, redis_server.url, irods, zone={"complete_when": "marker", "marker": MARKER, **zone})
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.__exit__(None, None, None)
-    if made:
-        made[0].cleanup()
+    with pipelines(tmp_path, redis_server.url, irods, readable=False, complete_when="marker",
+                   marker=MARKER) as make:
+        yield make
 
 
 def test_a_run_directory_is_ingested_after_its_marker_and_moved_whole(make_pipe: Any, tmp_path: Path,

@@ -5,7 +5,6 @@ and leave nothing in iRODS."""
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -21,44 +20,17 @@ from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta
 
 from irods_ingestd.actions import status
 from irods_ingestd.ingest import usermeta
-from tests.landing import server_readable
-from tests.pipeline_harness import Pipeline
+from tests.pipeline_harness import Pipeline, pipelines, until, write
 
 REGEX = r"^(?P<run>[^/]+)/(?P<lane>L\d+)/(?P<sample>[^/]+)\.fastq\.gz$"
 SIDECARS = {"path_regex": REGEX, "avu_prefix": "seq::", "sidecar": "{name}.metadata.json",
             "dir_sidecar": "metadata.json"}
 
 
-def until(pipe: Pipeline, cond: Callable[[], bool], timeout: float = 40.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
-        pipe.work()
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Iterator[Callable[..., Pipeline]]:
-    made: list[Pipeline] = []
-
-    def make(**zone: Any) -> Pipeline:
-        p = Pipeline(tmp_path, redis_server.url, irods, zone=zone, root=server_readable(tmp_path / "landing"))
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.__exit__(None, None, None)
-        p.cleanup()
-
-
-def write(pipe: Pipeline, rel: str, data: bytes | str | dict[str, Any]) -> Path:
-    p = pipe.root / rel  # type: ignore[operator]
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, dict):
-        data = json.dumps(data)
-    p.write_bytes(data.encode() if isinstance(data, str) else data)
-    return p
+    with pipelines(tmp_path, redis_server.url, irods) as make:
+        yield make
 
 
 def obj_avus(pipe: Pipeline, rel: str) -> set[tuple[str, str, str]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,7 @@ from irods_ingestd.actions import status
 from irods_ingestd.ingest import transfer
 from irods_ingestd.job import Batch
 from tests.expect import sha2
-from tests.landing import server_readable
-from tests.pipeline_harness import Pipeline
-
-
-def until(pipe: Pipeline, cond: Callable[[], bool], timeout: float = 40.0, what: str = "") -> None:
-    """Run workers until cond() holds (deferred after-actions come back through the daemon every 5 s)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
-        pipe.work()
-        time.sleep(0.2)
+from tests.pipeline_harness import Pipeline, pipelines, until
 
 
 def checksums(pipe: Pipeline) -> dict[str, str]:
@@ -42,17 +31,8 @@ def avus(pipe: Pipeline, rel: str) -> dict[str, str]:
 
 @pytest.fixture
 def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
-    made: list[Pipeline] = []
-
-    def make(**zone: Any) -> Pipeline:
-        p = Pipeline(tmp_path, redis_server.url, irods, zone=zone, root=server_readable(tmp_path / "landing"))
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.__exit__(None, None, None)
-        p.cleanup()
+    with pipelines(tmp_path, redis_server.url, irods) as make:
+        yield make
 
 
 # --- 1. a later file with the same name never destroys the earlier one -----------------------------------
