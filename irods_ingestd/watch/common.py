@@ -10,6 +10,7 @@ watch, translating events) stays in the backend.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -18,8 +19,6 @@ from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from .api import Change, Inbox, Kind, Watcher
-
-log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 Where = tuple[str, str]  # (zone, reldir)
@@ -33,6 +32,7 @@ class DirWatcher(Watcher, Generic[K]):
 
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
+        self._log = logging.getLogger(type(self).__module__)  # the backend's own logger, as before
         self._roots: dict[str, str] = {}  # zone → root path
         self._key: dict[K, Where] = {}  # the kernel's key of a directory → (zone, reldir)
         self._dirs: dict[Where, K] = {}  # (zone, reldir) → key
@@ -55,7 +55,7 @@ class DirWatcher(Watcher, Generic[K]):
             except self._read_errors:
                 if self._stop.is_set():
                     return
-                log.exception("reading %s events failed; the zones will be walked", self.name)
+                self._log.exception("reading %s events failed; the zones will be walked", self.name)
                 self.inbox.put_many([Change(Kind.OVERFLOW, None, detail=f"{self.name} read failed")])
                 self._stop.wait(1.0)
                 continue
@@ -77,7 +77,7 @@ class DirWatcher(Watcher, Generic[K]):
 
     def _refuse(self, message: str, *args: object) -> None:
         """The kernel refused what a zone needs: log why (naming path and zone) and walk its zones."""
-        log.error(message, *args)
+        self._log.error(message, *args)
         self._refused = True
 
     # -- zones and directories --------------------------------------------------------------------------
@@ -90,6 +90,27 @@ class DirWatcher(Watcher, Generic[K]):
 
     def is_watched(self, zone: str, reldir: str) -> bool:
         return (zone, reldir) in self._dirs
+
+    @abstractmethod
+    def _place(self, zone: str, path: str) -> K | None:
+        """Watch the directory at `path`: the kernel's key of it, or None if refused (after `_refuse`).
+        An OSError says the directory cannot be watched (gone before the walk came: said only otherwise)."""
+
+    def watch_dir(self, zone: str, reldir: str) -> bool:
+        where = (zone, reldir)
+        if where in self._dirs:
+            return True
+        path = self._path(zone, reldir)
+        try:
+            key = self._place(zone, path)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):  # gone before the walk came
+                self._log.warning("cannot watch %s: %s", path, e.strerror)
+            return False
+        if key is None:
+            return False
+        self._remember(where, key)
+        return True
 
     def _remember(self, where: Where, key: K) -> None:
         old = self._key.get(key)

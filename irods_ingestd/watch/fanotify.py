@@ -110,22 +110,12 @@ class FanotifyWatcher(DirWatcher[bytes]):
                 except OSError:
                     pass  # unmounted, or the path is gone: the mark went with it or stays harmless
 
-    def watch_dir(self, zone: str, reldir: str) -> bool:
-        key = (zone, reldir)
-        if key in self._dirs:
-            return True
-        path = self._path(zone, reldir)
-        try:
-            handle = S.handle_key(path)
-        except OSError as e:
-            if e.errno not in (errno.ENOENT, errno.ENOTDIR):  # gone before the walk came
-                log.warning("cannot watch %s: %s", path, e.strerror)
-            return False
+    def _place(self, zone: str, path: str) -> bytes | None:
+        handle = S.handle_key(path)
         fsid = handle[:8]
         if (fsid not in self._marks or zone not in self._marks[fsid][1]) and self._mark(zone, path) is None:
-            return False  # a filesystem mounted inside the zone that cannot be marked
-        self._remember(key, handle)
-        return True
+            return None  # a filesystem mounted inside the zone that cannot be marked
+        return handle
 
     # -- events -----------------------------------------------------------------------------------------
     def changes(self, limit: int = 10_000) -> list[Change]:

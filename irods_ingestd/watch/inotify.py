@@ -8,7 +8,6 @@ watch descriptors to directories is touched only by the main loop.
 from __future__ import annotations
 
 import errno
-import logging
 from typing import Any
 
 from inotify_simple import INotify
@@ -17,8 +16,6 @@ from inotify_simple import flags as F
 from ..config import ZoneConfig
 from .api import Change, Inbox, Kind
 from .common import DirWatcher
-
-log = logging.getLogger(__name__)
 
 # No IN_MODIFY: it comes with every write() and the settler needs none of them (a file still growing
 # changes size or mtime between the settler's two looks; CLOSE_WRITE and ATTRIB restart its timer).
@@ -50,23 +47,16 @@ class InotifyWatcher(DirWatcher[int]):
     def remove_zone(self, name: str) -> None:
         self._forget_zone(name)
 
-    def watch_dir(self, zone: str, reldir: str) -> bool:
-        key = (zone, reldir)
-        if key in self._dirs:
-            return True
-        path = self._path(zone, reldir)
+    def _place(self, zone: str, path: str) -> int | None:
         try:
-            wd = self._ino.add_watch(path, DIR_MASK)
+            return int(self._ino.add_watch(path, DIR_MASK))
         except OSError as e:
-            if e.errno == errno.ENOSPC:
-                if not self._refused:
-                    self._refuse("inotify watch limit reached (fs.inotify.max_user_watches) at %s: zone %s "
-                                 "will be walked instead of watched; raise the limit to watch it", path, zone)
-            elif e.errno not in (errno.ENOENT, errno.ENOTDIR):
-                log.warning("cannot watch %s: %s", path, e.strerror)
-            return False
-        self._remember(key, wd)
-        return True
+            if e.errno != errno.ENOSPC:
+                raise
+            if not self._refused:
+                self._refuse("inotify watch limit reached (fs.inotify.max_user_watches) at %s: zone %s "
+                             "will be walked instead of watched; raise the limit to watch it", path, zone)
+            return None
 
     def _release(self, key: int) -> None:
         try:
