@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from functools import partial
 from typing import Any, TypeVar
 
 import redis
@@ -42,25 +41,24 @@ def from_record(rec: dict[str, Any]) -> tuple[ZoneSpec, list[after.Verified]]:
 def enqueue_due(r: redis.Redis, prefix: str, queue: Queue, zones: Iterable[ZoneSpec]) -> int:
     """Move the due after-actions of these zones into jobs; how many files. A job lost after this is not
     fatal: the file keeps its ledger entry and stays in the landing zone (its copy is verified)."""
-    n = 0
-    for zone in zones:
-        if zone.after not in registry.AFTER_ACTIONS:
-            continue
-        n += enqueue_batches(queue, AFTER_TASK, BATCH, 600, partial(after.take_due, r, prefix, zone.name),
-                             partial(record, zone))
+    n = enqueue_batches(queue, AFTER_TASK, BATCH, 600, [z for z in zones if z.after in registry.AFTER_ACTIONS],
+                        lambda zone, k: after.take_due(r, prefix, zone.name, k), record)
     if n:
         log.debug("handed %d due after-actions to the workers", n)
     return n
 
 
-def enqueue_batches(queue: Queue, task: str, batch: int, job_timeout: int, take: Callable[[int], list[T]],
-                    make: Callable[[list[T]], dict[str, Any]]) -> int:
-    """Take due items `batch` at a time (`take(batch)`) and enqueue each batch as one RQ job of `task` with
-    the record `make` gives; how many items. Used for deferred after-actions and completed directories."""
+def enqueue_batches(queue: Queue, task: str, batch: int, job_timeout: int, zones: Iterable[ZoneSpec],
+                    take: Callable[[ZoneSpec, int], list[T]], make: Callable[[ZoneSpec, list[T]], dict[str, Any]]
+                    ) -> int:
+    """For each zone, take its due items `batch` at a time (`take(zone, batch)`) and enqueue each batch as one
+    RQ job of `task` with the record `make` gives; how many items. Used for deferred after-actions and
+    completed directories (completion/jobs.py)."""
     n = 0
-    while items := take(batch):
-        queue.enqueue(task, make(items), job_timeout=job_timeout, result_ttl=60)
-        n += len(items)
-        if len(items) < batch:
-            break
+    for zone in zones:
+        while items := take(zone, batch):
+            queue.enqueue(task, make(zone, items), job_timeout=job_timeout, result_ttl=60)
+            n += len(items)
+            if len(items) < batch:
+                break
     return n

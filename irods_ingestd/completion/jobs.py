@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
 import redis
@@ -41,12 +40,8 @@ def from_record(rec: dict[str, Any]) -> tuple[ZoneSpec, list[str]]:
 def enqueue_due(r: redis.Redis, prefix: str, queue: Queue, zones: Iterable[ZoneSpec]) -> int:
     """Hand the due checks of these zones' pending units to the workers; how many units. A job lost after
     this is not fatal: the unit's lease runs out and it comes due again."""
-    n = 0
-    for zone in zones:
-        if not zone.completion.by_directory:
-            continue
-        n += enqueue_batches(queue, UNIT_TASK, BATCH, 3600, partial(units.take_due, r, prefix, zone.name),
-                             partial(record, zone))
+    n = enqueue_batches(queue, UNIT_TASK, BATCH, 3600, [z for z in zones if z.completion.by_directory],
+                        lambda zone, k: units.take_due(r, prefix, zone.name, k), record)
     if n:
         log.debug("handed %d completed directories to the workers to check", n)
     return n
