@@ -164,14 +164,16 @@ def pipelines(tmp_path: Path, redis_url: str, server: Any, *, readable: bool = T
         return p
 
     default_server = server
-    yield make
-    for p in made:
-        p.__exit__(None, None, None)
-    for coll in dict.fromkeys(p.collection for p in made):
-        if remove is not None:
-            remove(coll)
-        else:
-            remove_collections(default_server, coll)
+    try:
+        yield make
+    finally:  # also when a test using it directly fails (the next run would find its objects)
+        for p in made:
+            p.__exit__(None, None, None)
+        for coll in dict.fromkeys(p.collection for p in made):
+            if remove is not None:
+                remove(coll)
+            else:
+                remove_collections(default_server, coll)
 
 
 def until(pipe: Pipeline, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from irods.models import DataObject
 
 from tests.integration.test_plan import cli
+from tests.landing import remove_collections
 from tests.pipeline_harness import names, pipelines, until
 
 
@@ -21,6 +22,7 @@ def test_a_collection_provenance_register_zones_own_object_is_an_update_in_plan_
         tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> None:
     with pipelines(tmp_path, redis_server.url, irods, mode="register", provenance="collection") as make:
         pipe = make()
+        remove_collections(irods, pipe.collection)  # what an interrupted earlier run left (same name each run)
         f = pipe.root / "a.txt"
         with pipe:
             f.write_bytes(b"version 1")
