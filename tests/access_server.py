@@ -1,12 +1,13 @@
 """What the ownership and replica tests need on the real iRODS server, made as rods and removed afterwards:
-a rodsuser and a group (``ingestd_access_user``, ``ingestd_access_grp``), a second unixfilesystem resource
-(``ingestd_access_resc2``, vault under /var/lib/irods), and a view of the server as that user (its own
+a rodsuser and a group (``ingestd_access_user_<pid>``, ``ingestd_access_grp_<pid>``), a second unixfilesystem
+resource (``ingestd_access_resc2_<pid>``, vault under /var/lib/irods), and a view of the server as that user (its own
 irods_environment.json and password, for the pipeline to run as it)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -20,10 +21,12 @@ import pytest
 from irods.access import iRODSAccess
 from irods.models import Collection, DataObject
 
-USER = "ingestd_access_user"
-GROUP = "ingestd_access_grp"
-RESC2 = "ingestd_access_resc2"
-VAULT2 = Path("/var/lib/irods/ingestd_access_resc2_vault")
+# named per test session (its pid): two sessions on one server never remove each other's user, group or resource
+_SESSION = os.getpid()
+USER = f"ingestd_access_user_{_SESSION}"
+GROUP = f"ingestd_access_grp_{_SESSION}"
+RESC2 = f"ingestd_access_resc2_{_SESSION}"
+VAULT2 = Path(f"/var/lib/irods/ingestd_access_resc2_{_SESSION}_vault")
 
 
 class AsUser:
