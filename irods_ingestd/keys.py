@@ -11,7 +11,8 @@ All keys start with the configured prefix `{p}` (`[redis].prefix`, `ingestd` by 
 - `{p}:after:{zone}`: deferred after-actions, a sorted set by due time (`ingest/after.py`);
 - `{p}:unit:{zone}`, `{p}:unitinfo:{zone}`, `{p}:unitdone:{zone}`, `{p}:unitwait:{zone}`,
   `{p}:unitheld:{zone}:{hash}`: completed directories (marker/manifest zones), their state and their verified
-  files (`completion/units.py`, which names them);
+  files (`completion/units.py`);
+- `{p}:held:{zone}`: files whose delete/move waits for their replicas, and why (`ingest/replicas.py`);
 - `{p}:owner:{zone}`: the daemon that runs the zone (`daemonlock.py`);
 - `{p}:daemon:{host}:{pid}`: a daemon's status record (`daemonstatus.py`);
 - `{p}:epoch`: a marker that tells a Redis that lost its data (`redishealth.py`);
@@ -83,6 +84,31 @@ def lock_key(p: str, zone: str, rel: str) -> str:
 
 def after_key(p: str, zone: str) -> str:
     return f"{p}:after:{zone}"
+
+
+# -- completed directories (completion/units.py) and files held for their replicas (ingest/replicas.py) --------
+def unit_pending_key(p: str, zone: str) -> str:
+    return f"{p}:unit:{zone}"
+
+
+def unit_info_key(p: str, zone: str) -> str:
+    return f"{p}:unitinfo:{zone}"
+
+
+def unit_done_key(p: str, zone: str) -> str:
+    return f"{p}:unitdone:{zone}"
+
+
+def unit_waiting_key(p: str, zone: str) -> str:
+    return f"{p}:unitwait:{zone}"
+
+
+def unit_held_key(p: str, zone: str, unit: str) -> str:
+    return f"{p}:unitheld:{zone}:" + hashlib.blake2b(os.fsencode(unit), digest_size=10).hexdigest()
+
+
+def replica_held_key(p: str, zone: str) -> str:
+    return f"{p}:held:{zone}"
 
 
 # -- daemons ------------------------------------------------------------------------------------------------

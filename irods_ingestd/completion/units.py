@@ -18,7 +18,6 @@ Keys (prefix `{p}`, one set per zone):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -27,23 +26,15 @@ from typing import Any
 
 import redis
 
+from .. import keys
 from ..ingest.after import LEASE, Verified
 
-
-def pending_key(p: str, zone: str) -> str:
-    return f"{p}:unit:{zone}"
-
-
-def info_key(p: str, zone: str) -> str:
-    return f"{p}:unitinfo:{zone}"
-
-
-def done_key(p: str, zone: str) -> str:
-    return f"{p}:unitdone:{zone}"
-
-
-def held_key(p: str, zone: str, unit: str) -> str:
-    return f"{p}:unitheld:{zone}:" + hashlib.blake2b(os.fsencode(unit), digest_size=10).hexdigest()
+# the key names live in keys.py with every other
+pending_key = keys.unit_pending_key
+info_key = keys.unit_info_key
+done_key = keys.unit_done_key
+held_key = keys.unit_held_key
+waiting_key = keys.unit_waiting_key
 
 
 @dataclass
@@ -62,10 +53,6 @@ class UnitInfo:
     def loads(cls, raw: bytes | str) -> UnitInfo:
         d = json.loads(raw)
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-def waiting_key(p: str, zone: str) -> str:
-    return f"{p}:unitwait:{zone}"
 
 
 def note_waiting(r: redis.Redis, p: str, zone: str, unit: str, reason: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from .. import checksums, names
+from .. import checksums, keys, names
 from ..job import ZoneSpec
 from ..zoneparts.access import gates_disposal
 from . import after, catalog
@@ -35,8 +35,7 @@ log = logging.getLogger("irods_ingestd.ingest")
 HOLD_RETRY = 30.0  # seconds before a held file's replicas are looked at again
 
 
-def held_key(prefix: str, zone: str) -> str:
-    return f"{prefix}:held:{zone}"
+held_key = keys.replica_held_key  # (the key names live in keys.py)
 
 
 def _field(rel: str) -> bytes:
