@@ -39,7 +39,7 @@ from irods_ingestd.reconcile import Reconciler, Walk
 from irods_ingestd.walk_sched import WalkJobs
 from irods_ingestd.walker import walk_dir
 from irods_ingestd.watch.poll import PollWatcher
-from irods_ingestd.zone import Zone
+from irods_ingestd.zone import NullSink, Zone
 
 from .common import (
     PY,
@@ -59,7 +59,7 @@ WORKERS = (1, 2, 4)
 RUNS = 3
 
 
-class CountingSink:
+class CountingSink(NullSink):
     """A ZoneSink that counts what a walk hands on (and how often each file: must be once)."""
 
     def __init__(self) -> None:
@@ -69,15 +69,6 @@ class CountingSink:
 
     def observe(self, zone: str, rel: str, size: int, mtime_ns: int, settle: float) -> None:
         self.observed += 1
-
-    def touch(self, zone: str, rel: str) -> bool:
-        return False
-
-    def is_settling(self, zone: str, rel: str) -> bool:
-        return False
-
-    def discard(self, zone: str, rel: str | None = None) -> None:
-        pass
 
     def ready_file(self, zone: str, rel: str, size: int, mtime_ns: int) -> None:
         self.ready += 1

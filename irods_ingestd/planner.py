@@ -46,7 +46,7 @@ from .register_check import readable_by_service_account
 from .walker import Listing, join, walk_dir
 from .watch.poll import PollWatcher
 from .watch.select import BACKENDS
-from .zone import Zone
+from .zone import NullSink, Zone
 
 log = logging.getLogger("irods_ingestd.plan")
 
@@ -120,29 +120,14 @@ class Reach:
         self.ledger = None
 
 
-class _Sorter:
+class _Sorter(NullSink):
     """A `ZoneSink` that only records the zone's settle decision (ready now, or settling)."""
 
     def __init__(self) -> None:
         self.ready: set[str] = set()
 
-    def observe(self, zone: str, rel: str, size: int, mtime_ns: int, settle: float) -> None:
-        pass
-
-    def touch(self, zone: str, rel: str) -> bool:
-        return False
-
-    def is_settling(self, zone: str, rel: str) -> bool:
-        return False
-
-    def discard(self, zone: str, rel: str | None = None) -> None:
-        pass
-
     def ready_file(self, zone: str, rel: str, size: int, mtime_ns: int) -> None:
         self.ready.add(rel)
-
-    def report_skip(self, zone: str, rel: str, reason: str) -> None:
-        pass
 
 
 class _Idle(PollWatcher):

@@ -47,6 +47,29 @@ class ZoneSink(Protocol):
     def report_skip(self, zone: str, rel: str, reason: str) -> None: ...
 
 
+class NullSink:
+    """A `ZoneSink` that keeps nothing and settles nothing: the base of sinks that record only part of what a
+    walk finds (the dry run's settle decision, a benchmark's counts)."""
+
+    def observe(self, zone: str, rel: str, size: int, mtime_ns: int, settle: float) -> None:
+        pass
+
+    def touch(self, zone: str, rel: str) -> bool:
+        return False
+
+    def is_settling(self, zone: str, rel: str) -> bool:
+        return False
+
+    def discard(self, zone: str, rel: str | None = None) -> None:
+        pass
+
+    def ready_file(self, zone: str, rel: str, size: int, mtime_ns: int) -> None:
+        pass
+
+    def report_skip(self, zone: str, rel: str, reason: str) -> None:
+        pass
+
+
 def _fields(zone: str, result: str | None = None) -> dict[str, str]:
     return {"INGEST_ZONE": zone} if result is None else {"INGEST_ZONE": zone, "INGEST_RESULT": result}
 
