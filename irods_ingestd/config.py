@@ -18,7 +18,7 @@ from typing import Any
 
 from . import config_metrics, config_walk
 from .config_metrics import MetricsConfig
-from .config_parse import Checker, parse_duration, parse_size
+from .config_parse import QUEUE_NAME, Checker, parse_duration, parse_size
 from .config_walk import WalkConfig
 from .config_zone import (  # noqa: F401 (re-exported: the zone's config is part of the config's API)
     AFTER_ACTIONS,
@@ -161,7 +161,7 @@ def _check_queue(c: Checker, data: Mapping[str, Any]) -> QueueConfig:
         give_up_after=c.conv("[queue]", qraw, "give_up_after", parse_duration, q.give_up_after),
         slowest_rate=c.conv("[queue]", qraw, "slowest_rate", parse_size, q.slowest_rate),
     )
-    if not re.match(r"^[A-Za-z0-9_.:-]+$", queue_cfg.name):
+    if not QUEUE_NAME.match(queue_cfg.name):
         c.problems.append(f"[queue].name: {queue_cfg.name!r} may hold only letters, digits and _ . : -")
     for key in ("batch_files", "max_backlog"):
         if getattr(queue_cfg, key) < 1:

@@ -11,12 +11,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config_parse import Checker, parse_duration
+from .config_parse import QUEUE_NAME, Checker, parse_duration
 
 KEYS: frozenset[str] = frozenset({"jobs", "queue", "chunk", "chunk_files", "chunk_timeout", "retries"})
 
@@ -43,7 +42,7 @@ def check(c: Checker, data: Mapping[str, Any], queue_name: str = "irods-ingestd"
         chunk_timeout=c.conv("[walk]", raw, "chunk_timeout", parse_duration, d.chunk_timeout),
         retries=c.get("[walk]", raw, "retries", int, d.retries),
     )
-    if not re.match(r"^[A-Za-z0-9_.:-]+$", w.queue):
+    if not QUEUE_NAME.match(w.queue):
         c.problems.append(f"[walk].queue: {w.queue!r} may hold only letters, digits and _ . : -")
     elif w.queue == queue_name:
         c.problems.append(f"[walk].queue: {w.queue!r} is the ingest queue; walk jobs need a queue of their own")
