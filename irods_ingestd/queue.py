@@ -29,6 +29,7 @@ from . import keys
 from .config import QueueConfig
 from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
 from .ledger import FAILED, Ledger
+from .stuck_jobs import StuckJobs
 
 FailedHook = Callable[[ZoneSpec, FileItem, str], None]  # a file recorded failed: zone, file, reason
 
@@ -104,6 +105,7 @@ class Enqueuer:
         self.cfg = cfg
         self.queue = Queue(cfg.name, connection=r)
         self._lost_jobs = r.register_script(_LOST_JOBS_LUA)
+        self.stuck = StuckJobs(r, self.queue)
         self._backlog = 0
         self._backlog_at = 0.0
         self.zones: set[str] = set()  # the zones whose backlog counts (the daemon's, and any queued for)
@@ -203,11 +205,13 @@ class Enqueuer:
         handed to `on_failed`: the daemon's webhook).
 
         Jobs whose worker stopped sending heartbeats are retried (RQ's started-registry cleanup, run
-        here too so it does not wait for a worker's maintenance); a job that failed all its retries has
+        here too so it does not wait for a worker's maintenance); a job taken by a worker that never
+        started it goes back on the queue (`stuck_jobs.py`); a job that failed all its retries has
         the files it still held queued recorded as failed in the ledger, with the job's error, so that
         `status` lists them and `retry` can queue them again. The job then leaves RQ's failed registry.
         """
         StartedJobRegistry(queue=self.queue).cleanup()
+        self.stuck.repair()
         failed = FailedJobRegistry(queue=self.queue)
         marked = 0
         for job_id in failed.get_job_ids(0, 499):

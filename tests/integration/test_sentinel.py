@@ -103,15 +103,21 @@ def test_ingest_goes_on_through_a_failover_and_a_killed_master(tmp_path: Path, i
                              f"{(tmp_path / 'worker.log').read_text()[-3000:]}")
 
     def _undone() -> list[Any]:
+        from rq import Queue
         from rq.job import Job
+        from rq.registry import StartedJobRegistry
 
         out: list[Any] = []
         for n, e in zip(expected, ledger.get_many("s", expected), strict=True):
             if e is None or e.state != b"D":
-                job = None
+                job: Any = None
                 if e is not None and e.job:
                     try:
-                        job = Job.fetch(e.job, connection=ledger.r).get_status()
+                        q = Queue(cfg.queue.name, connection=ledger.r)
+                        job = (Job.fetch(e.job, connection=ledger.r).get_status(),
+                               {"queue": e.job in q.get_job_ids(),
+                                "intermediate": e.job.encode() in ledger.r.lrange(q.intermediate_queue_key, 0, -1),
+                                "started": e.job in StartedJobRegistry(queue=q).get_job_ids()})
                     except Exception as ex:  # noqa: BLE001
                         job = repr(ex)
                 out.append((n, e, job))
@@ -143,8 +149,9 @@ def test_ingest_goes_on_through_a_failover_and_a_killed_master(tmp_path: Path, i
         writer.join()
         expected += killed
         # a job whose end only the old master heard of is found abandoned by its missing heartbeat (~35 s) and
-        # run again: its files are then recorded as already present
-        wait_done(45)
+        # run again: its files are then recorded as already present; a job whose start only the old master
+        # heard of is put back on the queue by the daemon's reaper (`stuck_jobs.GRACE`, 20 s)
+        wait_done(60)
         stats = ledger.stats("s")
     finally:
         _stop(worker, daemon)
