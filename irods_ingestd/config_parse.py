@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):  # TOML's nan and inf: never reached, and nan compares false to anything
+            raise ValueError(f"not a finite duration: {value!r}")
         if value < 0:
             raise ValueError(f"negative duration: {value!r}")
         return float(value)

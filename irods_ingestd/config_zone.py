@@ -133,7 +133,7 @@ def _zone_metadata(c: Checker, where: str, raw: dict[str, Any]) -> tuple[str, ..
 
 
 def _zone_path(c: Checker, where: str, path_s: str | None, check_paths: bool) -> Path | None:
-    path = Path(path_s) if path_s else None
+    path = Path(path_s) if path_s is not None else None  # "" is Path("."): refused as not absolute
     if path is None:
         return None
     if not path.is_absolute():

@@ -78,6 +78,8 @@ class Daemon(ZoneWork, Feeding):
         self.health = RedisHealth(self.r, cfg.redis.prefix, self._walk_all)
         self.host = socket.gethostname()
         self.owner = None if once else ZoneOwnership(self.r, cfg.redis.prefix, self.host)
+        if self.owner is not None:
+            self.owner.configs = {z.name: z for z in cfg.zones}
         self._owned = once  # the zones are ours (scan takes none)
         self.recounts: list[Recount] = []
         self._renewed = time.monotonic()  # the zones were last known to be ours

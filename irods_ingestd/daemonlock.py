@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import redis
 
-from . import keys
+from . import daemonclaims, keys
 
 TTL_MS = 30_000
 
@@ -80,10 +80,10 @@ class Holder:
 class ZoneTaken(Exception):
     """A zone is owned by another daemon."""
 
-    def __init__(self, zone: str, holder: Holder) -> None:
+    def __init__(self, zone: str, holder: Holder, text: str = "") -> None:
         self.zone = zone
         self.holder = holder
-        super().__init__(f"zone {zone!r} is run by {holder.describe()}")
+        super().__init__(text or f"zone {zone!r} is run by {holder.describe()}")
 
 
 def _pidns() -> str:
@@ -121,6 +121,7 @@ class ZoneOwnership:
         self.value = json.dumps({"host": self.me.host, "pid": self.me.pid, "pidns": self.me.pidns,
                                  "since": self.me.since, "token": self.me.token})
         self.zones: set[str] = set()
+        self.configs: dict[str, daemonclaims._Zone] = {}  # name → the zone's config (its path, collection)
         self._take = r.register_script(_TAKE_LUA)
         self._steal = r.register_script(_STEAL_LUA)
         self._release = r.register_script(_RELEASE_LUA)
@@ -138,7 +139,13 @@ class ZoneOwnership:
         for _ in range(len(names) + 1):
             res = self._take(keys=[owner_key(self.prefix, z) for z in names], args=[self.value, TTL_MS])
             if not res:
+                new = set(names) - self.zones
                 self.zones |= set(names)
+                try:
+                    self.claim(names)
+                except ZoneTaken:
+                    self.release(new)
+                    raise
                 return replaced
             zone, raw = names[int(res[0]) - 1], res[1]
             holder = Holder.parse(raw)
@@ -147,6 +154,20 @@ class ZoneOwnership:
                 raise ZoneTaken(zone, holder)
             replaced.append((zone, holder))
         raise ZoneTaken(names[0], Holder("?", 0))
+
+    def _live(self, zone: str, token: str) -> str | None:
+        raw = self.r.get(owner_key(self.prefix, zone))
+        h = Holder.parse(raw) if raw else None
+        return h.describe() if h is not None and h.token == token and not self._stale(h) else None
+
+    def claim(self, names: Iterable[str]) -> None:
+        """Record where these zones (held, their configs in `configs`) are; refused if one overlaps a
+        zone of another live daemon (daemonclaims), as ZoneTaken."""
+        try:
+            daemonclaims.claim(self.r, self.prefix, self.me, [self.configs[n] for n in names if n in self.configs],
+                               self._live)
+        except daemonclaims.ZoneOverlap as e:
+            raise ZoneTaken(e.zone, Holder("?", 0), str(e)) from e
 
     def renew(self) -> None:
         """Renew every zone held; raises ZoneTaken if another daemon took one meanwhile."""
@@ -158,9 +179,12 @@ class ZoneOwnership:
             zone = names[int(res[0]) - 1]
             self.zones.discard(zone)
             raise ZoneTaken(zone, Holder.parse(res[1]))
+        if any(raw is None for raw in self.r.hmget(keys.claims_key(self.prefix), names)):
+            self.claim(names)  # Redis lost them (restarted without its data): recorded again
 
     def release(self, zones: Iterable[str] | None = None) -> None:
         names = sorted(self.zones if zones is None else set(zones) & self.zones)
         if names:
+            daemonclaims.unclaim(self.r, self.prefix, self.me.token, names)
             self._release(keys=[owner_key(self.prefix, z) for z in names], args=[self.value])
         self.zones -= set(names)

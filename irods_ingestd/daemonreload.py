@@ -38,16 +38,28 @@ def reload(d: Daemon) -> None:
     old = {z.name: z for z in d.cfg.zones}
     cur = {z.name: z for z in new.zones}
     added = sorted(cur.keys() - old.keys())
-    if added and d.owner is not None:
+    moved = sorted(n for n in cur.keys() & old.keys()
+                   if (cur[n].path, cur[n].collection) != (old[n].path, old[n].collection))
+    if (added or moved) and d.owner is not None:
+        d.owner.configs = dict(cur)
         try:
+            d.owner.claim(moved)  # a zone's path or collection changed: into another daemon's zone?
             d.owner.acquire(added)
         except ZoneTaken as e:
+            d.owner.configs = dict(old)
+            try:
+                d.owner.claim(moved)  # back to where the running zones are
+            except (ZoneTaken, redis.RedisError):
+                pass
             _refused(d, f"{new.source}: {e}")
             return
         except redis.RedisError as e:
-            _refused(d, f"Redis does not answer, so this daemon cannot take zone(s) {', '.join(added)}: {e}")
+            d.owner.configs = dict(old)
+            _refused(d, f"Redis does not answer, so this daemon cannot take zone(s) {', '.join(added + moved)}: {e}")
             return
         d.recounts.append(d.new_recount(added))
+    elif d.owner is not None:
+        d.owner.configs = dict(cur)
     for name in old.keys() - cur.keys():
         d.remove_zone(name)
         if d.owner is not None:

@@ -14,6 +14,7 @@ All keys start with the configured prefix `{p}` (`[redis].prefix`, `ingestd` by 
   files (`completion/units.py`);
 - `{p}:held:{zone}`: files whose delete/move waits for their replicas, and why (`ingest/replicas.py`);
 - `{p}:owner:{zone}`: the daemon that runs the zone (`daemonlock.py`);
+- `{p}:claims`: where each running daemon's zones really are, and their collections (`daemonclaims.py`);
 - `{p}:daemon:{host}:{pid}`: a daemon's status record (`daemonstatus.py`);
 - `{p}:epoch`: a marker that tells a Redis that lost its data (`redishealth.py`);
 - `{p}:wk:{zone}:{walk}:c` / `:r`: a walk run as jobs (`walk_sched.py`, `walkjobs.py`): its outstanding
@@ -114,6 +115,12 @@ def replica_held_key(p: str, zone: str) -> str:
 # -- daemons ------------------------------------------------------------------------------------------------
 def owner_key(p: str, zone: str) -> str:
     return f"{p}:owner:{zone}"
+
+
+def claims_key(p: str) -> str:
+    """Hash: zone name → where the zone of the daemon running it really is, and its collection
+    (daemonclaims.py: two daemons' zones never overlap)."""
+    return f"{p}:claims"
 
 
 def status_key(p: str, host: str, pid: int) -> str:

@@ -1,0 +1,140 @@
+"""Session 4 probes, configuration and operations: daemons that must not share zones, through the real
+pipeline (real Redis, the daemon as a subprocess, real RQ workers, the real iRODS).
+
+- two daemons with different configs whose zones overlap (one landing directory, one inside the other, one
+  collection, one inside the other): the second refuses, naming the first's zone, host and pid and what
+  overlaps; every file reaches iRODS once, in the first daemon's collection only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon_harness import wait_for
+from tests.pipeline_harness import Pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Proc:
+    """`irods-ingestd ...` as a child process, its stderr in a file."""
+
+    def __init__(self, cfg: Path, log: Path, *args: str) -> None:
+        self.log = log
+        self._f = open(log, "w")
+        self.p = subprocess.Popen([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c", str(cfg),
+                                   *args], stderr=self._f, stdout=subprocess.DEVNULL, cwd=ROOT)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self._f.close()
+        return self.p.returncode
+
+
+def pipe(request: pytest.FixtureRequest, tmp: Path, redis_url: str, irods: Any, **zone: Any) -> Pipeline:
+    """A Pipeline in its own directory (its own config.toml), collection empty at start, removed at the end."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    name = zone.pop("name", "z")
+    p = Pipeline(tmp, redis_url, irods, zone=zone, name=name)
+    p.cleanup()
+    request.addfinalizer(p.cleanup)
+    return p
+
+
+def write_files(root: Path, rels: list[str]) -> None:
+    for i, rel in enumerate(rels):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(os.urandom(64 + i))
+
+
+# -- two daemons, different configs, overlapping zones --------------------------------------------------
+OVERLAPS = {
+    "same landing directory": (lambda a: {"path": str(a.root)}, "their paths overlap"),
+    "landing directory inside the other's": (lambda a: {"path": str(a.root / "sub")}, "their paths overlap"),
+    "landing directory holding the other's": (lambda a: {"path": str(a.root.parent)}, "their paths overlap"),
+    "same collection": (lambda a: {"collection": a.collection}, "their collections overlap"),
+    "collection inside the other's": (lambda a: {"collection": a.collection + "/sub"}, "their collections overlap"),
+}
+
+
+@pytest.mark.parametrize("case", list(OVERLAPS))
+def test_a_second_daemon_whose_zone_overlaps_anothers_refuses(request, tmp_path, redis_server, redis_conn, irods,
+                                                             case):
+    uniq = tmp_path.name[-14:]
+    a = pipe(request, tmp_path / f"{uniq}-a", redis_server.url, irods, name="a")
+    assert a.root is not None
+    (a.root / "sub").mkdir()
+    change, expected = OVERLAPS[case]
+    b = pipe(request, tmp_path / f"{uniq}-b", redis_server.url, irods, name="b", **change(a))
+    first = Proc(a.config_path, tmp_path / "first.log", "run")
+    second: Proc | None = None
+    try:
+        assert wait_for(lambda: "running with 1 zones" in first.text(), timeout=15), first.text()
+        second = Proc(b.config_path, tmp_path / "second.log", "run")
+        assert wait_for(lambda: second.p.poll() is not None, timeout=15), \
+            f"a second daemon runs a zone overlapping the first's ({case})"
+        assert second.p.returncode == 1, second.text()
+        err = second.text()
+        assert "zone 'b'" in err and "zone 'a'" in err and expected in err, err
+        assert f"host {socket.gethostname()} (pid {first.p.pid}" in err, err
+        rels = ["top.dat", "sub/inner.dat", "sub/deeper/x.dat"]
+        write_files(a.root, rels)
+        assert wait_for(lambda: a.ledger.stats("a")["queued"] == len(rels), timeout=20), a.ledger.stats("a")
+        a.work()
+        assert first.p.poll() is None
+    finally:
+        assert first.stop() == 0
+        if second is not None:
+            second.stop()
+    assert sorted(a.objects()) == sorted(f"{a.collection}/{rel}" for rel in rels)
+    if b.collection != a.collection:
+        assert b.objects() == {}
+    assert a.ledger.stats("b")["queued"] + a.ledger.stats("b")["done"] == 0
+    sa = a.ledger.stats("a")
+    assert (sa["queued"], sa["done"], sa["failed"]) == (0, len(rels), 0)
+
+
+def test_a_reload_moving_a_zone_into_another_daemons_is_refused(request, tmp_path, redis_server, redis_conn, irods):
+    """Daemon b runs a zone of its own; its config is edited so the zone's path is a's landing directory and
+    SIGHUP: the reload is refused (naming both zones) and b keeps running its old zone."""
+    uniq = tmp_path.name[-14:]
+    a = pipe(request, tmp_path / f"{uniq}-a", redis_server.url, irods, name="a")
+    b = pipe(request, tmp_path / f"{uniq}-b", redis_server.url, irods, name="b")
+    assert a.root is not None and b.root is not None
+    da = Proc(a.config_path, tmp_path / "a.log", "run")
+    db = Proc(b.config_path, tmp_path / "b.log", "run")
+    try:
+        assert wait_for(lambda: "running with 1 zones" in da.text() and "running with 1 zones" in db.text(),
+                        timeout=15), da.text() + db.text()
+        b.config_path.write_text(b.config_path.read_text().replace(f'path = "{b.root}"', f'path = "{a.root}"'))
+        db.p.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload refused" in db.text(), timeout=15), db.text()
+        assert "zone 'b' and zone 'a'" in db.text() and "their paths overlap" in db.text(), db.text()
+        write_files(a.root, ["in-a.dat"])
+        write_files(b.root, ["in-b.dat"])
+        assert wait_for(lambda: a.ledger.stats("a")["queued"] == 1 and a.ledger.stats("b")["queued"] == 1,
+                        timeout=20), (a.ledger.stats("a"), a.ledger.stats("b"))
+        a.work()
+        assert da.p.poll() is None and db.p.poll() is None
+    finally:
+        assert da.stop() == 0
+        assert db.stop() == 0
+    assert sorted(a.objects()) == [f"{a.collection}/in-a.dat"]
+    assert sorted(b.objects()) == [f"{b.collection}/in-b.dat"]

@@ -1,0 +1,71 @@
+"""Session 4 probes, configuration: bad values each refused by `check-config --offline` with exit 2 and a
+message naming the zone and the field, and by `run` at start with the same message (before it touches
+Redis: the Redis URL here answers nowhere)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(tmp: Path, zone_lines: str) -> Path:
+    (tmp / "land").mkdir(exist_ok=True)
+    (tmp / "env.json").write_text("{}")
+    cfg = tmp / "config.toml"
+    cfg.write_text(f'[redis]\nurl = "redis://127.0.0.1:1/0"\n[irods]\nenvironment_file = "{tmp}/env.json"\n'
+                   f'[queue]\nname = "x"\n[[zone]]\nname = "za"\n{zone_lines}\n')
+    cfg.chmod(0o600)
+    return cfg
+
+
+def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c", str(cfg), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+P = 'path = "{tmp}/land"'
+C = 'collection = "/tempZone/home/rods/za"'
+
+# the zone's lines (besides its name) → what the message must say
+BAD = {
+    "negative settle (number)": (f"{P}\n{C}\nsettle = -3", "zone 'za'.settle: "),
+    "negative settle (text)": (f"{P}\n{C}\nsettle = \"-1s\"", "zone 'za'.settle: "),
+    "settle nan": (f"{P}\n{C}\nsettle = nan", "zone 'za'.settle: "),
+    "settle inf": (f"{P}\n{C}\nsettle = inf", "zone 'za'.settle: "),
+    "rescan nan": (f"{P}\n{C}\nrescan = nan", "zone 'za'.rescan: "),
+    "rescan inf": (f"{P}\n{C}\nrescan = inf", "zone 'za'.rescan: "),
+    "poll_interval nan": (f"{P}\n{C}\npoll_interval = nan", "zone 'za'.poll_interval: "),
+    "after_hold nan": (f"{P}\n{C}\nafter_hold = nan", "zone 'za'.after_hold: "),
+    "settle a boolean": (f"{P}\n{C}\nsettle = true", "zone 'za'.settle: "),
+    "unknown key": (f"{P}\n{C}\nsetle = \"1s\"", "zone 'za': unknown key 'setle'"),
+    "wrong type": (f"{P}\n{C}\nresource = 5", "zone 'za'.resource: "),
+    "unknown after-action": (f"{P}\n{C}\nafter = \"shred\"", "zone 'za'.after: "),
+    "move_to inside the zone": (f"{P}\n{C}\nafter = \"move\"\nmove_to = \"{{tmp}}/land/done\"", "zone 'za'.move_to: "),
+    "collection not absolute": (f"{P}\ncollection = \"tempZone/home/rods/za\"", "zone 'za'.collection: "),
+    "relative path": (f"path = \"land\"\n{C}", "zone 'za'.path: "),
+    "empty path": (f"path = \"\"\n{C}", "zone 'za'.path: "),
+    "relative move_to": (f"{P}\n{C}\nafter = \"move\"\nmove_to = \"done\"", "zone 'za'.move_to: "),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_value_is_refused_by_check_config_and_run_naming_zone_and_field(tmp_path, case):
+    lines, expected = BAD[case]
+    cfg = config(tmp_path, lines.replace("{tmp}", str(tmp_path)))
+    r = cli(cfg, "check-config", "--offline")
+    assert r.returncode == 2, f"check-config accepted it ({case}): {r.stdout}{r.stderr}"
+    assert expected in r.stderr, r.stderr
+    r = cli(cfg, "run")
+    assert r.returncode == 2, r.stderr
+    assert expected in r.stderr, r.stderr
+
+
+def test_a_huge_but_finite_duration_is_accepted(tmp_path):
+    cfg = config(tmp_path, f"path = \"{tmp_path}/land\"\n{C}\nrescan = \"3650d\"")
+    r = cli(cfg, "check-config", "--offline")
+    assert r.returncode == 0, r.stderr
