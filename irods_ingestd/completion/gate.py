@@ -22,6 +22,7 @@ Units do not nest: a marker or manifest below a complete directory is one of its
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -123,6 +124,8 @@ class Gate:
             if known is not None:
                 unit, u = known, self.units[known]
                 if u.released:
+                    if u.kind == "manifest" and x.rel == u.file and not self._reread(unit, u, x, ledger, problems):
+                        continue
                     if not (u.kind == "marker" and x.rel == u.file):
                         out.append(self._tagged(x, unit, u))
                     continue
@@ -181,6 +184,37 @@ class Gate:
         self.units[unit] = Unit("manifest", x.rel, {f"{unit}/{k}": v for k, v in listed.items()})
         self.held[x.rel] = x  # the manifest goes with its set
         return None
+
+    def _reread(self, unit: str, u: Unit, x: Ready, ledger: Ledger, problems: list[tuple[str, str]]) -> bool:
+        """A released set's manifest written again (the sender corrected it): its sums apply from now on, and
+        a listed file that failed against a sum that changed is handed back to be settled and queued again
+        (as `retry` does). False if the new manifest cannot be used (reported; the old sums stay)."""
+        try:
+            listed = manifest.read(self._path(x.rel))
+        except manifest.BadManifest as e:
+            reason = f"bad manifest: {e}; the sums of the earlier version still apply"
+            ledger.mark_failed(self.zone, x.rel, x.size, x.mtime_ns, reason, kind="manifest")
+            problems.append((x.rel, reason))
+            return False
+        except OSError as e:
+            problems.append((x.rel, f"cannot read the manifest: {e.strerror}"))
+            return False
+        new = {f"{unit}/{k}" if unit else k: v for k, v in listed.items()}
+        changed = [rel for rel, v in new.items() if u.expect.get(rel) != v]
+        u.expect = new
+        if changed:
+            raw = ledger.r.hmget(ledger.failed_key(self.zone), [os.fsencode(rel) for rel in changed])
+            infos = {rel: json.loads(r) for rel, r in zip(changed, raw, strict=True) if r is not None}
+            again = [rel for rel, info in infos.items() if info.get("kind") == "manifest"]
+            for rel in again:
+                info = infos[rel]
+                ledger.forget(self.zone, rel, int(info.get("size", 0)), int(info.get("mtime_ns", 0)), resettle=True)
+                ledger.clear_failure(self.zone, rel)
+            log.info("zone %s: %s was written again: %d listed sum%s changed, %d failed file%s queued again",
+                     self.zone, x.rel, len(changed), "" if len(changed) == 1 else "s", len(again),
+                     "" if len(again) == 1 else "s",
+                     extra={"fields": {"INGEST_ZONE": self.zone, "INGEST_PATH": self._path(x.rel)}})
+        return True
 
     def _try_release(self, unit: str, r: redis.Redis, prefix: str, ledger: Ledger) -> list[Ready]:
         u = self.units.get(unit)

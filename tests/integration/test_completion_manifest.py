@@ -134,3 +134,23 @@ def test_a_daemon_restart_mid_delivery_loses_nothing(make_pipe: Any) -> None:
               what="the good files ingested")
     (failed,) = status.gather(pipe.cfg)["zones"]["z"]["failed_files"]
     assert failed["path"] == "d5/b.fastq.gz" and "mismatch" in failed["reason"]
+
+
+def test_a_corrected_manifest_lets_the_failed_file_in_and_the_set_move(make_pipe: Any, tmp_path: Path) -> None:
+    """The sender fixes the wrong sum by rewriting the manifest: the new sums apply at once (no restart),
+    the file that failed against the old sum goes in, and the whole set moves."""
+    done = tmp_path / "done"
+    pipe = make_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    assert root is not None
+    with pipe:
+        for rel, data in FILES.items():
+            write(root, f"d6/{rel}", data)
+        write(root, "d6/MANIFEST.sha256", manifest_for(FILES, wrong="b.fastq.gz"))
+        until(pipe, lambda: status.gather(pipe.cfg)["zones"]["z"]["failed"] == 1, what="b failed")
+        write(root, "d6/MANIFEST.sha256", manifest_for(FILES))
+        until(pipe, lambda: (done / "d6").is_dir(), what="the corrected delivery moved")
+        assert status.gather(pipe.cfg)["zones"]["z"]["failed"] == 0
+    # the first manifest was ingested too, and is kept as an earlier version (`versions = "keep"`)
+    assert names(pipe) == {f"d6/{rel}" for rel in FILES} | {"d6/MANIFEST.sha256", "d6/MANIFEST.sha256.~1~"}
+    assert (done / "d6" / "MANIFEST.sha256").read_bytes() == manifest_for(FILES)
