@@ -125,9 +125,9 @@ class Daemon(ZoneWork, Feeding):
             if self.once and self._idle():
                 break
         self.notifier.stopping()
-        log.info("irods-ingestd stopping", extra={"message_id": MessageId.DAEMON_STOPPING})
         if self._owned:
             self._flush()
+        self._log_pending()
         self.close()
         return self.exit_code
 
@@ -180,6 +180,18 @@ class Daemon(ZoneWork, Feeding):
         return self._owned and self.health.down_since is None
 
     # -- reporting --------------------------------------------------------------------------------------
+
+    def _log_pending(self) -> None:
+        """The stop's journal line: what was settling or ready and not queued (the next start's walk finds
+        it again; what is queued stays queued for the workers)."""
+        ready: dict[str, int] = {}
+        for x in self.ready:
+            ready[x.zone] = ready.get(x.zone, 0) + 1
+        per = [f"{z}: {self.settler.count(z)} settling, {ready.get(z, 0)} ready" for z in self.zones
+               if self.settler.count(z) or ready.get(z)]
+        log.info("irods-ingestd stopping: %d files settling and %d ready, not queued (the next start's walk finds "
+                 "them again)%s", len(self.settler), len(self.ready), f" ({'; '.join(per)})" if per else "",
+                 extra={"message_id": MessageId.DAEMON_STOPPING})
 
     def status(self) -> dict[str, Any]:
         return daemonstatus.build(self)

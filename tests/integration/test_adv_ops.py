@@ -9,10 +9,12 @@ pipeline (real Redis, the daemon as a subprocess, real RQ workers, the real iROD
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,33 @@ def test_a_reload_moving_a_zone_into_another_daemons_is_refused(request, tmp_pat
         assert db.stop() == 0
     assert sorted(a.objects()) == [f"{a.collection}/in-a.dat"]
     assert sorted(b.objects()) == [f"{b.collection}/in-b.dat"]
+
+
+def test_sigterm_during_a_burst_says_what_was_pending_and_a_restart_finishes_it(request, tmp_path, redis_server,
+                                                                                redis_conn, irods):
+    p = pipe(request, tmp_path, redis_server.url, irods, settle="1s")
+    assert p.root is not None
+    d = Proc(p.config_path, tmp_path / "d1.log", "run")
+    try:
+        assert wait_for(lambda: "running with 1 zones" in d.text(), timeout=15), d.text()
+        rels = [f"b{i // 10}/f{i:03d}.dat" for i in range(60)]
+        write_files(p.root, rels[:30])
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == 30, timeout=20)
+        write_files(p.root, rels[30:])  # still settling when the daemon is told to stop
+        time.sleep(0.3)
+    finally:
+        assert d.stop() == 0
+    m = re.search(r"stopping: (\d+) files? settling and (\d+) ready", d.text())
+    assert m, d.text()
+    assert int(m.group(1)) + int(m.group(2)) == 30, m.group(0)
+    assert p.ledger.stats("z")["queued"] == 30
+    d2 = Proc(p.config_path, tmp_path / "d2.log", "run")
+    try:
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == 60, timeout=30), p.ledger.stats("z")
+        p.work()
+        assert wait_for(lambda: p.ledger.stats("z")["done"] == 60, timeout=30), p.ledger.stats("z")
+    finally:
+        assert d2.stop() == 0
+    assert sorted(p.objects()) == sorted(f"{p.collection}/{rel}" for rel in rels)
+    s = p.ledger.stats("z")
+    assert (s["queued"], s["done"], s["failed"]) == (0, 60, 0)
