@@ -6,6 +6,9 @@ file that was verified and never destroys another:
 * It is the same file: device, inode, size and mtime equal what the worker verified. A file replaced
   meanwhile (an atomic rename of another file onto the name) or grown is left alone: it is a new version,
   which the daemon queues.
+* Its bytes are the verified ones: a file whose ctime moved since the worker looked at it (a rewrite of the
+  same size with its mtime set back by ``os.utime``; a chmod, a hard link) is read again and hashed, and
+  left (a new version, queued again) unless its SHA-256 is the verified one.
 * Nobody writes it: a file that a process on this host still holds open for writing (a writer that
   paused longer than ``settle``) is not touched; the action is tried again later
   (:func:`fsops.open_for_writing`).
@@ -23,6 +26,7 @@ Adding an action: a module under ``actions/`` with ``run(zone, item, path) -> No
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -54,9 +58,22 @@ class Verified:
     dev: int
     ino: int
     sha256: str  # hex
+    ctime_ns: int = 0  # the ctime the worker saw (0: not known, e.g. a record of an earlier version)
 
     def same(self, st: os.stat_result) -> bool:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (self.dev, self.ino, self.size, self.mtime_ns)
+
+
+def same_bytes(item: Verified, path: str, follow: bool = False) -> bool:
+    """The file at `path` still holds the verified bytes (read again and hashed); never blocks on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if not item.same(os.fstat(fd)):
+            return False
+        h = hashlib.sha256()
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest() == item.sha256
 
 
 # outcomes of run()
@@ -101,6 +118,14 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
         return FAILED, f"after = {zone.after} failed: {e.strerror}"
     if not item.same(st):
         return CHANGED, f"not {zone.after}d: the landing file changed after its ingest"
+    try:  # its ctime moved (a write with the mtime set back, a chmod, a link): are the bytes still the verified ones?
+        if st.st_ctime_ns != item.ctime_ns and item.sha256 and not same_bytes(item, path, zone.follow_symlinks):
+            return CHANGED, f"not {zone.after}d: rewritten in place after its ingest (same size and mtime, " \
+                            f"other bytes than the copy verified in iRODS)"
+    except FileNotFoundError:
+        return GONE, "gone before its after-action"
+    except OSError as e:
+        return FAILED, f"after = {zone.after} failed: {e.strerror or e}"
     if fsops.open_for_writing(path):
         return BUSY, f"not {zone.after}d yet: a process still has it open for writing"
     try:

@@ -23,7 +23,8 @@ def after_action(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileRe
     st = res.local_st
     if zone.after == "keep" or st is None:
         return ""
-    v = after.Verified(item.rel, item.size, item.mtime_ns, st.st_dev, st.st_ino, res.digest.hex())
+    v = after.Verified(item.rel, item.size, item.mtime_ns, st.st_dev, st.st_ino, res.digest.hex(),
+                       st.st_ctime_ns)
     if item.unit is not None and units.hold(ctx.redis, ctx.ledger.prefix, zone.name, item.unit, v):
         return ""  # its directory's after-action, once all of it is verified (completion/check.py)
     if zone.after_hold > 0:

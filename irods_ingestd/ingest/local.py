@@ -55,7 +55,10 @@ def inside(root: str, path: str) -> bool:
 
 
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+    """The same file, unchanged: the ctime too, since a rewrite of the same size with its mtime set back
+    (os.utime) keeps the other four but cannot set the ctime back."""
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == \
+        (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
 def recheck(local: Local) -> None:
