@@ -10,8 +10,9 @@
 * ``"manifest"``: a directory is complete when its manifest (``manifest``: a name or glob, e.g.
   ``"*.sha256"``; ``sha256sum``/``md5sum`` format) and every file it lists are present and settled; each
   listed file is verified against its listed sum by the worker.
-* ``"close"``: a file is ready ``close_settle`` after its writer closed it (inotify's IN_CLOSE_WRITE)
-  instead of after the full ``settle``; a file still open for writing is never ready. Only for inotify zones.
+* ``"close"``: a file is ready ``close_settle`` after its writer closed it (inotify's IN_CLOSE_WRITE,
+  fanotify's FAN_CLOSE_WRITE) instead of after the full ``settle``; a file still open for writing is never
+  ready. Not for poll zones.
 
 With ``marker``/``manifest`` the directory is the unit of the after-action: ``after = "move"`` moves the
 whole directory once all of it is verified, ``"delete"`` deletes its files only then (see
@@ -78,9 +79,9 @@ def check(c: Checker, where: str, raw: dict[str, Any]) -> Completion:
     if close_settle is not None and close_settle < 0.1:
         c.problems.append(f"{where}.close_settle: must be at least 0.1s")
         close_settle = 1.0
-    if rule == "close" and raw.get("watcher", "inotify") != "inotify":
-        c.problems.append(f"{where}.complete_when: \"close\" needs the inotify watcher (IN_CLOSE_WRITE); a "
-                          f"{raw.get('watcher')!r} zone sees no close (use \"settle\")")
+    if rule == "close" and raw.get("watcher", "inotify") not in ("inotify", "fanotify"):
+        c.problems.append(f"{where}.complete_when: \"close\" needs an event watcher, inotify or fanotify (they "
+                          f"report a writer's close); a {raw.get('watcher')!r} zone sees no close (use \"settle\")")
     if rule == "manifest" and raw.get("mode", "put") == "register":
         c.problems.append(f"{where}.complete_when: \"manifest\" needs mode = \"put\" (each file is verified "
                           f"against its listed sum as copied; register mode copies nothing)")

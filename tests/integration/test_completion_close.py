@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from irods.models import DataObject
 
+from irods_ingestd.watch.fanotify_sys import unavailable
 from tests.pipeline_harness import Pipeline, names
 
 SETTLE = 30.0
@@ -24,10 +25,12 @@ def work_until(pipe: Pipeline, want: set[str], timeout: float) -> float:
     return time.monotonic() - t0
 
 
-@pytest.fixture
-def pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
+@pytest.fixture(params=["inotify", "fanotify"])
+def pipe(request: Any, tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
+    if request.param == "fanotify" and (why := unavailable(str(tmp_path))):
+        pytest.skip(f"fanotify: {why}")
     p = Pipeline(tmp_path, redis_server.url, irods, zone={"complete_when": "close", "close_settle": "0.3s",
-                                                           "settle": f"{SETTLE:g}s"})
+                                                           "settle": f"{SETTLE:g}s", "watcher": request.param})
     yield p
     p.__exit__(None, None, None)
     p.cleanup()

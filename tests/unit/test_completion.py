@@ -37,7 +37,7 @@ def _load(tmp: Path, extra: str) -> object:
 @pytest.mark.parametrize("extra,expected", [
     ("complete_when = 'marker'\n", "zone 'seq'.marker: required with complete_when = \"marker\""),
     ("complete_when = 'manifest'\n", "zone 'seq'.manifest: required"),
-    ("complete_when = 'close'\nwatcher = 'poll'\n", "zone 'seq'.complete_when: \"close\" needs the inotify"),
+    ("complete_when = 'close'\nwatcher = 'poll'\n", "zone 'seq'.complete_when: \"close\" needs an event watcher"),
     ("complete_when = 'marker'\nmarker = 'run/RTAComplete.txt'\n", "zone 'seq'.marker: 'run/RTAComplete.txt' must"),
     ("complete_when = 'when-i-say'\n", "zone 'seq'.complete_when: 'when-i-say' is not one of"),
     ("marker = 'RTAComplete.txt'\n", "zone 'seq'.marker: only used with complete_when = \"marker\""),
