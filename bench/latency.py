@@ -18,7 +18,7 @@ from pathlib import Path
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from irods_ingestd.ledger import DONE, Ledger, name_field
+from irods_ingestd.ledger import DONE, Ledger, name_field, unpack
 
 from .common import (
     PY,
@@ -77,14 +77,12 @@ def run(svc: Services, work: Path, res: Results, quick: bool) -> None:
         deadline = time.monotonic() + n / RATE + 60
         while pending and time.monotonic() < deadline:
             dirs = sorted(pending)[:3]  # the writer fills one directory at a time
-            pipe = r.pipeline(transaction=False)
-            for d in dirs:
-                pipe.hgetall(led.dir_key("lat", f"run/d{d:04d}"))
+            hashes = led.dirs("lat", [f"run/d{d:04d}" for d in dirs])  # split directories read whole
             now = time.time()
-            for d, h in zip(dirs, pipe.execute(), strict=True):
+            for d, h in zip(dirs, hashes, strict=True):
                 for field, value in h.items():
                     rel = names[d].get(field)
-                    if rel and value[:1] == DONE and rel not in done_at:
+                    if rel and unpack(value).state == DONE and rel not in done_at:
                         done_at[rel] = now
                 if all(rel in done_at for rel in names[d].values()):
                     pending.discard(d)
