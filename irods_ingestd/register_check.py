@@ -9,12 +9,14 @@ ACLs and root squash are beyond what the bits say: the warning is a hint, not a 
 
 from __future__ import annotations
 
-import functools
 import grp
 import os
 import pwd
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SERVICE_ACCOUNT = "irods"
 
@@ -33,9 +35,28 @@ def _allowed(st: os.stat_result, uid: int, gids: set[int], want: int) -> bool:
     return bits & want == want
 
 
-@functools.lru_cache(maxsize=4096)
+CACHE_SECONDS = 60.0  # a directory's answer (and the account's groups) is asked again after this long
+_CACHE_MAX = 4096
+_cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
+
+
+def _cached(key: tuple[str, str, str], compute: Callable[[], Any]) -> Any:
+    """A worker's answers expire: an administrator who fixes (or revokes) a directory's rights is heeded
+    within CACHE_SECONDS, not at the worker's next restart."""
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    value = compute()
+    _cache[key] = (now, value)
+    return value
+
+
 def _dir_ok(d: str, account: str) -> bool:
-    return unreadable_for_service_account(Path(d), account, want_read=False) is None
+    return bool(_cached(("dir", d, account),
+                        lambda: unreadable_for_service_account(Path(d), account, want_read=False) is None))
 
 
 def readable_by_service_account(path: str, st: os.stat_result, account: str = SERVICE_ACCOUNT) -> bool:
@@ -50,7 +71,8 @@ def readable_by_service_account(path: str, st: os.stat_result, account: str = SE
 
 
 def _gids(account: str, primary: int) -> set[int]:
-    return {primary} | {g.gr_gid for g in grp.getgrall() if account in g.gr_mem}
+    return set(_cached(("gids", account, str(primary)),
+                       lambda: {primary} | {g.gr_gid for g in grp.getgrall() if account in g.gr_mem}))
 
 
 def unreadable_for_service_account(path: Path, account: str = SERVICE_ACCOUNT,
