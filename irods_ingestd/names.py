@@ -10,7 +10,8 @@ Rules:
   path, empty components (``a//b``, a trailing ``/``), ``.`` and ``..``, NUL.
 * A component that iRODS cannot hold as it is gets a deterministic, reversible mapping: a name that
   is not valid UTF-8 or that holds control characters (C0 and DEL; the XML protocol cannot carry most
-  of them) has each such byte written as ``%XX`` (upper-case hex), and, in such a name only, ``%`` itself
+  of them) or U+FFFE/U+FFFF (valid UTF-8, but not XML characters) has each such byte written as ``%XX``
+  (upper-case hex; U+FFFF is ``%EF%BF%BF``), and, in such a name only, ``%`` itself
   as ``%25``. Every other name is kept exactly. :func:`unmap_component` reverses the mapping of a
   mapped component; the data object also carries the original bytes in the AVU
   ``ingestd::original_name`` (hex of the whole relative path), see :func:`original_name_value`.
@@ -30,7 +31,9 @@ from dataclasses import dataclass
 # iRODS' MAX_NAME_LEN (logical paths are limited to 1088 bytes, including the terminating NUL).
 MAX_PATH_BYTES = 1087
 
-_NEEDS_MAPPING = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
+# C0 and DEL, bytes that are not UTF-8 (lone surrogate escapes), and U+FFFE/U+FFFF: valid UTF-8 but not XML
+# characters (the server stores such a name, then no client can parse a GenQuery answer that holds it).
+_NEEDS_MAPPING = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff\ufffe\uffff]")
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
 
 # A copy is written to `.<name>.ingestd-<tag>.part` and an update sets the old object aside as
@@ -112,6 +115,11 @@ def _component_bytes(component: str) -> bytes:
         raise BadName(f"not a file name (surrogates that are not escaped bytes): {component!r}") from e
 
 
+REGISTER_UNSAFE = ("register mode cannot register this file: its path holds bytes that are not UTF-8, control "
+                   "characters or U+FFFE/U+FFFF, which the iRODS protocol cannot carry as a physical path "
+                   "(rename it, or ingest it through a put zone)")
+
+
 def map_component(component: str) -> str:
     """One path component as iRODS will store it (see the module documentation)."""
     if not needs_mapping(component):
@@ -123,6 +131,8 @@ def map_component(component: str) -> str:
             out.append(f"%{o - 0xDC00:02X}")
         elif o < 0x20 or o == 0x7F:
             out.append(f"%{o:02X}")
+        elif o in (0xFFFE, 0xFFFF):
+            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8")))
         elif ch == "%":
             out.append("%25")
         else:

@@ -205,7 +205,7 @@ def unreadable(zone: Zone, rel: str, size: int, mtime_ns: int) -> str | None:
         if zone.cfg.mode == "register":
             realpath = os.path.realpath(loc.path)
             if names.needs_mapping(realpath):
-                return "register mode cannot register a path that is not valid UTF-8 text"
+                return names.REGISTER_UNSAFE
             if not readable_by_service_account(realpath, loc.st):
                 return "the iRODS service account cannot read it (register mode: the server reads the file)"
             return None

@@ -128,7 +128,7 @@ def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target
               dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult) -> str:
     realpath = os.path.realpath(loc.path)
     if names.needs_mapping(realpath):
-        raise PermanentError("register mode cannot register a path that is not valid UTF-8 text")
+        raise PermanentError(names.REGISTER_UNSAFE)
     here = existing is not None and realpath in existing.paths
     aside = None
     if existing is not None and not here:  # another path registered under the name: set it aside
