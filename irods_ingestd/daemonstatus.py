@@ -66,6 +66,10 @@ def build(d: Daemon) -> dict[str, Any]:
             "walks": zs.walks_done, "last_walk_seconds": round(zs.last_walk_seconds, 3),
             "lost_reason": zs.lost_reason or None,
         }
+        run = d.walk_jobs.runs.get(name) if d.walk_jobs is not None else None
+        if run is not None:  # the walk in progress runs as jobs on walk workers (walk_sched.py)
+            zones[name]["walk_jobs"] = {"chunks_done": run.chunks, "outstanding": run.outstanding,
+                                        "redone": run.redone, "hosts": sorted(run.hosts)}
     return {
         "host": d.host, "pid": os.getpid(), "version": __version__, "started": d.started,
         "updated": time.time(), "zones": zones, "ready_waiting": len(d.ready),

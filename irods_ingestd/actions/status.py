@@ -52,7 +52,8 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
         state = f"held by the daemon on {held.host} pid {held.pid}, which wrote no status for 30 s (stuck?)" \
             if held else "daemon not running"
         zones[z.name] = {
-            "state": d.get("state", state), "daemon": d.get("daemon"), "path": str(z.path),
+            "state": d.get("state", state), "daemon": d.get("daemon"), "walk_jobs": d.get("walk_jobs"),
+            "path": str(z.path),
             "collection": z.collection, "after": z.after, "settling": d.get("settling", 0), "queued": stats["queued"],
             "ingested": stats["done"], "bytes": stats["bytes"], "failed": stats["failed"], "failed_files": failed,
             # handed back after transient errors outlasted the retries (iRODS away): queued again, not failed
@@ -90,6 +91,11 @@ def render(s: dict[str, Any]) -> str:
                  f"{q['jobs_failed']} failed")
     for name, z in s["zones"].items():
         by = f" (daemon {z['daemon']})" if z.get("daemon") else ""
+        wj = z.get("walk_jobs")
+        if wj:
+            by += (f" (walk as jobs: {wj['chunks_done']} chunks done, {wj['outstanding']} outstanding"
+                   + (f", {wj['redone']} redone" if wj["redone"] else "")
+                   + (f", on {', '.join(wj['hosts'])}" if wj["hosts"] else "") + ")")
         lines.append(f"zone {name}: {z['state']}{by}; settling {z['settling']}, queued {z['queued']}, "
                      f"ingested {z['ingested']} ({z['bytes']} bytes), failed {z['failed']}"
                      + (f", retrying {z['retrying']}" if z.get("retrying") else "")

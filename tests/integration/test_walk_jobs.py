@@ -23,6 +23,7 @@ import redis
 from rq import Queue, Worker
 
 from irods_ingestd import keys
+from irods_ingestd.actions import status
 from irods_ingestd.config import ConfigError, load, validate
 from irods_ingestd.walkjobs import HANG_ENV, hang_marker
 from irods_ingestd.worker import HOSTNAME_ENV
@@ -184,6 +185,11 @@ def test_a_killed_walk_workers_chunk_is_redone(env: Env) -> None:
     with d:
         hung = Path(hang_marker(str(env.root), "d3/e2"))
         assert wait_for(hung.exists, timeout=30), "the worker never reached the chunk it hangs on"
+        # `status` says the walk runs as jobs, and how far it is (the hung chunk is outstanding)
+        cfg = env.config()
+        assert wait_for(lambda: (status.gather(cfg)["zones"]["wj"].get("walk_jobs") or {}).get("outstanding", 0) >= 1,
+                        timeout=15), status.gather(cfg)["zones"]["wj"]
+        assert "walk as jobs: " in status.render(status.gather(cfg))
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         env.spawn("rescuer")
