@@ -26,7 +26,7 @@ from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, CollectionAccess, DataObject, DataObjectMeta, Resource, User
 
 from .. import metrics_irods, names
-from .errors import CollectionRace, PermanentError, describe, is_transient
+from .errors import CollectionRace, Conflict, PermanentError, describe, is_transient
 from .metadata import A_SUPERSEDED, AVU_PREFIX
 
 log = logging.getLogger("irods_ingestd.ingest")
@@ -60,6 +60,10 @@ def ensure_collection(session: Any, coll: str, known: set[str], sleep: Callable[
         except (iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, iex.CAT_NAME_EXISTS_AS_COLLECTION,
                 iex.CollectionDoesNotExist, iex.CAT_UNKNOWN_COLLECTION):
             pass  # another worker made coll or a parent first, or PRC's look-up after the create raced
+        except iex.CAT_NAME_EXISTS_AS_DATAOBJ:
+            raise Conflict(f"conflict: the collection {coll} cannot be made: it or a collection above it is the "
+                           f"name of a data object (a landing file ingested there is a directory now); "
+                           f"nothing overwritten") from None
         except iex.iRODSException as e:
             if is_transient(e) or not session.collections.exists(coll):
                 raise

@@ -36,7 +36,7 @@ def check_local(zone: ZoneSpec, item: FileItem) -> Local:
     follow = zone.follow_symlinks
     try:
         st = os.stat(path, follow_symlinks=follow)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # ENOTDIR: a directory above it is a file now
         raise Vanished() from None
     except OSError as e:
         raise PermanentError(f"cannot stat the local file: {e.strerror}") from None
@@ -65,7 +65,7 @@ def recheck(local: Local) -> None:
     """LocalChanged unless the file is still exactly the one first looked at."""
     try:
         st = local.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise LocalChanged() from None
     if not same_file(st, local.st):
         raise LocalChanged()
@@ -78,7 +78,7 @@ def open_checked(local: Local) -> int:
     except PermissionError as e:
         raise PermanentError(f"unreadable local file: {e.strerror}") from None
     except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ELOOP):
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
             raise LocalChanged() from None
         raise
     if not same_file(os.fstat(fd), local.st):
@@ -92,7 +92,7 @@ def digest(local: Local, known_scheme: str | None) -> Digest:
         return checksums.file_digest(local.path, checksums.schemes_for(known_scheme), local.opener())
     except PermissionError as e:
         raise PermanentError(f"unreadable local file: {e.strerror}") from None
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise LocalChanged() from None
 
 
