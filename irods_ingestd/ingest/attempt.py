@@ -110,11 +110,12 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
         dig, same = transfer.verify(ctx, loc, local.digest(loc, ctx.hash_scheme), stored)
         if same:
             local.recheck(loc)
-            if zone.mode == "register" and zone.provenance == "object" and \
-                    os.path.realpath(loc.path) in existing.paths:
-                avus = catalog.object_avus(session, target.collection, target.name)
-                if metadata.A_SOURCE_PATH not in avus:  # registered by us, interrupted before the AVUs
-                    catalog.set_metadata(session, target.path, metadata.avus_for(zone, item, target, ctx.host))
+            if zone.mode == "register" and os.path.realpath(loc.path) in existing.paths:
+                expected = metadata.avus_for(zone, item, target, ctx.host)
+                if expected:  # registered by us, maybe interrupted before the AVUs: add them now
+                    present = catalog.object_avus(session, target.collection, target.name)
+                    if missing := transfer.missing_avus(expected, present):
+                        transfer.tag_registered(session, target.path, missing)
             return dig, True
     avus = catalog.object_avus(session, target.collection, target.name)
     verdict = judge.judge(zone, item, target, False, avus, existing.paths)

@@ -25,7 +25,7 @@ from ..job import FileItem, ZoneSpec
 from ..locks import FileLock, Keeper, acquire_many, release_many
 from ..messages import MessageId
 from ..register_check import readable_by_service_account
-from . import access, catalog, local, metadata, usermeta, zone_provenance
+from . import access, catalog, local, metadata, transfer, usermeta, zone_provenance
 from .context import IngestContext
 from .errors import LocalChanged, NotRegular, PermanentError, Vanished, describe
 from .local import Local
@@ -114,7 +114,7 @@ def _finish(ctx: IngestContext, session: Any, zone: ZoneSpec, r: _Row) -> FileRe
     res = FileResult(r.item.rel, INGESTED, irods_path=r.target.path, nbytes=r.item.size, digest=r.sha256,
                      local_st=r.loc.st)
     try:
-        catalog.set_metadata(session, r.target.path, r.avus)
+        transfer.tag_registered(session, r.target.path, r.avus)
         local.recheck(r.loc)
     except LocalChanged:  # it changed after it was read: this registration is not of the file as verified
         catalog.unregister(session, r.target.path)

@@ -3,6 +3,7 @@ given its AVUs; the put leaves the verified copy under its temporary name (see :
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -14,6 +15,8 @@ from . import catalog, local
 from .context import IngestContext
 from .errors import LocalChanged, PermanentError, is_transient
 from .local import Local
+
+log = logging.getLogger("irods_ingestd.ingest")
 
 
 def copy_stream(session: Any, loc: Local, dest: str, opts: dict[str, str], schemes: tuple[str, ...]) -> Digest:
@@ -90,5 +93,30 @@ def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str
         if aside:
             catalog.rename(session, aside, path)
         raise
-    catalog.set_metadata(session, path, avus)
+    tag_registered(session, path, avus, aside)
     return dig
+
+
+def tag_registered(session: Any, path: str, avus: list[Any], aside: str | None = None) -> None:
+    """The AVUs of an object just registered, or no object: a failed AVU call unregisters it again (which
+    never touches the landing file) and puts back what was set aside, so nothing stays half-tagged. Where
+    the unregistering fails too (the connection is gone), the file's next attempt finds the object and
+    adds the AVUs it lacks (:func:`missing_avus`)."""
+    try:
+        catalog.set_metadata(session, path, avus)
+    except BaseException:
+        try:
+            catalog.unregister(session, path)
+            if aside:
+                catalog.rename(session, aside, path)
+        except Exception as e:  # noqa: BLE001 - the AVU call's own error is the one to report
+            log.warning("%s: could not unregister it after its AVUs failed (%s); the next attempt adds them",
+                        path, e)
+        raise
+
+
+def missing_avus(expected: list[Any], present: dict[str, str]) -> list[Any]:
+    """The AVUs of a registered object that its AVU call never set: all of them when none of their
+    attributes is on the object (the call is atomic: all or nothing went in), else none. Compared by
+    attribute, as some values differ from one attempt to the next (ingest time, host)."""
+    return [] if any(m.name in present for m in expected) else list(expected)
