@@ -76,6 +76,7 @@ class ZoneWork:
         if self.walk_jobs is not None:
             self.walk_jobs.sweep(self.zones)
         for zs in list(self.zones.values()):
+            zs.check_root(self, now)
             if zs.due(now):
                 zs.start_walk([z.cfg for z in self.zones.values()])
             if zs.walk is not None and len(self.ready) < READY_MAX:

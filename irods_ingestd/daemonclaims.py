@@ -144,3 +144,24 @@ def unclaim(r: redis.Redis, prefix: str, token: str, names: Iterable[str]) -> No
     names = sorted(names)
     if names:
         r.eval(_UNCLAIM_LUA, 1, keys.claims_key(prefix), token, *names)
+
+
+def running_overlaps(r: redis.Redis, prefix: str, host: str, zones: Iterable[_Zone]) -> list[str]:
+    """For check-config: the zones of a config that overlap a zone another live daemon runs under another
+    name (a zone of the same name is that daemon's own, or refused by its ownership key)."""
+    from .daemonlock import owner  # daemonlock imports this module
+
+    mine = [Claim(z.name, "", host, z.collection, place(z.path)) for z in zones]
+    out: list[str] = []
+    for raw in r.hvals(keys.claims_key(prefix)):
+        other = Claim.from_json(raw)
+        if other is None or any(m.zone == other.zone for m in mine):
+            continue
+        h = owner(r, prefix, other.zone)
+        if h is None or h.token != other.token:
+            continue
+        for m in mine:
+            why = conflict(m, other)
+            if why:
+                out.append(f"zone {m.zone!r} and zone {other.zone!r} of {h.describe()}: {why}")
+    return out

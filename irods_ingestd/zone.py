@@ -34,6 +34,7 @@ from .watch.api import Change, Kind, Watcher
 log = logging.getLogger("irods_ingestd.daemon")
 
 LOST_RETRY = 5.0  # seconds between looks at a lost zone
+ROOT_CHECK = 1.0  # seconds between looks at whether the zone's path still names the directory watched
 
 
 class ZoneSink(Protocol):
@@ -85,6 +86,8 @@ class Zone:
     last_walk_seconds: float = 0.0
     trust_events: bool = True
     lost_reason: str = ""
+    root_id: tuple[int, int] | None = None  # (dev, ino) of the directory watched, what the path named then
+    root_checked: float = 0.0
     spec: ZoneSpec = field(init=False)
     names: NameFilter = field(init=False)
     gate: Gate | None = field(init=False)  # complete_when = marker/manifest: files wait for their directory
@@ -147,6 +150,7 @@ class Zone:
             self.lose(f"{z.path} is not a directory (missing or unmounted?)", sink)
             return
         self.state = self._running_state()
+        self.root_id = self._root_identity()
         self.walk = Walk()
         log.info("zone %s: %s %s → %s (%s, settle %gs)", z.name, self.state, z.path, z.collection, z.mode,
                  z.settle, extra={"fields": _fields(z.name)})
@@ -204,8 +208,29 @@ class Zone:
                  extra={"message_id": MessageId.ZONE_WATCHING, "fields": _fields(self.name)})
         self.watcher.add_zone(self.cfg)
         self.state = self._running_state()
+        self.root_id = self._root_identity()
         self.trust_events = True
         self.walk = Walk()
+
+    def _root_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.cfg.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def check_root(self, sink: ZoneSink, now: float) -> None:
+        """A watched zone whose path now names another directory (a symlink repointed, a directory swapped in
+        by rename, which the old directory's watch never hears of) is lost, and at once looked at again:
+        the new directory is watched and walked. Every ROOT_CHECK seconds: one stat."""
+        if not self.watcher.complete or self.state == "lost" or now - self.root_checked < ROOT_CHECK:
+            return
+        self.root_checked = now
+        cur = self._root_identity()
+        if self.root_id is not None and cur != self.root_id:
+            self.lose(f"{self.cfg.path} is now another directory (a symlink repointed, or the directory "
+                      f"replaced)" if cur else f"{self.cfg.path} disappeared", sink)
+            self.next_walk = now  # back at once if it is a directory
 
     def _aliased(self, zones: Sequence[ZoneConfig]) -> str | None:
         """Why a zone's directory, (re)appearing after start, may not be walked: it is really inside

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, file_is_private, load
+from ..daemonclaims import running_overlaps
 from ..ingest import access
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,9 @@ def check_services(cfg: Config) -> list[str]:
     problems = []
     from ..redisconn import connect
     try:
-        connect(cfg.redis).ping()
+        r = connect(cfg.redis)
+        r.ping()
+        problems += running_overlaps(r, cfg.redis.prefix, socket.gethostname(), cfg.zones)
     except Exception as e:  # noqa: BLE001 - any failure is reported as such
         problems.append(f"Redis at {cfg.redis.url}: {e}")
     try:

@@ -89,6 +89,10 @@ def test_a_second_daemon_whose_zone_overlaps_anothers_refuses(request, tmp_path,
     second: Proc | None = None
     try:
         assert wait_for(lambda: "running with 1 zones" in first.text(), timeout=15), first.text()
+        check = subprocess.run([sys.executable, "-m", "irods_ingestd", "-c", str(b.config_path), "check-config"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert check.returncode == 1 and "zone 'b' and zone 'a'" in check.stderr and expected in check.stderr, \
+            check.stdout + check.stderr
         second = Proc(b.config_path, tmp_path / "second.log", "run")
         assert wait_for(lambda: second.p.poll() is not None, timeout=15), \
             f"a second daemon runs a zone overlapping the first's ({case})"
