@@ -138,9 +138,12 @@ def _check_irods(c: Checker, data: Mapping[str, Any], check_paths: bool) -> Irod
         password=c.get("[irods]", iraw, "password", str, None),
         connection_timeout=c.conv("[irods]", iraw, "connection_timeout", parse_duration, 120.0),
     )
+    for key, given in (("environment_file", env_s), ("password_file", pw_s)):
+        if given is not None and not Path(given).is_absolute():  # else relative to wherever it was started
+            c.problems.append(f"[irods].{key}: {given!r} must be an absolute path")
     if irods_cfg.environment_file is None:
         c.problems.append("[irods].environment_file: missing (path of an irods_environment.json)")
-    elif check_paths and not irods_cfg.environment_file.is_file():
+    elif check_paths and irods_cfg.environment_file.is_absolute() and not irods_cfg.environment_file.is_file():
         c.problems.append(f"[irods].environment_file: {env_s} does not exist or is not a file")
     return irods_cfg
 

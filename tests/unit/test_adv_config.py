@@ -69,3 +69,18 @@ def test_a_huge_but_finite_duration_is_accepted(tmp_path):
     cfg = config(tmp_path, f"path = \"{tmp_path}/land\"\n{C}\nrescan = \"3650d\"")
     r = cli(cfg, "check-config", "--offline")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("key", ["environment_file", "password_file"])
+def test_a_relative_irods_file_is_refused(tmp_path, key):
+    cfg = config(tmp_path, f"path = \"{tmp_path}/land\"\n{C}")
+    text = cfg.read_text()
+    if key == "environment_file":
+        text = text.replace(f'environment_file = "{tmp_path}/env.json"', 'environment_file = "env.json"')
+    else:
+        text = text.replace("[queue]", 'password_file = "irods-password"\n[queue]')
+    cfg.write_text(text)
+    for args in (("check-config", "--offline"), ("run",)):
+        r = cli(cfg, *args)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert f"[irods].{key}: " in r.stderr and "must be an absolute path" in r.stderr, r.stderr
