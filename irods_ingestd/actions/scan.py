@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import socket
 import sys
 import time
 
-from ..config import ConfigError, load
+import redis
+
+from ..config import Config, ConfigError, load
 from ..daemon import Daemon
+from ..daemonclaims import running_overlaps
+from ..redisconn import connect
 
 BACKLOG_FULL_EXIT = 3
 
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, zones=zones)
     if getattr(args, "jobs", False):
         cfg = dataclasses.replace(cfg, walk=dataclasses.replace(cfg.walk, jobs=True))
+    _refuse_overlaps(cfg)
     d = Daemon(cfg, once=True)
     d.install_signals()
     d.start()
@@ -50,6 +56,18 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(f"scan: sent {d.counters.sent} files to the queue in {time.monotonic() - t0:.1f}s; "
                      f"skipped {d.counters.skipped}\n")
     return code
+
+
+def _refuse_overlaps(cfg: Config) -> None:
+    """scan takes no zone, so a running daemon's ownership keys do not stop it; a zone of this config that
+    overlaps another daemon's zone of another name would queue its files a second time (daemonclaims)."""
+    try:
+        problems = running_overlaps(connect(cfg.redis), cfg.redis.prefix, socket.gethostname(), cfg.zones)
+    except redis.RedisError:
+        return  # the walk says Redis is away and waits for it
+    if problems:
+        raise ConfigError(cfg.source, [*problems, "scan would queue their files a second time: scan with the "
+                                       "config of the daemon that runs them"])
 
 
 def _loop(d: Daemon, backlog_wait: float, tty: bool) -> int:

@@ -174,3 +174,55 @@ def test_sigterm_during_a_burst_says_what_was_pending_and_a_restart_finishes_it(
     assert sorted(p.objects()) == sorted(f"{p.collection}/{rel}" for rel in rels)
     s = p.ledger.stats("z")
     assert (s["queued"], s["done"], s["failed"]) == (0, 60, 0)
+
+
+def test_two_daemons_started_at_once_on_one_config_one_runs(request, tmp_path, redis_server, redis_conn, irods):
+    p = pipe(request, tmp_path, redis_server.url, irods)
+    assert p.root is not None
+    rels = [f"d{i % 3}/f{i:02d}.dat" for i in range(30)]
+    write_files(p.root, rels)  # both find them at their first walk
+    procs = [Proc(p.config_path, tmp_path / f"d{i}.log", "run") for i in range(2)]
+    try:
+        assert wait_for(lambda: any(x.p.poll() is not None for x in procs), timeout=20), "both daemons run"
+        loser = next(x for x in procs if x.p.poll() is not None)
+        winner = next(x for x in procs if x is not loser)
+        assert loser.p.returncode == 1, loser.text()
+        assert f"(pid {winner.p.pid}" in loser.text(), loser.text()
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == 30, timeout=20), p.ledger.stats("z")
+        p.work()
+        assert wait_for(lambda: p.ledger.stats("z")["done"] == 30, timeout=20), p.ledger.stats("z")
+        assert winner.p.poll() is None
+    finally:
+        for x in procs:
+            x.stop()
+    assert sorted(p.objects()) == sorted(f"{p.collection}/{rel}" for rel in rels)
+
+
+def test_a_storm_of_sighups_and_a_vanished_config_during_a_burst(request, tmp_path, redis_server, redis_conn, irods):
+    """SIGHUP twenty times while files arrive, then once with the config file gone: the daemon keeps its
+    configuration (says why) and every file goes in once."""
+    p = pipe(request, tmp_path, redis_server.url, irods)
+    assert p.root is not None
+    d = Proc(p.config_path, tmp_path / "d.log", "run")
+    rels = [f"s{i % 5}/f{i:03d}.dat" for i in range(100)]
+    try:
+        assert wait_for(lambda: "running with 1 zones" in d.text(), timeout=15), d.text()
+        for i in range(20):
+            write_files(p.root, rels[i * 5:(i + 1) * 5])
+            d.p.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+        text = p.config_path.read_text()
+        p.config_path.unlink()
+        d.p.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload refused" in d.text(), timeout=15), d.text()
+        p.config_path.write_text(text)
+        p.config_path.chmod(0o600)
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] + p.ledger.stats("z")["done"] == 100, timeout=30), \
+            p.ledger.stats("z")
+        p.work()
+        assert wait_for(lambda: p.ledger.stats("z")["done"] == 100, timeout=30), p.ledger.stats("z")
+        assert d.p.poll() is None, d.text()
+    finally:
+        assert d.stop() == 0
+    assert sorted(p.objects()) == sorted(f"{p.collection}/{rel}" for rel in rels)
+    assert "Traceback" not in d.text(), d.text()

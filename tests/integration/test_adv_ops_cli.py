@@ -154,3 +154,26 @@ def test_scan_beside_a_running_daemon_queues_nothing_twice(request, tmp_path, re
     assert sorted(p.objects()) == sorted(f"{p.collection}/{rel}" for rel in rels)
     s = p.ledger.stats("z")
     assert (s["queued"], s["done"], s["failed"]) == (0, 100, 0)
+
+
+def test_scan_of_another_config_overlapping_a_running_daemons_zone_refuses(request, tmp_path, redis_server,
+                                                                             redis_conn, irods):
+    """scan takes no zone, so the ownership keys do not stop it: a config naming the running daemon's
+    landing directory under another zone name would queue every file a second time, into its collection."""
+    uniq = tmp_path.name[-14:]
+    a = pipe(request, tmp_path / f"{uniq}-a", redis_server.url, irods, name="a")
+    assert a.root is not None
+    b = pipe(request, tmp_path / f"{uniq}-b", redis_server.url, irods, name="b", path=str(a.root))
+    write_files(a.root, ["x.dat", "sub/y.dat"])
+    d = Proc(a.config_path, tmp_path / "d.log", "run")
+    try:
+        assert wait_for(lambda: a.ledger.stats("a")["queued"] == 2, timeout=20), a.ledger.stats("a")
+        r = cli(b.config_path, "scan")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "zone 'b' and zone 'a'" in r.stderr and "their paths overlap" in r.stderr, r.stderr
+        assert a.ledger.stats("b")["queued"] == 0
+        a.work()
+    finally:
+        assert d.stop() == 0
+    assert b.objects() == {}
+    assert sorted(a.objects()) == [f"{a.collection}/sub/y.dat", f"{a.collection}/x.dat"]

@@ -160,3 +160,27 @@ def test_a_mode_changed_from_put_to_register_while_files_are_queued(request, tmp
             assert phys == str(p.root / name), (name, phys)  # registered in place
     s = p.ledger.stats("z")
     assert (s["queued"], s["done"], s["failed"]) == (0, 8, 0)
+
+
+def test_a_zone_renamed_by_a_reload_ingests_nothing_twice(request, tmp_path, redis_server, redis_conn, irods):
+    """The same directory and collection under a new zone name: the new name's ledger is empty, so the walk
+    offers every file again; each is found already in iRODS (recorded, no second object, no failure)."""
+    p = pipe(request, tmp_path, redis_server.url, irods)
+    assert p.root is not None
+    d = Proc(p.config_path, tmp_path / "d.log", "run")
+    rels = [f"a/f{i}.dat" for i in range(5)]
+    try:
+        assert wait_for(lambda: "running with 1 zones" in d.text(), timeout=15), d.text()
+        write_files(p.root, rels)
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == 5, timeout=20), p.ledger.stats("z")
+        drained(p, "z", 5)
+        reload(d, p.config_path, base(p) + zone_block("z2", p.root, p.collection))
+        assert wait_for(lambda: p.ledger.stats("z2")["queued"] + p.ledger.stats("z2")["done"] +
+                        p.ledger.stats("z2")["failed"] == 5, timeout=20), p.ledger.stats("z2")
+        p.work()
+        assert wait_for(lambda: p.ledger.stats("z2")["queued"] == 0, timeout=20), p.ledger.stats("z2")
+    finally:
+        assert d.stop() == 0
+    assert in_coll(p, p.collection) == sorted(rels)  # no name.~1~ copies
+    failed = dict(p.ledger.failures("z2"))
+    assert failed == {}, failed
