@@ -149,6 +149,7 @@ return n
 RESULT = _COMMON + """
 local old = get(KEYS[1], ARGV[1])
 if ARGV[6] == '1' and not is_q(old) then return 0 end
+if ARGV[2] ~= '' and old == ARGV[2] then return 1 end  -- the same result again (a job run twice): counted once
 local delta = 0
 if is_q(old) then
   if string.sub(old, 2, 17) ~= ARGV[3] then return 0 end
