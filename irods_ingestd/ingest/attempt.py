@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -29,7 +30,7 @@ from ..locks import FileLock
 from . import access, catalog, judge, local, metadata, transfer, usermeta, zone_provenance
 from .catalog import Obj
 from .context import IngestContext
-from .errors import Conflict, LockLost, PermanentError, StaleLookup
+from .errors import Conflict, LockLost, PermanentError, StaleLookup, unix_errno
 from .local import Local
 from .results import ALREADY, INGESTED, UPDATED, FileResult
 
@@ -143,13 +144,26 @@ def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target
     return UPDATED if existing is not None else INGESTED
 
 
+def _set_aside_version(session: Any, target: names.Target) -> str:
+    try:
+        return catalog.set_aside_version(session, target)
+    except iex.UNIX_FILE_RENAME_ERR as e:
+        if unix_errno(e) != errno.ENAMETOOLONG:
+            raise
+        catalog.unlink_quiet(session, target.part_path)  # the earlier version stays as it was
+        raise PermanentError(
+            f"the earlier version of {target.path} cannot be kept as {target.name}.~N~: a name longer than the "
+            f"{names.MAX_COMPONENT_BYTES} bytes a file name in the resource's vault may have (rename the file, "
+            "or set versions = \"replace\" for the zone)") from None
+
+
 def _place(session: Any, zone: ZoneSpec, target: names.Target, update: bool, prefetched: bool,
            res: FileResult) -> str:
     """Rename the verified temporary copy onto the final name (setting an earlier version aside first)."""
     if update:
         keep = zone.versions == "keep"
         if keep:
-            aside = catalog.set_aside_version(session, target)
+            aside = _set_aside_version(session, target)
         else:
             catalog.rename(session, target.path, target.old_path)
             aside = target.old_path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 
 import irods.exception as iex
@@ -65,6 +67,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, _PERMANENT_IRODS):
         return False
+    if isinstance(exc, iex.FileDriverException) and unix_errno(exc) == errno.ENAMETOOLONG:
+        return False  # a vault path or name longer than the file system allows: the same next time
     if isinstance(exc, iex.SystemException | iex.FileDriverException | iex.USER_CHKSUM_MISMATCH):
         return True  # SYS_* (connections, agents), storage I/O errors, a copy that did not verify
     if isinstance(exc, iex.iRODSException):
@@ -75,10 +79,22 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, KeyError | RuntimeError)
 
 
+def unix_errno(exc: BaseException) -> int:
+    """The errno a storage error (UNIX_FILE_*) carries in its code's last three digits (-528036: 36), or 0."""
+    code = getattr(exc, "code", None)
+    return (-code) % 1000 if isinstance(exc, iex.FileDriverException) and isinstance(code, int) and code < 0 else 0
+
+
 def describe(exc: BaseException) -> str:
     if isinstance(exc, iex.iRODSException):
         code = getattr(exc, "code", None)
         msg = str(exc).strip()
+        if msg in ("", "None") and unix_errno(exc):
+            msg = os.strerror(unix_errno(exc))  # e.g. UNIX_FILE_RENAME_ERR (-528036): File name too long
+        elif msg in ("", "None") and isinstance(exc, iex.USER_STRLEN_TOOLONG):
+            msg = ("a path longer than iRODS takes (MAX_NAME_LEN, 1088 bytes with its NUL) for the logical path, "
+                   "the temporary or set-aside name irods-ingestd gives it, or its physical path in the "
+                   "resource's vault (the vault's own prefix counts)")
         return f"{type(exc).__name__}" + (f" ({code})" if code else "") + (f": {msg}" if msg else "")
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}" + (f": {exc.filename}" if exc.filename else "")

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,21 @@ from tests.pipeline_harness import Pipeline, pipelines
 MODES = ["put", "register"]
 
 
+@contextmanager
+def outside_pytest_tmp() -> Iterator[Path]:
+    """A directory for the pipeline outside /tmp/pytest-of-<user>: every pytest session that starts takes
+    other users' search permission off that directory (tmpdir.py: mode & ~0o077), so a register zone's files
+    below it became unreadable to the iRODS service account whenever another session started meanwhile."""
+    d = Path(tempfile.mkdtemp(prefix="adv-names-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture
-def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
-    with pipelines(tmp_path, redis_server.url, irods) as make:
+def make_pipe(redis_server: Any, redis_conn: Any, irods: Any) -> Any:
+    with outside_pytest_tmp() as tmp, pipelines(tmp, redis_server.url, irods) as make:
         yield make
 
 

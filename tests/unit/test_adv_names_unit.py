@@ -12,3 +12,15 @@ def test_xml_noncharacters_are_mapped_reversibly() -> None:
         assert t.mapped and t.name == f"a%25{esc}b"
         assert names.unmap_component(t.name) == rel.encode()
     assert not names.target_for("/z/c", "a\ufffd\ufdd0\U0010fffd").mapped  # XML characters: kept as they are
+
+
+def test_a_name_too_long_for_the_vault_is_permanent_and_says_so() -> None:
+    import irods.exception as iex
+
+    from irods_ingestd.ingest.errors import describe, is_transient, unix_errno
+
+    e = iex.get_exception_by_code(-528036)  # UNIX_FILE_RENAME_ERR + ENAMETOOLONG
+    assert unix_errno(e) == 36 and not is_transient(e)
+    assert describe(e) == "UNIX_FILE_RENAME_ERR (-528036): File name too long"
+    assert is_transient(iex.get_exception_by_code(-528005))  # EIO: worth another attempt
+    assert "vault" in describe(iex.get_exception_by_code(-306000))  # USER_STRLEN_TOOLONG
