@@ -25,9 +25,23 @@ class Local:
         return os.stat(self.path, follow_symlinks=self.follow)
 
     def opener(self) -> Any:
-        """An `open(..., opener=)` that does not follow a link unless the zone does."""
-        flags = 0 if self.follow else os.O_NOFOLLOW
-        return lambda path, mode: os.open(path, mode | flags)
+        """An `open(..., opener=)` on the very file looked at: it does not follow a link unless the zone does,
+        never waits on a FIFO swapped in meanwhile (O_NONBLOCK), and raises LocalChanged for another file."""
+        flags = os.O_NONBLOCK | os.O_CLOEXEC | (0 if self.follow else os.O_NOFOLLOW)
+
+        def _open(path: str, mode: int) -> int:
+            try:
+                fd = os.open(path, mode | flags)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+                    raise LocalChanged() from None
+                raise
+            if not same_file(os.fstat(fd), self.st):
+                os.close(fd)
+                raise LocalChanged()
+            return fd
+
+        return _open
 
 
 def check_local(zone: ZoneSpec, item: FileItem) -> Local:
@@ -74,11 +88,13 @@ def recheck(local: Local) -> None:
 def open_checked(local: Local) -> int:
     """A read descriptor on the very file looked at (LocalChanged if it was swapped meanwhile)."""
     try:
-        fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC | (0 if local.follow else os.O_NOFOLLOW))
+        # O_NONBLOCK: a FIFO swapped in since the stat must not hold the worker in open(2) (the fstat below
+        # then tells it from the file looked at); reads of a regular file ignore it
+        fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if local.follow else os.O_NOFOLLOW))
     except PermissionError as e:
         raise PermanentError(f"unreadable local file: {e.strerror}") from None
     except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
             raise LocalChanged() from None
         raise
     if not same_file(os.fstat(fd), local.st):

@@ -45,8 +45,16 @@ def after_pending(pipe: Pipeline) -> int:
 
 @pytest.fixture
 def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
+    """Pipelines whose collection is named by this process too: two sessions running the same test at once
+    (another engineer's run of the suite) must not share, and remove, each other's collection."""
+    coll = f"{irods.home}/adv-{os.getpid()}-{tmp_path.name[-20:]}"
     with pipelines(tmp_path, redis_server.url, irods, readable=False) as make:
-        yield make
+        def made(**zone: Any) -> Pipeline:
+            p = make(collection=coll, **zone)
+            p.collection = coll
+            return p
+
+        yield made
 
 
 # --- slow writers -------------------------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""Session 4 probe, writers and file kinds (3): special files swapped in where a regular file was queued. A FIFO
+opened for reading blocks until a writer comes, so nothing (walker, settler, daemon, worker) may ever open one;
+a symlink swapped in must never lead the worker outside the zone.
+
+FIFOs, sockets, symlink loops, dangling and outside links found by the walk are in test_bad_input.py.
+Whole pipeline (daemon thread, real RQ workers in bursts, real Redis, the real iRODS).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from irods_ingestd.ingest import local
+from tests.expect import sha2
+from tests.integration.test_adv_writers import checksums, make_pipe, wait_done, wait_queued
+from tests.pipeline_harness import until
+
+__all__ = ["make_pipe"]  # the fixture, shared
+
+
+class FifoRescuer:
+    """A thread that, once `grace` seconds passed, keeps opening the FIFOs it is given for writing (and closing
+    them), so a reader blocked in open(2) on one is released; `rescued` says whether it ever had to."""
+
+    def __init__(self, grace: float = 4.0) -> None:
+        self.paths: list[Path] = []
+        self.rescued: list[str] = []
+        self.grace = grace
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self.stop.wait(0.2):
+            if time.monotonic() - start < self.grace:
+                continue
+            for p in list(self.paths):
+                try:
+                    fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as e:
+                    if e.errno not in (errno.ENXIO, errno.ENOENT):  # ENXIO: nobody is reading
+                        raise
+                    continue
+                os.close(fd)
+                self.rescued.append(str(p))
+
+
+@pytest.fixture
+def rescuer() -> Iterator[FifoRescuer]:
+    r = FifoRescuer()
+    r.t.start()
+    yield r
+    r.stop.set()
+    r.t.join()
+
+
+def _to_fifo(p: Path) -> None:
+    p.unlink()
+    os.mkfifo(p)
+
+
+def test_a_queued_file_replaced_by_a_fifo_is_skipped_without_opening_it(make_pipe: Any, rescuer: FifoRescuer,
+                                                                          caplog: Any) -> None:
+    pipe = make_pipe()
+    f = pipe.root / "was-a-file"
+    with pipe:
+        f.write_bytes(b"regular at first")
+        (pipe.root / "other").write_bytes(b"other")
+        wait_queued(pipe, 2)
+        _to_fifo(f)
+        rescuer.paths.append(f)
+        wait_done(pipe, 1)
+        time.sleep(2.0)
+        pipe.drain()
+    assert not rescuer.rescued, "something opened the FIFO and blocked"
+    assert checksums(pipe) == {"other": sha2(b"other")}
+    assert dict(pipe.ledger.failures("z")) == {}
+
+
+@pytest.mark.parametrize("when", ["new", "update"])
+def test_a_fifo_swapped_in_between_the_workers_stat_and_open_never_blocks(
+        make_pipe: Any, rescuer: FifoRescuer, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """The worker stats the file (regular), then opens it: a FIFO put in between must not hold the worker in
+    open(2). `update`: an object of the same size is there, so the worker hashes the file first (by its path)."""
+    pipe = make_pipe()
+    f = pipe.root / "racy.dat"
+    real = local.check_local
+    armed: list[bool] = []
+
+    def check_then_swap(zone: Any, item: Any) -> local.Local:
+        loc = real(zone, item)
+        if armed and item.rel == "racy.dat":
+            armed.clear()
+            _to_fifo(f)
+            rescuer.paths.append(f)
+        return loc
+
+    monkeypatch.setattr(local, "check_local", check_then_swap)
+    with pipe:
+        if when == "update":
+            f.write_bytes(b"v1" * 500)
+            wait_done(pipe, 1)
+            f.write_bytes(b"v2" * 500)
+            time.sleep(0.05)
+        else:
+            f.write_bytes(b"v1" * 500)
+        armed.append(True)
+        until(pipe, lambda: not armed and pipe.quiet(), 30, "the swap and the worker to finish")
+        time.sleep(1.5)
+        pipe.drain()
+    assert not rescuer.rescued, "the worker blocked opening the FIFO"
+    expect = {"racy.dat": sha2(b"v1" * 500)} if when == "update" else {}
+    assert checksums(pipe) == expect
+    assert dict(pipe.ledger.failures("z")) == {}
+
+
+@pytest.mark.parametrize("symlinks", ["skip", "follow"])
+def test_a_queued_file_replaced_by_a_symlink_to_outside_is_never_read(make_pipe: Any, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        symlinks: str) -> None:
+    """Between the worker's stat and its open, the file becomes a symlink to a secret outside the zone: the
+    secret's bytes must never reach iRODS (nor be hashed into a 'present' verdict)."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"S" * 1000)  # the same size as the landing file
+    pipe = make_pipe(symlinks=symlinks)
+    f = pipe.root / "innocent.txt"
+    real = local.check_local
+    armed = [True]
+
+    def check_then_swap(zone: Any, item: Any) -> local.Local:
+        loc = real(zone, item)
+        if armed and item.rel == "innocent.txt":
+            armed.clear()
+            f.unlink()
+            os.symlink(secret, f)
+        return loc
+
+    monkeypatch.setattr(local, "check_local", check_then_swap)
+    with pipe:
+        f.write_bytes(b"I" * 1000)
+        until(pipe, lambda: not armed and pipe.quiet(), 30, "the swap and the worker to finish")
+        time.sleep(1.5)
+        pipe.drain()
+    objs = checksums(pipe)
+    assert sha2(b"S" * 1000) not in objs.values(), objs
+    assert objs in ({}, {"innocent.txt": sha2(b"I" * 1000)}), objs
