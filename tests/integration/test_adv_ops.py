@@ -226,3 +226,29 @@ def test_a_storm_of_sighups_and_a_vanished_config_during_a_burst(request, tmp_pa
         assert d.stop() == 0
     assert sorted(p.objects()) == sorted(f"{p.collection}/{rel}" for rel in rels)
     assert "Traceback" not in d.text(), d.text()
+
+
+def test_an_overlapping_daemon_starts_once_the_other_was_killed(request, tmp_path, redis_server, redis_conn, irods):
+    """The record of a daemon killed with SIGKILL stays in Redis; a daemon of this host whose zone overlaps it
+    is not kept waiting by it (its pid is gone), and ingests what arrives."""
+    uniq = tmp_path.name[-14:]
+    a = pipe(request, tmp_path / f"{uniq}-a", redis_server.url, irods, name="a")
+    assert a.root is not None
+    b = pipe(request, tmp_path / f"{uniq}-b", redis_server.url, irods, name="b", path=str(a.root))
+    first = Proc(a.config_path, tmp_path / "first.log", "run")
+    second: Proc | None = None
+    try:
+        assert wait_for(lambda: "running with 1 zones" in first.text(), timeout=15), first.text()
+        first.stop(signal.SIGKILL)
+        second = Proc(b.config_path, tmp_path / "second.log", "run")
+        assert wait_for(lambda: "running with 1 zones" in second.text() or second.p.poll() is not None,
+                        timeout=15), second.text()
+        assert second.p.poll() is None, second.text()
+        write_files(a.root, ["x.dat"])
+        assert wait_for(lambda: b.ledger.stats("b")["queued"] == 1, timeout=20), b.ledger.stats("b")
+        b.work()
+    finally:
+        if second is not None:
+            assert second.stop() == 0
+    assert sorted(b.objects()) == [f"{b.collection}/x.dat"]
+    assert a.objects() == {}

@@ -177,3 +177,26 @@ def test_scan_of_another_config_overlapping_a_running_daemons_zone_refuses(reque
         assert d.stop() == 0
     assert b.objects() == {}
     assert sorted(a.objects()) == [f"{a.collection}/sub/y.dat", f"{a.collection}/x.dat"]
+
+
+def test_a_collection_in_an_unknown_irods_zone(request, tmp_path, redis_server, redis_conn, irods):
+    """`/otherZone/...` is a valid path (a federated zone may hold it), so only the check against the server
+    can refuse it: check-config says so, naming the zone; a daemon run anyway lists each file failed with
+    the reason, and keeps running."""
+    coll = f"/noSuchZone{tmp_path.name[-8:]}/home/rods/x"
+    p = pipe(request, tmp_path, redis_server.url, irods, collection=coll)
+    assert p.root is not None
+    r = cli(p.config_path, "check-config")
+    assert r.returncode == 1 and f"zone 'z': no part of {coll} exists in iRODS" in r.stderr, r.stdout + r.stderr
+    write_files(p.root, ["a.dat", "b.dat"])
+    d = Proc(p.config_path, tmp_path / "d.log", "run")
+    try:
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == 2, timeout=20), p.ledger.stats("z")
+        p.work()
+        assert wait_for(lambda: p.ledger.stats("z")["failed"] == 2, timeout=30), p.ledger.stats("z")
+        st = json.loads(cli(p.config_path, "status", "--json").stdout)
+        reasons = [f["reason"] for f in st["zones"]["z"]["failed_files"]]
+        assert len(reasons) == 2 and all(reasons), reasons
+        assert d.p.poll() is None
+    finally:
+        assert d.stop() == 0
