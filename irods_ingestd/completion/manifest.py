@@ -16,8 +16,10 @@ An expected sum travels in the job as ``"sha256:<hex>"`` or ``"md5:<hex>"`` (:at
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 
 MAX_BYTES = 64 << 20  # a manifest larger than this is refused (a listing, not data)
 _LINE = re.compile(r"^([0-9A-Fa-f]+) ([ *])(.+)$")
@@ -79,7 +81,10 @@ def parse(text: str) -> dict[str, str]:
 def read(path: str) -> dict[str, str]:
     """The manifest at `path`, parsed (its bytes decoded as UTF-8 with surrogateescape, like every landing
     path); BadManifest, or OSError when it cannot be read."""
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO put in its place never blocks
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise BadManifest(f"larger than {MAX_BYTES >> 20} MiB")

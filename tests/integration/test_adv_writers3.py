@@ -152,3 +152,37 @@ def test_a_queued_file_replaced_by_a_symlink_to_outside_is_never_read(make_pipe:
     objs = checksums(pipe)
     assert sha2(b"S" * 1000) not in objs.values(), objs
     assert objs in ({}, {"innocent.txt": sha2(b"I" * 1000)}), objs
+
+
+def test_a_manifest_replaced_by_a_fifo_never_blocks_the_daemon_or_a_worker(make_pipe: Any, rescuer: FifoRescuer,
+                                                                            caplog: Any) -> None:
+    """A manifest zone's set was released (its manifest read, its files queued); then the manifest became a
+    FIFO. The worker's look at the pending directory and a restarted daemon's reload of it read the manifest
+    again: neither may open the FIFO."""
+    import hashlib
+
+    pipe = make_pipe(complete_when="manifest", manifest="*.sha256", after="delete", after_hold="0s")
+    files = {"a.dat": b"a" * 300, "b.dat": b"b" * 400}
+    man = pipe.root / "run1" / "files.sha256"
+    with pipe:
+        man.parent.mkdir()
+        for rel, data in files.items():
+            (man.parent / rel).write_bytes(data)
+        man.write_bytes("".join(f"{hashlib.sha256(d).hexdigest()}  {r}\n" for r, d in files.items()).encode())
+        wait_queued(pipe, 3)
+        _to_fifo(man)
+        rescuer.paths.append(man)
+        deadline = time.monotonic() + 8  # workers: the files, then the directory's check (every few seconds)
+        while time.monotonic() < deadline:
+            pipe.work()
+            time.sleep(0.2)
+    with pipe:  # a new daemon loads the pending directory, manifest and all
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            pipe.work()
+            time.sleep(0.2)
+        assert pipe.daemon is not None and pipe.daemon.daemon is not None
+    assert not rescuer.rescued, "the daemon or a worker blocked opening the FIFO"
+    assert checksums(pipe) == {f"run1/{r}": sha2(d) for r, d in files.items()}
+    for rel in files:  # the set is not complete (its manifest is not a file): nothing of it is deleted
+        assert (man.parent / rel).exists()
