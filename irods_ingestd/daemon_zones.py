@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis
 
 from .config import Config, ZoneConfig
+from .daemonlock import ZoneOwnership, ZoneTaken
 from .messages import MessageId
 from .queue import Enqueuer
 from .recent import RecentlyQueued
@@ -51,6 +52,7 @@ class ZoneWork:
     _reported: dict[tuple[str, str], str]
     counters: Counters
     r: redis.Redis
+    owner: ZoneOwnership | None
     walk_jobs: WalkJobs | None = None
 
     def add_zone(self, z: ZoneConfig) -> None:
@@ -78,9 +80,22 @@ class ZoneWork:
         for zs in list(self.zones.values()):
             zs.check_root(self, now)
             if zs.due(now):
-                zs.start_walk([z.cfg for z in self.zones.values()])
+                zs.start_walk([z.cfg for z in self.zones.values()], self._claim_zone)
             if zs.walk is not None and len(self.ready) < READY_MAX:
                 self._walk_step(zs, budget=0.05)
+
+    def _claim_zone(self, z: ZoneConfig) -> str | None:
+        """A zone directory back (or appearing) after start: is it, really, inside another daemon's zone
+        now (daemonclaims)? The reason it may not be walked, or None."""
+        if self.owner is None:
+            return None  # scan: compared at its start
+        try:
+            self.owner.claim([z.name])
+        except ZoneTaken as e:
+            return str(e)
+        except redis.RedisError as e:
+            return f"Redis does not answer, so the daemons' zones cannot be compared: {e}"
+        return None
 
     def _walk_step(self, zs: Zone, budget: float) -> None:
         try:

@@ -190,15 +190,17 @@ class Zone:
             self.walk = Walk()
 
     # -- walks ------------------------------------------------------------------------------------------
-    def start_walk(self, zones: Sequence[ZoneConfig]) -> None:
-        """Begin a due walk; a lost zone is looked at instead (back, and not aliased with `zones`?)."""
+    def start_walk(self, zones: Sequence[ZoneConfig],
+                   claim: Callable[[ZoneConfig], str | None] | None = None) -> None:
+        """Begin a due walk; a lost zone is looked at instead (back, and not aliased with `zones`, nor, says
+        `claim`, with another daemon's zones?)."""
         if self.state != "lost":
             self.walk = Walk()
             return
         self.next_walk = time.monotonic() + LOST_RETRY
         if not os.path.isdir(self.cfg.path):
             return
-        aliased = self._aliased(zones)
+        aliased = self._aliased(zones) or (claim(self.cfg) if claim is not None else None)
         if aliased:
             if self.lost_reason != aliased:
                 log.error("zone %s is not walked: %s", self.name, aliased, extra={"fields": _fields(self.name)})

@@ -252,3 +252,33 @@ def test_an_overlapping_daemon_starts_once_the_other_was_killed(request, tmp_pat
             assert second.stop() == 0
     assert sorted(b.objects()) == [f"{b.collection}/x.dat"]
     assert a.objects() == {}
+
+
+def test_a_zone_directory_appearing_later_as_a_link_into_another_daemons_zone(request, tmp_path, redis_server,
+                                                                               redis_conn, irods):
+    """Daemon b's zone directory does not exist when it starts (so nothing overlaps yet); then it appears as a
+    symlink to daemon a's landing directory: b must not walk it, and each file goes in once, through a."""
+    uniq = tmp_path.name[-14:]
+    a = pipe(request, tmp_path / f"{uniq}-a", redis_server.url, irods, name="a")
+    assert a.root is not None
+    later = tmp_path / "later"
+    later.mkdir()
+    b = pipe(request, tmp_path / f"{uniq}-b", redis_server.url, irods, name="b", path=str(later))
+    later.rmdir()
+    da = Proc(a.config_path, tmp_path / "a.log", "run")
+    db = Proc(b.config_path, tmp_path / "b.log", "run")
+    try:
+        assert wait_for(lambda: "running with 1 zones" in da.text() and "running with 1 zones" in db.text(),
+                        timeout=15), da.text() + db.text()
+        later.symlink_to(a.root)
+        write_files(a.root, ["x.dat", "sub/y.dat"])
+        assert wait_for(lambda: a.ledger.stats("a")["queued"] == 2, timeout=20), a.ledger.stats("a")
+        time.sleep(7)  # a lost zone is looked at every 5 s
+        assert a.ledger.stats("b")["queued"] + a.ledger.stats("b")["done"] == 0, db.text()
+        assert "zone 'b' and zone 'a'" in db.text(), db.text()
+        a.work()
+    finally:
+        da.stop()
+        db.stop()
+    assert b.objects() == {}
+    assert sorted(a.objects()) == [f"{a.collection}/sub/y.dat", f"{a.collection}/x.dat"]
