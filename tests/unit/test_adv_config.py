@@ -84,3 +84,44 @@ def test_a_relative_irods_file_is_refused(tmp_path, key):
         r = cli(cfg, *args)
         assert r.returncode == 2, r.stdout + r.stderr
         assert f"[irods].{key}: " in r.stderr and "must be an absolute path" in r.stderr, r.stderr
+
+
+# -- two daemons' zones (daemonclaims.conflict: pure) ----------------------------------------------------
+def _claim(tmp: Path, zone: str, host: str, path: str, coll: str):  # type: ignore[no-untyped-def]
+    from irods_ingestd.config_paths import place
+    from irods_ingestd.daemonclaims import Claim
+
+    return Claim(zone, f"token-{zone}", host, coll, place(tmp / path))
+
+
+@pytest.mark.parametrize("a, b, overlap", [
+    (("h", "L", "/t/a"), ("h", "L", "/t/b"), "paths"),
+    (("h", "L", "/t/a"), ("h", "L/sub", "/t/b"), "paths"),
+    (("h", "L/sub", "/t/a"), ("h", "L", "/t/b"), "paths"),
+    (("h", "L", "/t/a"), ("h", "L2", "/t/b"), None),  # L2 is not inside L
+    (("h", "L", "/t/a"), ("other", "L", "/t/b"), None),  # another host's L is another disk, as far as we know
+    (("h", "L", "/t/a"), ("other", "M", "/t/a"), "collections"),  # iRODS is one for all hosts
+    (("h", "L", "/t/a"), ("h", "M", "/t/a/sub"), "collections"),
+    (("h", "L", "/t/a"), ("h", "M", "/t/ab"), None),  # /t/ab is not inside /t/a
+])
+def test_two_daemons_zones_overlap(tmp_path, a, b, overlap):
+    from irods_ingestd.daemonclaims import Claim, conflict
+
+    for d in ("L/sub", "L2", "M"):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+    ca, cb = _claim(tmp_path, "a", *a), _claim(tmp_path, "b", *b)
+    why = conflict(ca, cb)
+    assert (why is None) == (overlap is None), why
+    if overlap:
+        assert f"their {overlap} overlap" in why  # type: ignore[operator]
+    back = Claim.from_json(ca.to_json())
+    assert back == ca
+
+
+def test_a_symlink_into_another_daemons_zone_overlaps(tmp_path):
+    from irods_ingestd.daemonclaims import conflict
+
+    (tmp_path / "L" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "L" / "sub")
+    why = conflict(_claim(tmp_path, "b", "h", "link", "/t/b"), _claim(tmp_path, "a", "h", "L", "/t/a"))
+    assert why is not None and "their paths overlap" in why and "really" in why
