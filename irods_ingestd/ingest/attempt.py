@@ -126,6 +126,9 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
     return dig, False
 
 
+_IS_COLLECTION = "conflict: {} is a collection (a landing directory ingested there is a file now); nothing overwritten"
+
+
 def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target, existing: Obj | None,
               dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult) -> str:
     realpath = os.path.realpath(loc.path)
@@ -136,7 +139,10 @@ def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target
     if existing is not None and not here:  # another path registered under the name: set it aside
         catalog.rename(session, target.path, target.old_path)
         aside = target.old_path
-    dig = transfer.register(ctx, session, loc, target.path, aside, here, dig, opts, avus)
+    try:
+        dig = transfer.register(ctx, session, loc, target.path, aside, here, dig, opts, avus)
+    except iex.CAT_NAME_EXISTS_AS_COLLECTION:
+        raise Conflict(_IS_COLLECTION.format(target.path)) from None
     res.digest = dig.sha256
     if aside:
         catalog.unlink_quiet(session, target.old_path)
@@ -180,6 +186,9 @@ def _place(session: Any, zone: ZoneSpec, target: names.Target, update: bool, pre
         return UPDATED
     try:
         catalog.rename(session, target.part_path, target.path)
+    except iex.CAT_NAME_EXISTS_AS_COLLECTION:
+        catalog.unlink_quiet(session, target.part_path)
+        raise Conflict(_IS_COLLECTION.format(target.path)) from None
     except iex.CAT_NAME_EXISTS_AS_DATAOBJ:
         catalog.unlink_quiet(session, target.part_path)
         if prefetched:  # the batch's look-up is older than this file's lock: look again before judging

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .. import names
 from ..job import FileItem, ZoneSpec
-from .metadata import A_SOURCE_PATH, A_ZONE, made_by_us
+from .metadata import A_ORIGINAL_NAME, A_SOURCE_PATH, A_ZONE, made_by_us
 
 PRESENT = "present"
 UPDATE = "update"
@@ -56,6 +56,11 @@ def judge(zone: ZoneSpec, item: FileItem, target: names.Target, same: bool,
     if not made_by_us(avus, zone, item, target, paths):
         who = avus.get(A_SOURCE_PATH)
         by = f"made from {who} in zone {avus.get(A_ZONE)}" if who else "not made by irods-ingestd"
+        if who and avus.get(A_ORIGINAL_NAME):  # two landing names, one iRODS name: say which one made it
+            try:
+                by += f" (landing name {bytes.fromhex(avus[A_ORIGINAL_NAME])!r} before mapping)"
+            except ValueError:
+                pass
         return Judgement(CONFLICT, conflict=OTHERS, made_by=by)
     if zone.mode == "register":
         return Judgement(UPDATE, update=REREGISTERED)

@@ -56,8 +56,16 @@ def write_raw(pipe: Pipeline, rel: bytes | str, data: bytes) -> str:
 
 
 def checksums(pipe: Pipeline) -> dict[str, str]:
-    """iRODS path → checksum of every object under the zone's collection (GenQuery)."""
-    return {p: row[DataObject.checksum] for p, row in pipe.objects().items()}
+    """iRODS path → checksum of every object under the zone's collection (GenQuery, collection by collection:
+    `pipe.objects()` asks with LIKE, which misses subcollections of a collection whose name holds `\\`)."""
+    out: dict[str, str] = {}
+    with pipe.irods.session() as s:
+        if not s.collections.exists(pipe.collection):
+            return out
+        for coll, _, objs in s.collections.get(pipe.collection).walk():
+            for o in objs:
+                out[f"{coll.path}/{o.name}"] = o.checksum
+    return out
 
 
 def failures(pipe: Pipeline) -> dict[str, str]:
@@ -174,3 +182,49 @@ def test_unicode_that_xml_cannot_carry(make_pipe: Any, mode: str, caplog: pytest
         assert len(refused) == (3 if mode == "register" else 0)
         run(pipe, files, refused, caplog, "register mode cannot register")
     assert_original_names(pipe, [r for r in files if r not in refused])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dot_names(make_pipe: Any, mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Components of dots that are not `.` or `..`: ordinary names for POSIX, and for iRODS too."""
+    pipe = make_pipe(mode=mode)
+    rels = ["...", "..x", "x..", ".x", "x.", "..../...", "..../a", "-", "-d/--", "a/.b/..c/...d"]
+    files = {r: f"{mode} {r}".encode() for r in rels}
+    with pipe:
+        for r, d in files.items():
+            write_raw(pipe, r, d)
+        run(pipe, files, set(), caplog)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_odd_zone_directory_and_collection(redis_server: Any, redis_conn: Any, irods: Any, mode: str,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The zone's own directory and collection hold spaces, quotes, `%`, `_`, `&`, `\\`."""
+    with outside_pytest_tmp() as tmp:
+        root = tmp / "land 'in\\g' 50%_&"
+        from tests.landing import server_readable
+        coll = f"{irods.home}/odd coll 'q' 50%_&\\ {tmp.name}"
+        pipe = Pipeline(tmp, redis_server.url, irods, root=server_readable(root),
+                        zone={"mode": mode, "collection": coll})
+        pipe.collection = coll
+        files = {"a b": b"a b", "d'/e%": b"e", "x": b"x"}
+        try:
+            with pipe:
+                for r, d in files.items():
+                    write_raw(pipe, r, d)
+                run(pipe, files, set(), caplog)
+                update(pipe, "x", b"x again")
+            if mode == "put":
+                t = names.target_for(pipe.collection, "x").path
+                assert checksums(pipe)[t + ".~1~"] == sha2(b"x")
+        finally:
+            pipe.cleanup()
+
+
+def update(pipe: Pipeline, rel: str, data: bytes) -> None:
+    """Write a new version of a landing file and wait until iRODS has it under its name."""
+    from tests.pipeline_harness import until
+
+    write_raw(pipe, rel, data)
+    t = names.target_for(pipe.collection, rel).path
+    until(pipe, lambda: checksums(pipe).get(t) == sha2(data), what=f"{rel!r} to be updated")
