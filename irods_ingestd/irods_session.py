@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import irods.exception as iex
 from irods.session import iRODSSession
 
 from .config import IrodsConfig
@@ -36,6 +37,28 @@ APPLICATION_NAME = "irods-ingestd"
 
 class SessionError(Exception):
     """The session could not be configured (bad environment file, unreadable password file ...)."""
+
+
+# The server refused the service account's login (a wrong or expired password, an unknown user): the
+# worker's credentials, never one file's fault.
+_LOGIN_REFUSED = tuple(getattr(iex, n) for n in (
+    "CAT_INVALID_AUTHENTICATION", "CAT_INVALID_USER", "CAT_INVALID_CLIENT_USER", "CAT_PASSWORD_EXPIRED",
+    "PAM_AUTH_PASSWORD_FAILED", "PAM_AUTH_PASSWORD_INVALID_TTL") if hasattr(iex, n))
+
+
+class LoginRefused(ConnectionError):
+    """iRODS refused the login: handled like a server out of reach (retried, the files handed back to be
+    queued again, none failed for it), since fixing the password fixes every file at once."""
+
+
+def login_refused(exc: BaseException, session: iRODSSession | None) -> LoginRefused | None:
+    """A LoginRefused naming the account and what to check, if `exc` is the server refusing the login."""
+    if not isinstance(exc, _LOGIN_REFUSED):
+        return None
+    who = f"{session.username}#{session.zone} at {session.host}:{session.port}" if session is not None else "?"
+    return LoginRefused(f"iRODS refused the login of {who} ({type(exc).__name__}): check the password "
+                        "([irods] password_file or password, or the irods-password credential) and the user in "
+                        "the environment file; the files wait and are tried again")
 
 
 def _read_secret(path: Path) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from rq.timeouts import JobTimeoutException
 
 from .. import metrics, names, notify
-from ..irods_session import SessionError
+from ..irods_session import SessionError, login_refused
 from ..job import Batch, FileItem, ZoneSpec
 from ..locks import FileLock
 from ..messages import MessageId
@@ -100,6 +100,7 @@ def _attempts(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.
               retries: int, t0: float, lock: FileLock) -> FileResult | None:
     """Try until done (None: res.result says how; the ledger has it) or a final answer (returned)."""
     attempt = 0
+    session: Any = None
     while True:
         try:
             session = ctx.sessions.get()
@@ -125,18 +126,19 @@ def _attempts(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.
         except PermanentError as e:
             attempt_mod.still_mine(lock)
             return _fail(ctx, zone, item, res, str(e), e.kind, t0)
-        except Exception as e:  # noqa: BLE001 - classified below
+        except Exception as err:  # noqa: BLE001 - classified below
             attempt_mod.still_mine(lock)
-            if not is_transient(e):
-                return _fail(ctx, zone, item, res, describe(e), "permanent", t0)
+            exc: Exception = login_refused(err, session) or err  # the account's login, not this file's
+            if not is_transient(exc):
+                return _fail(ctx, zone, item, res, describe(exc), "permanent", t0)
             ctx.sessions.reset()
             ctx.known_collections.clear()
             ctx.collection_avus.clear()  # a collection removed meanwhile is made again: its sidecar AVUs too
             if attempt >= retries:
-                return _give_back(ctx, zone, item, res, f"{describe(e)} (after {attempt + 1} attempts)", t0)
+                return _give_back(ctx, zone, item, res, f"{describe(exc)} (after {attempt + 1} attempts)", t0)
             delay = backoff_delay(ctx.config.queue, attempt)
             log.warning("transient error on %s (attempt %d of %d), retrying in %.1fs: %s",
-                        res.irods_path, attempt + 1, retries + 1, delay, describe(e))
+                        res.irods_path, attempt + 1, retries + 1, delay, describe(exc))
             attempt += 1
             ctx.sleep(delay)
 

@@ -518,8 +518,10 @@ def test_wrong_password_does_not_leak_it(env: Env) -> None:
     it = env.write("pw.dat", b"x")
     res_holder: list[ingest.FileResult] = []
     res_holder.append(ingest.ingest_file(ctx, env.zone(), it, retries=0))
-    assert res_holder[0].result == ingest.FAILED
+    assert res_holder[0].result == ingest.DEFERRED  # a refused login fails no file (handed back, like an outage)
+    assert "refused the login" in res_holder[0].reason
     assert secret not in res_holder[0].reason
+    assert list(ctx.ledger.failures("z1")) == []
 
 
 
