@@ -186,3 +186,48 @@ def test_a_manifest_replaced_by_a_fifo_never_blocks_the_daemon_or_a_worker(make_
     assert checksums(pipe) == {f"run1/{r}": sha2(d) for r, d in files.items()}
     for rel in files:  # the set is not complete (its manifest is not a file): nothing of it is deleted
         assert (man.parent / rel).exists()
+
+
+@pytest.mark.parametrize("after_", ["delete", "move-same-device", "move-other-device"])
+def test_a_fifo_swapped_in_just_before_the_after_action_is_never_opened(
+        make_pipe: Any, rescuer: FifoRescuer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, after_: str) -> None:
+    """Verified, checked, then (between the after-action's last look and its act) the file becomes a FIFO:
+    delete and move leave it alone (a move to another device copies the file: it must not open the FIFO)."""
+    import shutil
+    import tempfile
+
+    from irods_ingestd.ingest import after
+
+    zone: dict[str, Any] = {"after": "delete" if after_ == "delete" else "move", "after_hold": "0s"}
+    other = Path(tempfile.mkdtemp(prefix="ingestd-adv-", dir="/dev/shm")) if after_ == "move-other-device" \
+        else tmp_path / "done"
+    if after_ != "delete":
+        zone["move_to"] = str(other)
+    pipe = make_pipe(**zone)
+    f = pipe.root / "leaving.dat"
+    real = after.fsops.open_for_writing
+    armed = [True]
+
+    def look_then_swap(path: str) -> bool | None:
+        out = real(path)
+        if armed and path.endswith("leaving.dat"):
+            armed.clear()
+            _to_fifo(Path(path))
+            rescuer.paths.append(Path(path))
+        return out
+
+    monkeypatch.setattr(after.fsops, "open_for_writing", look_then_swap)
+    try:
+        with pipe:
+            f.write_bytes(b"L" * 700)
+            until(pipe, lambda: not armed and pipe.quiet(), 30, "the ingest and the after-action")
+            time.sleep(1.0)
+            pipe.work()
+        assert not rescuer.rescued, "the after-action blocked opening the FIFO"
+        assert checksums(pipe) == {"leaving.dat": sha2(b"L" * 700)}
+        assert f.is_fifo() or any(p.is_fifo() for p in pipe.root.iterdir()), "the FIFO was removed or moved"
+        if after_ != "delete":
+            assert not other.exists() or not [p for p in other.rglob("*") if p.is_file()], list(other.rglob("*"))
+    finally:
+        if after_ == "move-other-device":
+            shutil.rmtree(other, ignore_errors=True)

@@ -20,14 +20,16 @@ def _copy_checked(src: str, dest_dir: str, name: str, item: Verified) -> str:
     """Copy src into dest_dir under a private name; its SHA-256 must be the verified one."""
     tmp = private(os.path.join(dest_dir, name), "move")
     h = hashlib.sha256()
-    with open(src, "rb") as fin, open(tmp, "xb") as fout:
-        if not item.same(os.fstat(fin.fileno())):
+    nonblocking = lambda p, m: os.open(p, m | os.O_NONBLOCK)  # noqa: E731 - a FIFO swapped in: fstat says so
+    with open(src, "rb", opener=nonblocking) as fin:
+        if not item.same(os.fstat(fin.fileno())):  # before anything is made in move_to
             raise Changed("changed before it could be copied to move_to")
-        while chunk := fin.read(8 << 20):
-            h.update(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
+        with open(tmp, "xb") as fout:
+            while chunk := fin.read(8 << 20):
+                h.update(chunk)
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
     shutil.copystat(src, tmp)
     if h.hexdigest() != item.sha256:
         os.unlink(tmp)
