@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -261,3 +263,52 @@ def test_paths_at_and_over_the_length_limit(make_pipe: Any, mode: str, caplog: p
     assert "iRODS path too long" in fails[over], fails
     if mode == "put":
         assert "USER_STRLEN_TOOLONG" in fails[at] and "vault" in fails[at], fails
+
+
+# --- after-actions on odd and long names ------------------------------------------------------------------
+@pytest.mark.parametrize("after", ["delete", "move"])
+@pytest.mark.parametrize("versions", ["keep", "replace"])
+def test_after_actions_on_odd_and_long_names(make_pipe: Any, after: str, versions: str, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Names of 250 bytes (room for `.~1~`) and, with versions = "replace", of 255 bytes: deleted through
+    their private names, moved to move_to twice (the second under a free numbered name)."""
+    caplog.set_level(logging.INFO)
+    long = 255 if versions == "replace" else 250
+    done = tmp_path / "done"
+    done.mkdir()
+    zone: dict[str, Any] = {"after": after, "after_hold": "0s", "versions": versions}
+    pipe = make_pipe(**zone, **({"move_to": str(done)} if after == "move" else {}))
+    raws = [b"\xff", b"new\nline", b"l" * long, b"d\xfe/" + b"m" * long, b"sq'uote"]
+    # the second move of a 255-byte name finds no room for `.~1~` in move_to: it stays, reported once
+    stay = [r for r in raws if after == "move" and len(os.path.basename(r)) > 250]
+    root = os.fsencode(pipe.root)
+    with pipe:
+        for round_ in (1, 2):  # the second round: the same names again (move_to already holds them)
+            for raw in raws:
+                write_raw(pipe, raw, b"round %d of %s" % (round_, raw))
+            left = stay if round_ == 2 else []
+            until(pipe, lambda left=left: [r for r in raws if os.path.lexists(os.path.join(root, r))] == left,  # type: ignore[misc]
+                  timeout=60,
+                  what=f"round {round_} ingested and {after}d")
+        pipe.drain()
+        time.sleep(1.5)  # rescans: a failed move is not tried again and again
+        pipe.drain()
+    for raw in stay:
+        assert open(os.path.join(root, raw), "rb").read() == b"round 2 of " + raw
+        said = [r.getMessage() for r in caplog.records if "after = move failed: File name too long" in r.getMessage()
+                and r.getMessage().endswith(f"/{names.display(os.fsdecode(raw))} (after = move failed: File name "
+                                            "too long)")]
+        assert len(said) == 1, said
+    sums = checksums(pipe)
+    for raw in raws:
+        t = names.target_for(pipe.collection, os.fsdecode(raw)).path
+        assert sums[t] == sha2(b"round 2 of " + raw)
+        if versions == "keep":
+            assert sums[t + ".~1~"] == sha2(b"round 1 of " + raw)
+    assert failures(pipe) == {}
+    if after == "move":
+        dn = os.fsencode(done)
+        for raw in raws:
+            assert open(os.path.join(dn, raw), "rb").read() == b"round 1 of " + raw
+            if raw not in stay:
+                assert open(os.path.join(dn, raw + b".~1~"), "rb").read() == b"round 2 of " + raw
