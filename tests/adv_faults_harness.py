@@ -162,6 +162,18 @@ def _install_kill_points() -> None:
             real_update(self, chunk)
 
         checksums.Hasher.update = update  # type: ignore[method-assign]
+    if os.environ.get("ADVF_KILL_AFTER_SET_ASIDE"):
+        from irods_ingestd.ingest import catalog
+
+        real_aside = catalog.set_aside_version
+
+        def set_aside_version(session: Any, target: Any) -> str:
+            aside = real_aside(session, target)
+            logging.getLogger("advf").warning("ADVF: killing myself after setting %s aside", aside)
+            os.kill(os.getpid(), signal.SIGKILL)
+            return aside
+
+        catalog.set_aside_version = set_aside_version  # type: ignore[assignment]
     if os.environ.get("ADVF_KILL_AFTER_ATTEMPT"):
         real_attempt = attempt_mod.attempt
 

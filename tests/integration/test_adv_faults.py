@@ -109,6 +109,37 @@ def test_a_worker_killed_between_the_put_and_its_ledger_record(make_pipe: Any, t
     assert stats(pipe)["done"] == len(data), stats(pipe)  # status counts each file once
 
 
+# --- a worker SIGKILLed in an update, between setting the earlier version aside and placing the new one -------
+@pytest.mark.xfail(strict=True, reason="the bytes end right (name = v2, name.~1~ = v1) but the version set aside "
+                   "never gets its ingestd::superseded AVU: the retry sees no object under the name and puts afresh; "
+                   "the fix is in attempt.py/catalog.py (claimed by others), see the session report")
+def test_a_worker_killed_in_the_middle_of_an_update(make_pipe: Any, tmp_path: Path) -> None:
+    pipe = make_pipe(versions="keep")
+    f = pipe.root / "RunInfo.xml"
+    v1, v2 = b"<run>one</run>", b"<run>the second run</run>"
+    f.write_bytes(v1)
+    with pipe:
+        pipe.drain(min_done=1)
+        f.write_bytes(v2)
+        h.wait(lambda: stats(pipe)["queued"] == 1, 20, "the new version to be queued")
+        w1 = h.worker(pipe.config_path, tmp_path / "w1.log", "advf-w1", ADVF_KILL_AFTER_SET_ASIDE="1", **FAST)
+        h.wait(lambda: not w1.alive, 60, "the worker to kill itself in the middle of the update")
+        assert "RunInfo.xml" not in h.objects(pipe.irods, pipe.collection)  # between the two renames
+        w2 = h.worker(pipe.config_path, tmp_path / "w2.log", "advf-w2", **FAST)
+        try:
+            h.wait(lambda: settled(pipe, ["RunInfo.xml"]), 90, "the update to be finished")
+        finally:
+            w2.stop()
+    objs = h.objects(pipe.irods, pipe.collection)
+    assert {r: o[0] for r, o in objs.items()} == {"RunInfo.xml": sha2(v2), "RunInfo.xml.~1~": sha2(v1)}, objs
+    with pipe.irods.session() as s:
+        from irods.models import DataObject
+
+        kept = {m.name for m in s.metadata.get(DataObject, f"{pipe.collection}/RunInfo.xml.~1~")}
+    assert "ingestd::superseded" in kept, kept  # as an update that was not interrupted marks it
+    assert dict(pipe.ledger.failures(pipe.name)) == {}
+
+
 # --- the daemon SIGKILLed during a burst of 500 files, then started again -----------------------------------
 def test_the_daemon_killed_during_a_burst_and_restarted(make_pipe: Any, tmp_path: Path) -> None:
     pipe = make_pipe(rescan="2s")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -104,7 +103,8 @@ def test_an_object_put_by_someone_else_first_is_a_conflict(make_pipe: Any, tmp_p
         assert o.read() == other.read_bytes()  # theirs, untouched
     failures = dict(pipe.ledger.failures("z"))
     assert list(failures) == ["run1/data.bin"] and failures["run1/data.bin"]["kind"] == "conflict", failures
-    assert "conflict" in failures["run1/data.bin"]["reason"] and "not overwritten" in failures["run1/data.bin"]["reason"]
+    why = failures["run1/data.bin"]["reason"]
+    assert "conflict" in why and "not overwritten" in why, why
     z = status.gather(pipe.cfg)["zones"]["z"]
     assert z["failed"] == 1 and z["failed_files"][0]["path"] == "run1/data.bin", z
 
@@ -164,7 +164,3 @@ def test_an_irods_server_refusing_connections(make_pipe: Any, tmp_path: Path) ->
     assert len(text.splitlines()) < 200, f"a busy loop: {len(text.splitlines())} log lines in 12 s"
     env.write_text(good)
     _then_fixed(pipe)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__]))
