@@ -19,7 +19,7 @@ import pytest
 from irods.models import DataObject
 
 from irods_ingestd import checksums as checksums_mod
-from irods_ingestd.ingest import after, transfer
+from irods_ingestd.ingest import after, local, transfer
 from tests.expect import sha2
 from tests.pipeline_harness import Pipeline, pipelines, until
 
@@ -222,3 +222,40 @@ def test_a_file_changed_during_its_copy_ends_in_irods_with_its_final_bytes(
         assert sha2(final) in objs.values(), f"deleted, but its bytes are not in iRODS: {objs}"
     assert objs.get("big.bin") == sha2(final), objs  # never the mix of the two the copy read
     assert not [n for n in objs if n != "big.bin" and objs[n] != sha2(v1)], objs
+
+
+@pytest.mark.parametrize("how", ["grow", "same-size-old-mtime"])
+def test_a_file_changed_between_the_workers_checksum_and_its_put(make_pipe: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                 how: str) -> None:
+    """An update: an object of the same size is there, so the worker hashes the new version first (to tell
+    'already present' from 'a new version'), then puts it. The file changes in between."""
+    pipe = make_pipe()
+    f = pipe.root / "upd.bin"
+    v1, v2 = b"a" * BIG, b"b" * BIG
+    real = local.digest
+    armed: list[bool] = []
+
+    def digest_then_change(loc: local.Local, scheme: str | None) -> Any:
+        d = real(loc, scheme)
+        if armed and loc.path == str(f):
+            armed.clear()
+            if how == "grow":
+                with open(f, "ab") as out:
+                    out.write(b"tail")
+            else:
+                _rewrite_same_size(f, b"c" * BIG)
+        return d
+
+    monkeypatch.setattr(local, "digest", digest_then_change)
+    with pipe:
+        f.write_bytes(v1)
+        wait_done(pipe, 1)
+        f.write_bytes(v2)
+        armed.append(True)
+        final = v2 + b"tail" if how == "grow" else b"c" * BIG
+        until(pipe, lambda: not armed and checksums(pipe).get("upd.bin") == sha2(final) and pipe.quiet(), 60,
+              "the final version in iRODS")
+        time.sleep(1.5)
+        pipe.drain(timeout=60)
+    assert checksums(pipe) == {"upd.bin": sha2(final), "upd.bin.~1~": sha2(v1)}
+    assert dict(pipe.ledger.failures("z")) == {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,19 +170,26 @@ def test_an_ingested_directory_replaced_by_a_file_fails_clearly_once(make_pipe: 
 
 
 # --- hard links, empty and sparse files where the landing file is deleted -----------------------------------
+@pytest.mark.parametrize("after_", ["delete", "move"])
 @pytest.mark.parametrize("hold", ["0s", "1s"])
-def test_hard_links_in_a_delete_zone_are_each_ingested_then_deleted(make_pipe: Any, hold: str) -> None:
-    pipe = make_pipe(after="delete", after_hold=hold)
+def test_hard_links_in_a_delete_or_move_zone_are_each_ingested_then_disposed(make_pipe: Any, tmp_path: Path,
+                                                                              hold: str, after_: str) -> None:
+    """Two names, one inode: each is ingested; disposing of one changes the other's link count (and ctime),
+    which must not keep the other in the landing zone forever nor let it go unverified."""
+    done = tmp_path / "done"
+    pipe = make_pipe(after=after_, after_hold=hold, **({"move_to": str(done)} if after_ == "move" else {}))
     a, b = pipe.root / "a.dat", pipe.root / "sub" / "b.dat"
     with pipe:
         b.parent.mkdir()
         a.write_bytes(b"one inode, two names")
         os.link(a, b)
-        until(pipe, lambda: not a.exists() and not b.exists(), 30, "both names deleted")
+        until(pipe, lambda: not a.exists() and not b.exists(), 30, "both names gone from the landing zone")
         pipe.drain()
     assert checksums(pipe) == {"a.dat": sha2(b"one inode, two names"), "sub/b.dat": sha2(b"one inode, two names")}
     assert failures(pipe) == {}
     assert after_pending(pipe) == 0
+    if after_ == "move":
+        assert (done / "a.dat").read_bytes() == (done / "sub" / "b.dat").read_bytes() == b"one inode, two names"
 
 
 def test_empty_and_sparse_files_in_a_delete_zone(make_pipe: Any) -> None:
