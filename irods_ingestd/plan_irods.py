@@ -21,6 +21,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from irods.models import Collection
+
 from . import names
 from .ingest import catalog, local
 from .ingest import judge as verdicts
@@ -86,16 +88,42 @@ def judge(reach: IrodsReach, zone: Zone, items: list[Item]) -> None:
             for _, chunk_found in look_up_by_collection(session, coll, [t for _, t in pairs],
                                                         lambda t: (t.name, t.old_name)):
                 found.update(chunk_found)
+            blocked = _object_above(session, coll)
+            subcolls: set[str] | None = None
             for it, t in pairs:
                 obj = found.get(t.name) or found.get(t.old_name)  # an update interrupted between its renames
-                verdict, why = (INGEST, f"new in iRODS ({_where(zone)})") if obj is None else \
-                    _existing(session, zone, it, t, obj)
+                if blocked:
+                    verdict, why = CONFLICT, (f"the collection {coll} cannot be made: {blocked} is a data object (a "
+                                              "landing file ingested there is a directory now): the file would fail")
+                elif obj is None:
+                    subcolls = _subcollections(session, coll) if subcolls is None else subcolls
+                    verdict, why = (CONFLICT, f"{t.path} is a collection (a landing directory ingested there is a "
+                                    "file now): the file would fail, nothing overwritten") if t.path in subcolls \
+                        else (INGEST, f"new in iRODS ({_where(zone)})")
+                else:
+                    verdict, why = _existing(session, zone, it, t, obj)
                 _apply(it, verdict, why)
     except Exception as e:  # noqa: BLE001 - iRODS went away mid-plan: say so, list the rest unchecked
         reach.lost(e)
         for it in todo:
             if not it.irods:
                 it.reason = _join(it.reason, f"iRODS not asked ({reach.error})")
+
+
+def _subcollections(session: Any, coll: str) -> set[str]:
+    q = session.query(Collection.name).filter(Collection.parent_name == coll)
+    return {row[Collection.name] for row in q}
+
+
+def _object_above(session: Any, coll: str) -> str:
+    """The data object standing where coll or a collection above it would be made ('' if none): the worker
+    cannot make the collection (CAT_NAME_EXISTS_AS_DATAOBJ)."""
+    while coll.count("/") > 1 and not list(session.query(Collection.id).filter(Collection.name == coll)):
+        parent, _, name = coll.rpartition("/")
+        if catalog.lookup(session, parent, [name]):
+            return coll
+        coll = parent
+    return ""
 
 
 def _where(zone: Zone) -> str:

@@ -312,3 +312,38 @@ def test_after_actions_on_odd_and_long_names(make_pipe: Any, after: str, version
             assert open(os.path.join(dn, raw), "rb").read() == b"round 1 of " + raw
             if raw not in stay:
                 assert open(os.path.join(dn, raw + b".~1~"), "rb").read() == b"round 2 of " + raw
+
+
+# --- the dry run says what the worker does with such names --------------------------------------------------
+def test_plan_on_names_the_worker_refuses(make_pipe: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import subprocess
+    import sys
+
+    pipe = make_pipe()
+    with pipe:
+        write_raw(pipe, b"a\xff", b"odd")
+        write_raw(pipe, "b/inner", b"inner")
+        write_raw(pipe, "nc\uffff", b"nonchar")
+        write_raw(pipe, "c", b"file c")
+        pipe.drain(min_done=4)
+    os.rename(pipe.root / "b", pipe.root / "b-dir")
+    os.rename(pipe.root / "c", pipe.root / "c-file")
+    write_raw(pipe, "c/inner", b"in c")
+    write_raw(pipe, "b", b"file b")
+    write_raw(pipe, "a%FF", b"literal")
+    out = subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
+                          str(pipe.config_path), "plan", "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    listed = json.loads(out.stdout)["zones"]["z"]["files"]
+    new = [f for f in listed if f["path"] == "a%FF" and f["size"] == len(b"literal")]  # two entries say a%FF
+    assert len(new) == 1 and new[0]["irods"] == "conflict" and new[0]["would_fail"], new
+    assert "(landing name b'a\\xff' before mapping)" in new[0]["reason"], new
+    b = [f for f in listed if f["path"] == "b"]
+    assert b[0]["irods"] == "conflict" and b[0]["would_fail"] and "is a collection" in b[0]["reason"], b
+    in_a = [f for f in listed if f["path"] == "c/inner"]
+    assert in_a[0]["irods"] == "conflict" and "is a data object" in in_a[0]["reason"], in_a
+    with pipe:  # and the worker does what the plan said
+        pipe.drain()
+    fails = failures(pipe)
+    assert set(fails) == {"a%FF", "b", "c/inner"}, fails
