@@ -347,3 +347,28 @@ def test_plan_on_names_the_worker_refuses(make_pipe: Any, caplog: pytest.LogCapt
         pipe.drain()
     fails = failures(pipe)
     assert set(fails) == {"a%FF", "b", "c/inner"}, fails
+
+
+def test_status_names_each_refused_file(make_pipe: Any) -> None:
+    import json
+    import subprocess
+    import sys
+
+    pipe = make_pipe(mode="register")
+    refused = [b"bad\xff", b"tab\there", b"d\xfe/x", b"nc-\xef\xbf\xbf"]
+    with pipe:
+        for raw in refused:
+            write_raw(pipe, raw, b"data")
+        write_raw(pipe, "fine", b"fine")
+        pipe.drain(min_done=1)
+    out = subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
+                          str(pipe.config_path), "status", "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    z = json.loads(out.stdout)["zones"]["z"]
+    shown = sorted(f["path"] for f in z["failed_files"])
+    assert shown == sorted(names.display(os.fsdecode(r)) for r in refused), shown
+    assert all("register mode cannot register" in f["reason"] for f in z["failed_files"])
+    human = subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
+                            str(pipe.config_path), "status"], capture_output=True, text=True, timeout=60)
+    for s in shown:
+        assert s in human.stdout, human.stdout
