@@ -120,6 +120,17 @@ REGISTER_UNSAFE = ("register mode cannot register this file: its path holds byte
                    "(rename it, or ingest it through a put zone)")
 
 
+def register_refusal(realpath: str) -> str | None:
+    """Why register mode cannot register the landing file at `realpath` as it is, or None."""
+    if needs_mapping(realpath):
+        return REGISTER_UNSAFE
+    n = len(realpath.encode("utf-8"))
+    if n > MAX_PATH_BYTES:
+        return (f"register mode cannot register this file: its physical path is {n} bytes, longer than the "
+                f"{MAX_PATH_BYTES} iRODS takes (MAX_NAME_LEN; the server would look at a truncated path)")
+    return None
+
+
 def map_component(component: str) -> str:
     """One path component as iRODS will store it (see the module documentation)."""
     if not needs_mapping(component):

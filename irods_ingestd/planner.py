@@ -204,8 +204,9 @@ def unreadable(zone: Zone, rel: str, size: int, mtime_ns: int) -> str | None:
         loc = local.check_local(zone.spec, FileItem(rel, size, mtime_ns))
         if zone.cfg.mode == "register":
             realpath = os.path.realpath(loc.path)
-            if names.needs_mapping(realpath):
-                return names.REGISTER_UNSAFE
+            refusal = names.register_refusal(realpath)
+            if refusal:
+                return refusal
             if not readable_by_service_account(realpath, loc.st):
                 return "the iRODS service account cannot read it (register mode: the server reads the file)"
             return None

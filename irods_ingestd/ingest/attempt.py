@@ -132,8 +132,9 @@ _IS_COLLECTION = "conflict: {} is a collection (a landing directory ingested the
 def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target, existing: Obj | None,
               dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult) -> str:
     realpath = os.path.realpath(loc.path)
-    if names.needs_mapping(realpath):
-        raise PermanentError(names.REGISTER_UNSAFE)
+    refusal = names.register_refusal(realpath)
+    if refusal:
+        raise PermanentError(refusal)
     here = existing is not None and realpath in existing.paths
     aside = None
     if existing is not None and not here:  # another path registered under the name: set it aside

@@ -228,3 +228,29 @@ def update(pipe: Pipeline, rel: str, data: bytes) -> None:
     write_raw(pipe, rel, data)
     t = names.target_for(pipe.collection, rel).path
     until(pipe, lambda: checksums(pipe).get(t) == sha2(data), what=f"{rel!r} to be updated")
+
+
+def test_a_physical_path_longer_than_irods_takes_in_a_register_zone(redis_server: Any, redis_conn: Any, irods: Any,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The logical path fits, the landing file's own path (deep zone directory) does not: a register zone
+    fails it once, saying why."""
+    from tests.landing import server_readable
+
+    caplog.set_level(logging.INFO)
+    with outside_pytest_tmp() as tmp:
+        root = tmp / "/".join(["z" * 200] * 3)  # ~630 bytes of zone directory
+        pipe = Pipeline(tmp, redis_server.url, irods, root=server_readable(root), zone={"mode": "register"})
+        rel = "/".join(["r" * 200] * 2) + "/" + "f" * 100  # logical ~560, physical ~1130 bytes
+        assert len(os.fsencode(root / rel)) > names.MAX_PATH_BYTES
+        names.target_for(pipe.collection, rel)
+        files = {f"{rel}{i}": b"long %d" % i for i in range(4)} | {f"short{i}": b"short %d" % i for i in range(4)}
+        try:
+            with pipe:
+                write_raw(pipe, "first", b"first")  # the first file goes the one-call way; then in bulk
+                pipe.drain(min_done=1)
+                for r, d in files.items():
+                    write_raw(pipe, r, d)
+                run(pipe, files | {"first": b"first"}, {r for r in files if r.startswith(rel)}, caplog,
+                    "its physical path is 1")
+        finally:
+            pipe.cleanup()
