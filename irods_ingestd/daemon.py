@@ -144,7 +144,7 @@ class Daemon(ZoneWork, Feeding):
         if self._walking():
             self._walk_zones(now)
         if not self.health.down():
-            self.ready.extend(self.settler.pop_ready())
+            self._add_ready(self.settler.pop_ready())
             self._recheck_recent()
         self._report_settler_skips()
         if self._owned:

@@ -8,6 +8,7 @@ list, and the skipped files reported once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
@@ -54,6 +55,8 @@ class ZoneWork:
     r: redis.Redis
     owner: ZoneOwnership | None
     walk_jobs: WalkJobs | None = None
+    _ready_keys: set[tuple[str, str, int, int]] | None = None  # during a walk step: the ready list's versions
+    _in_walk_step = False
 
     def add_zone(self, z: ZoneConfig) -> None:
         zs = Zone(cfg=z, watcher=self.watchers.for_zone(z))
@@ -98,6 +101,7 @@ class ZoneWork:
         return None
 
     def _walk_step(self, zs: Zone, budget: float) -> None:
+        self._in_walk_step = True  # nothing but ready_file changes the ready list meanwhile
         try:
             jobs = self._walk_jobs()
             if jobs.runs_as_jobs(zs):  # listed by walk workers ([walk] jobs, walk_sched.py)
@@ -106,6 +110,8 @@ class ZoneWork:
                 zs.walk_step(self.reconciler, self, budget)
         except redis.RedisError as e:
             self.health.error(e)
+        finally:
+            self._in_walk_step, self._ready_keys = False, None
 
     def _walk_jobs(self) -> WalkJobs:
         if self.walk_jobs is None or (self.walk_jobs.cfg != self.cfg.walk and not self.walk_jobs.runs):
@@ -153,7 +159,25 @@ class ZoneWork:
             zs.gate.discard(rel)
 
     def ready_file(self, zone: str, rel: str, size: int, mtime_ns: int) -> None:
-        self.ready.append(Ready(zone, rel, size, mtime_ns))
+        self._add_ready([Ready(zone, rel, size, mtime_ns)])
+
+    def _add_ready(self, items: Iterable[Ready]) -> None:
+        """Settled files to the ready list, each version once: while the backlog is full, every rescan (and
+        an event on a waiting file) finds the files still waiting again; the list grew by all of them each
+        time, and `status` counted them twice."""
+        items = list(items)
+        if not items:
+            return
+        seen = self._ready_keys
+        if seen is None:
+            seen = {(x.zone, x.rel, x.size, x.mtime_ns) for x in self.ready}
+            if self._in_walk_step:
+                self._ready_keys = seen  # kept for the step's next files
+        for x in items:
+            key = (x.zone, x.rel, x.size, x.mtime_ns)
+            if key not in seen:
+                seen.add(key)
+                self.ready.append(x)
 
     def report_skip(self, zone: str, rel: str, reason: str) -> None:
         if self._reported.get((zone, rel)) == reason:

@@ -9,12 +9,20 @@ checks, not by a timed walk.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from typing import Any
 
 from tests.daemon_harness import wait_for
 from tests.integration.test_adv_ops import Proc, pipe, write_files
+from tests.integration.test_adv_ops_cli import cli
 from tests.integration.test_adv_reload import in_coll
+
+
+def _status(p: Any) -> dict[str, Any]:
+    r = cli(p.config_path, "status", "--json")
+    return json.loads(r.stdout) if r.stdout else {}
 
 
 def test_a_zone_directory_that_appears_after_start(request, tmp_path, redis_server, redis_conn, irods):
@@ -26,6 +34,9 @@ def test_a_zone_directory_that_appears_after_start(request, tmp_path, redis_serv
     try:
         assert wait_for(lambda: "running with 1 zones" in d.text(), timeout=15), d.text()
         assert "later" in d.text()  # the journal says the directory is not there
+        st = wait_for(lambda: _status(p).get("zones", {}).get("z", {}).get("daemon") and _status(p), timeout=10)
+        z = st["zones"]["z"]
+        assert z["state"] == "lost", z  # (status --json does not pass the daemon's lost_reason on)
         later.mkdir()
         rels = ["x.dat", "sub/y.dat"]
         write_files(later, rels)

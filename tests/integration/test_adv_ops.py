@@ -282,3 +282,33 @@ def test_a_zone_directory_appearing_later_as_a_link_into_another_daemons_zone(re
         db.stop()
     assert b.objects() == {}
     assert sorted(a.objects()) == [f"{a.collection}/sub/y.dat", f"{a.collection}/x.dat"]
+
+
+def test_sigterm_with_the_backlog_full_names_the_ready_files_and_a_restart_queues_them(request, tmp_path,
+                                                                                      redis_server, redis_conn,
+                                                                                      irods):
+    p = pipe(request, tmp_path, redis_server.url, irods)
+    assert p.root is not None
+    p.config_path.write_text(p.config_path.read_text().replace("[queue]\n", "[queue]\nmax_backlog = 5\n"))
+    rels = [f"f{i:02d}.dat" for i in range(20)]
+    d = Proc(p.config_path, tmp_path / "d1.log", "run")
+    try:
+        assert wait_for(lambda: "running with 1 zones" in d.text(), timeout=15), d.text()
+        write_files(p.root, rels)
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == 5, timeout=20), p.ledger.stats("z")
+        time.sleep(1.0)
+    finally:
+        assert d.stop() == 0
+    m = re.search(r"stopping: (\d+) files? settling and (\d+) ready", d.text())
+    assert m and (int(m.group(1)), int(m.group(2))) == (0, 15), d.text()
+    assert "(z: 0 settling, 15 ready)" in d.text()
+    d2 = Proc(p.config_path, tmp_path / "d2.log", "run")
+    try:
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == 5, timeout=20)
+        while p.ledger.stats("z")["done"] < 20:
+            p.work()
+            assert wait_for(lambda: p.ledger.stats("z")["queued"] > 0 or p.ledger.stats("z")["done"] == 20,
+                            timeout=20), p.ledger.stats("z")
+    finally:
+        assert d2.stop() == 0
+    assert sorted(p.objects()) == sorted(f"{p.collection}/{rel}" for rel in rels)
