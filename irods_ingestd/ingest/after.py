@@ -38,6 +38,7 @@ import redis
 
 from .. import fsops, keys, registry
 from ..job import ZoneSpec
+from .local import via_symlink
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
         return DONE, ""
     action = registry.load(registry.AFTER_ACTIONS, zone.after).run
     path = os.path.join(zone.root, item.rel)
+    if not zone.follow_symlinks and via_symlink(zone.root, item.rel):  # never act on a file outside the zone
+        return GONE, "gone before its after-action (its directory is a symlink now)"
     try:
         st = os.stat(path, follow_symlinks=zone.follow_symlinks)
     except FileNotFoundError:

@@ -56,11 +56,21 @@ def check_local(zone: ZoneSpec, item: FileItem) -> Local:
         raise PermanentError(f"cannot stat the local file: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise NotRegular()
+    if not follow and via_symlink(zone.root, item.rel):  # its directory is a symlink now: not the queued file
+        raise Vanished()
     if follow and not inside(zone.root, path):  # re-pointed since it was queued: where does it lead now?
         raise PermanentError("the symlink now points outside the zone: not ingested")
     if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
         raise LocalChanged()
     return Local(path, st, follow)
+
+
+def via_symlink(root: str, rel: str) -> bool:
+    """A directory between the zone's root and the file is a symlink (say, a directory swapped for a link to
+    one outside the zone after the walk, which never follows them): stat and open would go through it."""
+    parent = os.path.dirname(rel)
+    return bool(parent) and os.path.realpath(os.path.join(root, parent)) != \
+        os.path.join(os.path.realpath(root), parent)
 
 
 def inside(root: str, path: str) -> bool:

@@ -231,3 +231,30 @@ def test_a_fifo_swapped_in_just_before_the_after_action_is_never_opened(
     finally:
         if after_ == "move-other-device":
             shutil.rmtree(other, ignore_errors=True)
+
+
+@pytest.mark.parametrize("after_", ["keep", "delete"])
+def test_a_directory_swapped_for_a_symlink_never_leads_the_worker_outside(make_pipe: Any, tmp_path: Path,
+                                                                           after_: str) -> None:
+    """d/a was queued; then d became a symlink to a directory outside the zone holding an `a` of the same size
+    and mtime. The zone does not follow symlinks: the outside file must be neither ingested nor deleted."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    pipe = make_pipe(after=after_, after_hold="0s")
+    d = pipe.root / "d"
+    with pipe:
+        d.mkdir()
+        (d / "a").write_bytes(b"inside!" * 100)
+        wait_queued(pipe, 1)
+        st = (d / "a").stat()
+        (outside / "a").write_bytes(b"SECRET!" * 100)
+        os.utime(outside / "a", ns=(st.st_atime_ns, st.st_mtime_ns))
+        (d / "a").unlink()
+        d.rmdir()
+        os.symlink(outside, d)
+        until(pipe, lambda: pipe.quiet(), 30, "the worker to be done with d/a")
+        time.sleep(1.5)
+        pipe.drain()
+    assert (outside / "a").read_bytes() == b"SECRET!" * 100, "a file outside the zone was deleted"
+    assert sha2(b"SECRET!" * 100) not in checksums(pipe).values(), "a file outside the zone was ingested"
+    assert checksums(pipe) == {}

@@ -104,3 +104,23 @@ def test_after_reads_a_file_again_only_when_its_ctime_moved(tmp_path: Path) -> N
     p.write_bytes(b"bbbb")
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert v.same(p.stat()) and not after.same_bytes(v, str(p))
+
+
+def test_no_after_action_through_a_directory_swapped_for_a_symlink(tmp_path: Path) -> None:
+    """d/a verified; then d moved out of the zone and a symlink put in its place: the very file (same inode)
+    is outside now, and a zone that does not follow symlinks never deletes it there."""
+    from irods_ingestd.job import ZoneSpec
+
+    root, outside = tmp_path / "zone", tmp_path / "outside"
+    (root / "d").mkdir(parents=True)
+    outside.mkdir()
+    (root / "d" / "a").write_bytes(b"aaaa")
+    st = (root / "d" / "a").stat()
+    v = after.Verified("d/a", 4, st.st_mtime_ns, st.st_dev, st.st_ino, hashlib.sha256(b"aaaa").hexdigest(),
+                       st.st_ctime_ns)
+    os.rename(root / "d", outside / "d")
+    os.symlink(outside / "d", root / "d")
+    zone = ZoneSpec(name="z", root=str(root), collection="/tempZone/home/rods/z", after="delete")
+    outcome, _ = after.run(zone, v)
+    assert outcome == after.GONE
+    assert (outside / "d" / "a").read_bytes() == b"aaaa"
