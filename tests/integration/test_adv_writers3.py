@@ -258,3 +258,33 @@ def test_a_directory_swapped_for_a_symlink_never_leads_the_worker_outside(make_p
     assert (outside / "a").read_bytes() == b"SECRET!" * 100, "a file outside the zone was deleted"
     assert sha2(b"SECRET!" * 100) not in checksums(pipe).values(), "a file outside the zone was ingested"
     assert checksums(pipe) == {}
+
+
+def test_special_files_that_become_regular_files_are_ingested(make_pipe: Any, tmp_path: Path, caplog: Any) -> None:
+    """A FIFO, a socket, a dangling symlink and a symlink loop, each skipped (and reported once) by the walk,
+    then replaced by a regular file of the same name: each is ingested then, whatever was reported before."""
+    import socket
+
+    pipe = make_pipe()
+    r = pipe.root
+    sock = socket.socket(socket.AF_UNIX)
+    with pipe:
+        os.mkfifo(r / "fifo")
+        sock.bind(str(r / "sock"))
+        os.symlink(r / "nowhere", r / "dangling")
+        os.symlink(r / "loop2", r / "loop1")
+        os.symlink(r / "loop1", r / "loop2")
+        (r / "first").write_bytes(b"first")
+        wait_done(pipe, 1)
+        time.sleep(2.5)  # rescans: each special file seen (and reported) a few times
+        pipe.work()
+        sock.close()
+        for n in ("fifo", "sock", "dangling", "loop1"):
+            (r / n).unlink()
+            tmp = r / f".{n}.Ab12Cd"
+            tmp.write_bytes(n.encode())
+            os.rename(tmp, r / n)
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] >= 5, 30, "the four files that were special")
+        pipe.drain()
+    assert checksums(pipe) == {"first": sha2(b"first"), **{n: sha2(n.encode()) for n in ("fifo", "sock",
+                                                                                          "dangling", "loop1")}}
