@@ -119,6 +119,7 @@ def _attempts(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.
             return _skip(ctx, zone, item, res, CHANGED, t0, resettle=True)
         except Vanished:
             attempt_mod.still_mine(lock)
+            _drop_part(ctx, session, target)
             return _skip(ctx, zone, item, res, VANISHED, t0)
         except NotRegular:
             attempt_mod.still_mine(lock)
@@ -141,6 +142,21 @@ def _attempts(ctx: IngestContext, zone: ZoneSpec, item: FileItem, target: names.
                         res.irods_path, attempt + 1, retries + 1, delay, describe(exc))
             attempt += 1
             ctx.sleep(delay)
+
+
+def _drop_part(ctx: IngestContext, session: Any, target: names.Target) -> None:
+    """A vanished file's temporary copy left by an earlier try (a worker killed in the middle of the copy)
+    would stay in iRODS for ever: nothing will ever try this file again. Removed if the batch's look-up (or
+    one of its own) finds it; under the file's lock, so no other worker is copying it."""
+    try:
+        found = ctx.prefetched.get((target.collection, target.name))
+        if found is None:
+            found = catalog.lookup(session or ctx.sessions.get(), target.collection, [target.part_name])
+        if target.part_name in found:
+            catalog.unlink_quiet(session or ctx.sessions.get(), target.part_path)
+            log.info("removed %s, the temporary copy of an interrupted earlier try", target.part_path)
+    except Exception as e:  # noqa: BLE001 - iRODS away: the next try at a file of this name removes it
+        log.debug("could not look for a temporary copy of %s: %s", target.path, describe(e))
 
 
 def _give_back(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult, reason: str,

@@ -83,6 +83,36 @@ def test_a_worker_killed_in_the_middle_of_a_large_put(make_pipe: Any, tmp_path: 
     assert stats(pipe)["done"] == 1, stats(pipe)  # status counts each file once
 
 
+@pytest.mark.parametrize("then", ["deleted", "changed"])
+def test_a_killed_put_whose_landing_file_then_goes_leaves_no_temporary_object(make_pipe: Any, tmp_path: Path,
+                                                                              then: str) -> None:
+    """The worker dies in the middle of the copy, then the landing file is deleted (or rewritten) before the
+    job is run again: the temporary object of the dead copy must not stay in iRODS for ever."""
+    pipe = make_pipe()
+    f = pipe.root / "gone.bin"
+    f.write_bytes(os.urandom(48 << 20))
+    part = names.target_for(pipe.collection, "gone.bin").part_path[len(pipe.collection) + 1:]
+    with pipe:
+        h.wait(lambda: stats(pipe)["queued"] == 1, 20, "the file to be queued")
+        w1 = h.worker(pipe.config_path, tmp_path / "w1.log", "advf-w1", ADVF_KILL_AT_BYTES=str(16 << 20), **FAST)
+        h.wait(lambda: not w1.alive, 60, "the worker to kill itself in the middle of the copy")
+        assert part in h.objects(pipe.irods, pipe.collection)
+        if then == "deleted":
+            f.unlink()
+        else:
+            f.write_bytes(b"a short new version")
+        w2 = h.worker(pipe.config_path, tmp_path / "w2.log", "advf-w2", **FAST)
+        try:
+            h.wait(lambda: stats(pipe)["queued"] == 0 and "job" not in h.rq_state(pipe.r, pipe.cfg.queue.name)
+                   and part not in h.objects(pipe.irods, pipe.collection), 60,
+                   lambda: f"the dead copy's temporary object to go: {h.objects(pipe.irods, pipe.collection)}")
+        finally:
+            w2.stop()
+    objs = h.objects(pipe.irods, pipe.collection)
+    assert objs == {} if then == "deleted" else set(objs) == {"gone.bin"}, objs
+    assert dict(pipe.ledger.failures(pipe.name)) == {}
+
+
 # --- a worker SIGKILLed after the object got its final name, before the ledger heard of it -------------------
 def test_a_worker_killed_between_the_put_and_its_ledger_record(make_pipe: Any, tmp_path: Path) -> None:
     pipe = make_pipe(after="delete", after_hold="0s")
