@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 
 from tests.expect import sha2
-from tests.integration.test_adv_writers import checksums
+from tests.integration.test_adv_writers import checksums, make_pipe
 from tests.landing import remove_collections
-from tests.pipeline_harness import Pipeline
+from tests.pipeline_harness import Pipeline, until
 from tests.privileges import NOBODY, can_switch, fs_user
+
+__all__ = ["make_pipe"]  # the fixture, shared
 
 
 @pytest.fixture
@@ -82,3 +84,29 @@ def test_an_unreadable_file_in_a_delete_zone_fails_is_kept_and_goes_in_after_ret
     finally:
         p.__exit__(None, None, None)
         remove_collections(irods, p.collection)
+
+
+@pytest.mark.parametrize("mtime", [0, -86400, 4_102_444_800, 2**33 + 0.123456789])  # 1970, 1969, 2100, 2242
+def test_odd_mtimes_are_ingested_once_with_their_mtime(make_pipe: Any, mtime: float) -> None:
+    """Writers set mtimes from other clocks (cp -p, tar, a skewed NFS client): the epoch itself, before it, far
+    in the future. Each file is ingested soon, once, with that mtime in its provenance."""
+    pipe = make_pipe()
+    f = pipe.root / "timed.dat"
+    with pipe:
+        tmp = pipe.root / ".timed.dat.Zz9Yy8"
+        tmp.write_bytes(b"t" * 123)
+        os.utime(tmp, (mtime, mtime))
+        os.rename(tmp, f)
+        t0 = time.monotonic()
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] >= 1, 15, "the file ingested")
+        took = time.monotonic() - t0
+        time.sleep(2.5)  # rescans: not queued again
+        pipe.drain()
+    assert took < 10, took
+    assert checksums(pipe) == {"timed.dat": sha2(b"t" * 123)}
+    with pipe.irods.session() as s:
+        from irods.models import DataObject
+
+        avus = {m.name: m.value for m in s.metadata.get(DataObject, f"{pipe.collection}/timed.dat")}
+    assert avus["ingestd::mtime"] == str(f.stat().st_mtime_ns)
+    assert dict(pipe.ledger.failures("z")) == {}
