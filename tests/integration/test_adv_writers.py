@@ -139,18 +139,26 @@ def _rewrite_same_size(f: Path, data: bytes) -> None:
     assert f.stat().st_size == st.st_size and f.stat().st_mtime_ns == st.st_mtime_ns
 
 
-def test_same_size_rewrite_with_old_mtime_before_delete_is_not_deleted(make_pipe: Any) -> None:
+@pytest.mark.parametrize("how", ["same-size-old-mtime", "append", "chmod"])
+def test_same_size_rewrite_with_old_mtime_before_delete_is_not_deleted(make_pipe: Any, how: str) -> None:
     """Verified in iRODS, then rewritten in place (same size, mtime set back) while its delete waits for
     after_hold: the new bytes are not in iRODS, so the landing file must not be deleted (and goes in as a new
-    version)."""
+    version). `append`: the plain case; `chmod`: the ctime moves but the bytes are the verified ones."""
     pipe = make_pipe(after="delete", after_hold="2s")
     f = pipe.root / "data.bin"
-    v1, v2 = b"A" * 5000, b"B" * 5000
+    v1 = b"A" * 5000
+    v2 = {"append": v1 + b"more", "chmod": v1}.get(how, b"B" * 5000)
     with pipe:
         f.write_bytes(v1)
         wait_done(pipe, 1)
         assert after_pending(pipe) == 1
-        _rewrite_same_size(f, v2)
+        if how == "append":
+            with open(f, "ab") as out:
+                out.write(b"more")
+        elif how == "chmod":
+            f.chmod(0o600)
+        else:
+            _rewrite_same_size(f, v2)
         until(pipe, lambda: after_pending(pipe) == 0 and pipe.quiet(), 30, "the deferred delete to run")
         time.sleep(1.5)
         pipe.drain()
@@ -160,6 +168,8 @@ def test_same_size_rewrite_with_old_mtime_before_delete_is_not_deleted(make_pipe
     else:  # deleted: only once its bytes were in iRODS
         assert objs.get("data.bin") == sha2(v2), objs
     assert sha2(v2) in objs.values(), f"the rewritten bytes never reached iRODS: {objs}"
+    if how == "chmod":  # the same bytes: deleted, nothing ingested twice
+        assert not f.exists() and objs == {"data.bin": sha2(v1)}, objs
 
 
 # --- the file changes while the worker copies it (big enough for several read chunks) --------------------
