@@ -43,6 +43,7 @@ MARK_MASK = (FAN_CLOSE_WRITE | FAN_ATTRIB | FAN_CREATE | FAN_MOVED_TO | FAN_MOVE
 INIT_FLAGS = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_REPORT_DFID_NAME
 MAX_HANDLE_SZ = 128
 AT_FDCWD = -100
+AT_SYMLINK_FOLLOW = 0x400  # a zone path that is a symlink: the directory's handle, as events name it
 
 _META = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 _INFO = struct.Struct("=BBH")  # info_type, pad, len
@@ -106,7 +107,7 @@ def handle_key(path: str) -> bytes:
     buf = ctypes.create_string_buffer(8 + MAX_HANDLE_SZ)
     struct.pack_into("=Ii", buf, 0, MAX_HANDLE_SZ, 0)
     mount_id = ctypes.c_int()
-    if _n2h(AT_FDCWD, os.fsencode(path), buf, ctypes.byref(mount_id), 0) < 0:
+    if _n2h(AT_FDCWD, os.fsencode(path), buf, ctypes.byref(mount_id), AT_SYMLINK_FOLLOW) < 0:
         _raise("name_to_handle_at", path)
     nbytes = struct.unpack_from("=I", buf, 0)[0]
     return fsid_of(path) + buf.raw[:8 + nbytes]

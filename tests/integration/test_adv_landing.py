@@ -14,10 +14,25 @@ import os
 import time
 from typing import Any
 
+import pytest
+
 from tests.daemon_harness import wait_for
 from tests.integration.test_adv_ops import Proc, pipe, write_files
 from tests.integration.test_adv_ops_cli import cli
 from tests.integration.test_adv_reload import in_coll
+
+WATCHERS = ["inotify", "fanotify", "poll"]
+
+
+def watcher(name: str, tmp: Any) -> dict[str, str]:
+    """The zone settings of a watcher (poll: walked every half second; fanotify: skipped where refused)."""
+    if name == "fanotify":
+        from irods_ingestd.watch.fanotify_sys import unavailable
+
+        why = unavailable(str(tmp))
+        if why:
+            pytest.skip(f"fanotify: {why}")
+    return {"watcher": name, **({"poll_interval": "0.5s"} if name == "poll" else {})}
 
 
 def _status(p: Any) -> dict[str, Any]:
@@ -25,10 +40,11 @@ def _status(p: Any) -> dict[str, Any]:
     return json.loads(r.stdout) if r.stdout else {}
 
 
-def test_a_zone_directory_that_appears_after_start(request, tmp_path, redis_server, redis_conn, irods):
+@pytest.mark.parametrize("kind", WATCHERS)
+def test_a_zone_directory_that_appears_after_start(request, tmp_path, redis_server, redis_conn, irods, kind):
     later = tmp_path / "later"
     later.mkdir()  # the harness loads the config with its paths checked; the daemon's start does not
-    p = pipe(request, tmp_path, redis_server.url, irods, path=str(later), rescan="1h")
+    p = pipe(request, tmp_path, redis_server.url, irods, path=str(later), rescan="1h", **watcher(kind, tmp_path))
     later.rmdir()
     d = Proc(p.config_path, tmp_path / "d.log", "run")
     try:
@@ -48,8 +64,9 @@ def test_a_zone_directory_that_appears_after_start(request, tmp_path, redis_serv
     assert in_coll(p, p.collection) == sorted(rels)
 
 
-def test_a_landing_directory_renamed_away_and_made_again(request, tmp_path, redis_server, redis_conn, irods):
-    p = pipe(request, tmp_path, redis_server.url, irods, rescan="1h")
+@pytest.mark.parametrize("kind", WATCHERS)
+def test_a_landing_directory_renamed_away_and_made_again(request, tmp_path, redis_server, redis_conn, irods, kind):
+    p = pipe(request, tmp_path, redis_server.url, irods, rescan="1h", **watcher(kind, tmp_path))
     assert p.root is not None
     d = Proc(p.config_path, tmp_path / "d.log", "run")
     try:
@@ -75,14 +92,15 @@ def test_a_landing_directory_renamed_away_and_made_again(request, tmp_path, redi
     assert (s["queued"], s["done"], s["failed"]) == (0, 4, 0)
 
 
-def test_a_landing_directory_that_is_a_symlink(request, tmp_path, redis_server, redis_conn, irods):
+@pytest.mark.parametrize("kind", WATCHERS)
+def test_a_landing_directory_that_is_a_symlink(request, tmp_path, redis_server, redis_conn, irods, kind):
     real = tmp_path / "real-a"
     other = tmp_path / "real-b"
     real.mkdir()
     other.mkdir()
     link = tmp_path / "link"
     link.symlink_to(real)
-    p = pipe(request, tmp_path, redis_server.url, irods, path=str(link), rescan="1h")
+    p = pipe(request, tmp_path, redis_server.url, irods, path=str(link), rescan="1h", **watcher(kind, tmp_path))
     d = Proc(p.config_path, tmp_path / "d.log", "run")
     try:
         assert wait_for(lambda: "running with 1 zones" in d.text(), timeout=15), d.text()

@@ -312,3 +312,33 @@ def test_sigterm_with_the_backlog_full_names_the_ready_files_and_a_restart_queue
     finally:
         assert d2.stop() == 0
     assert sorted(p.objects()) == sorted(f"{p.collection}/{rel}" for rel in rels)
+
+
+def test_sigterm_during_the_first_walk_of_a_large_tree_stops_promptly(request, tmp_path, redis_server, redis_conn,
+                                                                      irods):
+    from tests.integration.test_reliability_daemon import jobs_files
+
+    p = pipe(request, tmp_path, redis_server.url, irods)
+    assert p.root is not None
+    n = 3000
+    for i in range(n):
+        d = p.root / f"t{i % 30}" / f"u{i % 7}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:05d}").write_bytes(b"x")
+    d1 = Proc(p.config_path, tmp_path / "d1.log", "run")
+    try:
+        assert wait_for(lambda: "running with 1 zones" in d1.text(), timeout=15), d1.text()
+        d1.p.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        assert wait_for(lambda: d1.p.poll() is not None, timeout=10), "the daemon did not stop within 10 s"
+        assert time.monotonic() - t0 < 5
+    finally:
+        assert d1.stop() == 0
+    assert "irods-ingestd stopping: " in d1.text()
+    d2 = Proc(p.config_path, tmp_path / "d2.log", "run")
+    try:
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == n, timeout=60), p.ledger.stats("z")
+    finally:
+        assert d2.stop() == 0
+    files = jobs_files(redis_conn)
+    assert len(files) == len(set(files)) == n
