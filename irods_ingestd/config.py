@@ -211,6 +211,10 @@ def load(path: str | os.PathLike[str] | None = None, check_paths: bool = True) -
         raise ConfigError(str(p), ["permission denied reading the file"]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(p), [f"not valid TOML: {e}"]) from None
+    except UnicodeDecodeError as e:  # a daemon reloading it must not die of it
+        raise ConfigError(str(p), [f"not UTF-8 text (byte {e.start}): not a TOML file"]) from None
+    except OSError as e:  # a directory where the file should be, an I/O error
+        raise ConfigError(str(p), [f"cannot be read: {e.strerror or e}"]) from None
     cfg = validate(data, source=str(p), check_paths=check_paths)
     return cfg
 

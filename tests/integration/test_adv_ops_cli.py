@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -118,6 +119,12 @@ def test_status_json_during_a_burst_is_consistent(request, tmp_path, redis_serve
             st = json.loads(r.stdout)
             looks.append(st)
             assert _consistent(st, total) == [], (st, d.text()[-2000:])
+            for rec in st["daemons"]:
+                assert rec["ready_waiting"] >= 0 and rec["sent_since_start"] >= 0, rec
+                assert all(z["settling"] >= 0 for z in rec["zones"].values()), rec
+            if len(looks) % 3 == 1:
+                human = cli(p.config_path, "status")
+                assert human.returncode in (0, 1) and not re.search(r"(?<![\w.:/])-\d", human.stdout), human.stdout
             if st["zones"]["z"]["ingested"] == total:
                 break
         else:

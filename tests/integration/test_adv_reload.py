@@ -184,3 +184,40 @@ def test_a_zone_renamed_by_a_reload_ingests_nothing_twice(request, tmp_path, red
     assert in_coll(p, p.collection) == sorted(rels)  # no name.~1~ copies
     failed = dict(p.ledger.failures("z2"))
     assert failed == {}, failed
+
+
+def test_a_reload_of_a_config_that_is_not_text_or_not_a_file_is_refused(request, tmp_path, redis_server, redis_conn,
+                                                                         irods):
+    """The daemon never dies of its config: bytes that are not UTF-8, then a directory where the file was,
+    are each refused on SIGHUP, the running configuration kept; check-config and run say exit 2."""
+    import subprocess
+    import sys
+
+    p = pipe(request, tmp_path, redis_server.url, irods)
+    assert p.root is not None
+    good = p.config_path.read_text()
+    d = Proc(p.config_path, tmp_path / "d.log", "run")
+    try:
+        assert wait_for(lambda: "running with 1 zones" in d.text(), timeout=15), d.text()
+        for n, bad in enumerate(("bytes", "directory")):
+            if bad == "bytes":
+                p.config_path.write_bytes(b"\xff\xfe[redis]\n")
+            else:
+                p.config_path.unlink()
+                p.config_path.mkdir()
+            for args in (("check-config", "--offline"), ("run",)):
+                r = subprocess.run([sys.executable, "-m", "irods_ingestd", "-c", str(p.config_path), *args],
+                                   capture_output=True, text=True, timeout=60)
+                assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+                assert str(p.config_path) in r.stderr, r.stderr
+            d.p.send_signal(signal.SIGHUP)
+            assert wait_for(lambda n=n: d.text().count("reload refused") > n or d.p.poll() is not None, timeout=15)
+            assert d.p.poll() is None, d.text()
+        p.config_path.rmdir()
+        p.config_path.write_text(good)
+        write_files(p.root, ["after.dat"])
+        assert wait_for(lambda: p.ledger.stats("z")["queued"] == 1, timeout=20), p.ledger.stats("z")
+        drained(p, "z", 1)
+    finally:
+        assert d.stop() == 0
+    assert in_coll(p, p.collection) == ["after.dat"]
