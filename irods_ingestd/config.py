@@ -141,9 +141,12 @@ def _check_irods(c: Checker, data: Mapping[str, Any], check_paths: bool) -> Irod
     for key, given in (("environment_file", env_s), ("password_file", pw_s)):
         if given is not None and not Path(given).is_absolute():  # else relative to wherever it was started
             c.problems.append(f"[irods].{key}: {given!r} must be an absolute path")
+        elif given is not None and "\0" in given:
+            c.problems.append(f"[irods].{key}: {given!r} contains a NUL character")
     if irods_cfg.environment_file is None:
         c.problems.append("[irods].environment_file: missing (path of an irods_environment.json)")
-    elif check_paths and irods_cfg.environment_file.is_absolute() and not irods_cfg.environment_file.is_file():
+    elif check_paths and irods_cfg.environment_file.is_absolute() and "\0" not in str(env_s) and \
+            not irods_cfg.environment_file.is_file():
         c.problems.append(f"[irods].environment_file: {env_s} does not exist or is not a file")
     return irods_cfg
 

@@ -85,7 +85,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def _irods_path_ok(p: str) -> bool:
-    return p.startswith("/") and len(p) > 1 and "//" not in p and not p.endswith("/") and \
+    return p.startswith("/") and len(p) > 1 and "//" not in p and not p.endswith("/") and "\0" not in p and \
         all(part not in (".", "..") for part in p.split("/")[1:])
 
 
@@ -133,6 +133,9 @@ def _zone_metadata(c: Checker, where: str, raw: dict[str, Any]) -> tuple[str, ..
 
 
 def _zone_path(c: Checker, where: str, path_s: str | None, check_paths: bool) -> Path | None:
+    if path_s is not None and "\0" in path_s:  # (TOML's "\u0000"): no file name holds one; os calls raise
+        c.problems.append(f"{where}.path: {path_s!r} contains a NUL character")
+        return None
     path = Path(path_s) if path_s is not None else None  # "" is Path("."): refused as not absolute
     if path is None:
         return None
@@ -151,6 +154,9 @@ def _zone_path(c: Checker, where: str, path_s: str | None, check_paths: bool) ->
 
 
 def _zone_move_to(c: Checker, where: str, move_to_s: str | None, after: str) -> Path | None:
+    if move_to_s is not None and "\0" in move_to_s:
+        c.problems.append(f"{where}.move_to: {move_to_s!r} contains a NUL character")
+        return None
     move_to = Path(move_to_s) if move_to_s else None
     if after == "move":
         if move_to is None:

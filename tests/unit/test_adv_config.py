@@ -50,6 +50,9 @@ BAD = {
     "relative path": (f"path = \"land\"\n{C}", "zone 'za'.path: "),
     "empty path": (f"path = \"\"\n{C}", "zone 'za'.path: "),
     "relative move_to": (f"{P}\n{C}\nafter = \"move\"\nmove_to = \"done\"", "zone 'za'.move_to: "),
+    "NUL in path": (f"path = \"{{tmp}}/la\\u0000nd\"\n{C}", "zone 'za'.path: "),
+    "NUL in move_to": (f"{P}\n{C}\nafter = \"move\"\nmove_to = \"/tmp/x\\u0000y\"", "zone 'za'.move_to: "),
+    "NUL in collection": (f"{P}\ncollection = \"/tempZone/home/rods/a\\u0000b\"", "zone 'za'.collection: "),
 }
 
 
