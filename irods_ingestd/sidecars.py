@@ -42,6 +42,10 @@ OWN_NAMES = frozenset(OWN_PREFIX + n for n in (
 Triple = tuple[str, str, str]  # attribute, value, units ("" = none)
 
 
+# Characters XML 1.0 does not allow (tab, newline and carriage return are allowed); NUL is refused above.
+_NOT_XML = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 class SidecarError(ValueError):
     """A sidecar that cannot be taken; the text says what is wrong with it."""
 
@@ -54,6 +58,10 @@ def avu_problem(attr: str, value: str, units: str = "") -> str | None:
             return f"empty {what}" + (f" of {attr!r}" if what == "value" else "")
         if "\0" in text:
             return f"{what} of {attr!r} holds a NUL character"
+        bad = _NOT_XML.search(text)
+        if bad:  # stored by the server, but then no GenQuery answer holding it can be parsed (the object's
+            # metadata could never be read again: not by a later version's judgement, the plan or imeta)
+            return f"{what} of {attr!r} holds U+{ord(bad.group()):04X}, which the iRODS protocol (XML) cannot carry"
         try:
             n = len(text.encode("utf-8"))
         except UnicodeEncodeError:

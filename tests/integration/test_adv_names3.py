@@ -77,3 +77,28 @@ def test_non_utf8_names_in_a_manifest(make_pipe: Any, tmp_path: Path) -> None:
         write_raw(pipe, "d3/MANIFEST.sha256", out)
         until(pipe, lambda: (done / "d3").is_dir(), timeout=30, what="the delivery moved")
     assert names(pipe) == {names_mapped(os.fsdecode(b"d3/" + r)) for r in raws} | {"d3/MANIFEST.sha256"}
+
+
+@pytest.fixture
+def make_plain(redis_server: Any, redis_conn: Any, irods: Any) -> Any:
+    with outside_pytest_tmp() as tmp, pipelines(tmp, redis_server.url, irods) as make:
+        yield make
+
+
+@pytest.mark.parametrize("text", ["\uffff", "\ufffe", "esc \x1b[0m", "bell \x07"])
+def test_sidecar_text_the_xml_protocol_cannot_carry(make_plain: Any, text: str) -> None:
+    """An AVU value iRODS stores but no GenQuery answer holding it can be parsed (like a name with U+FFFF):
+    the file must fail with the sidecar named, or its later versions and the plan could never look at it."""
+    import json as _json
+
+    from tests.integration.test_adv_names import checksums, failures
+
+    pipe = make_plain(sidecar="{name}.metadata.json")
+    with pipe:
+        write_raw(pipe, "f.dat.metadata.json", _json.dumps({"note": text}).encode())
+        write_raw(pipe, "f.dat", b"data")
+        until(pipe, lambda: "f.dat" in failures(pipe), timeout=30, what="f.dat to fail")
+        pipe.drain()
+    assert checksums(pipe) == {}  # nothing written (no temporary copy with the AVU); every GenQuery parses
+    fails = failures(pipe)
+    assert "metadata.json" in fails["f.dat"] and "cannot carry" in fails["f.dat"], fails
