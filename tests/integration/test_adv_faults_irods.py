@@ -164,3 +164,31 @@ def test_an_irods_server_refusing_connections(make_pipe: Any, tmp_path: Path) ->
     assert len(text.splitlines()) < 200, f"a busy loop: {len(text.splitlines())} log lines in 12 s"
     env.write_text(good)
     _then_fixed(pipe)
+
+
+def test_an_irods_server_that_accepts_and_never_answers(make_pipe: Any, tmp_path: Path) -> None:
+    """A hung server (the port listens, nothing ever answers): each try ends at connection_timeout, the files
+    wait, none fails for good, and the worker is not stuck for ever."""
+    import socket
+
+    pipe = make_pipe()
+    text = pipe.config_path.read_text()
+    pipe.config_path.write_text(text.replace("[queue]", 'connection_timeout = "1s"\n[queue]', 1))
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)  # never accepted: the kernel completes the handshake, nobody reads
+    env = tmp_path / "irods_environment.json"
+    good = env.read_text()
+    bad = json.loads(good)
+    bad["irods_port"] = hole.getsockname()[1]
+    env.write_text(json.dumps(bad))
+    try:
+        text, z = _broken_worker(pipe, tmp_path, "hung")
+    finally:
+        hole.close()
+    assert dict(pipe.ledger.failures("z")) == {}, "a hung server failed files for good"
+    assert z["failed"] == 0, z
+    assert "iRODS unavailable, queued again" in text, text[-3000:]
+    env.write_text(good)
+    _then_fixed(pipe)
+
