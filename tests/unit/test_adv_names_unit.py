@@ -24,3 +24,20 @@ def test_a_name_too_long_for_the_vault_is_permanent_and_says_so() -> None:
     assert describe(e) == "UNIX_FILE_RENAME_ERR (-528036): File name too long"
     assert is_transient(iex.get_exception_by_code(-528005))  # EIO: worth another attempt
     assert "vault" in describe(iex.get_exception_by_code(-306000))  # USER_STRLEN_TOOLONG
+
+
+def test_register_refusal() -> None:
+    assert names.register_refusal("/landing/ok 'name' %41") is None
+    assert "protocol cannot carry" in (names.register_refusal("/landing/tab\there") or "")
+    assert "protocol cannot carry" in (names.register_refusal("/landing/nc\uffff") or "")
+    assert "physical path is 1088 bytes" in (names.register_refusal("/" + "p" * 1087) or "")
+    assert names.register_refusal("/" + "p" * 1086) is None
+
+
+def test_sidecar_text_xml_cannot_carry() -> None:
+    from irods_ingestd.sidecars import avu_problem
+
+    for bad in ("\x01", "\x1b[0m", "\x0b", "\ufffe", "\uffff"):
+        assert "cannot carry" in (avu_problem("a", f"v{bad}") or ""), repr(bad)
+        assert "cannot carry" in (avu_problem(f"a{bad}", "v") or ""), repr(bad)
+    assert avu_problem("a", "tab\tnewline\ncr\r del\x7f \U0010fffd") is None
