@@ -56,7 +56,11 @@ def no_parts(objs: dict[str, Any]) -> list[str]:
 
 
 # --- a worker SIGKILLed in the middle of a 200 MiB put ------------------------------------------------------
-def test_a_worker_killed_in_the_middle_of_a_large_put(make_pipe: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lock_ttl", ["4", "default"])
+def test_a_worker_killed_in_the_middle_of_a_large_put(make_pipe: Any, tmp_path: Path, lock_ttl: str) -> None:
+    """lock_ttl default: the dead worker's file lock (35 s) outlives its job's heartbeat (8 s here): the job
+    run again finds the file locked and hands it back to be settled and queued again until the lock lapses."""
+    fast = FAST if lock_ttl != "default" else {}
     pipe = make_pipe()
     big = pipe.root / "big.bin"
     with open(big, "wb") as f:
@@ -66,12 +70,12 @@ def test_a_worker_killed_in_the_middle_of_a_large_put(make_pipe: Any, tmp_path: 
     part = names.target_for(pipe.collection, "big.bin").part_path
     with pipe:
         h.wait(lambda: stats(pipe)["queued"] == 1, 20, "the file to be queued")
-        w1 = h.worker(pipe.config_path, tmp_path / "w1.log", "advf-w1", ADVF_KILL_AT_BYTES=str(100 << 20), **FAST)
+        w1 = h.worker(pipe.config_path, tmp_path / "w1.log", "advf-w1", ADVF_KILL_AT_BYTES=str(100 << 20), **fast)
         h.wait(lambda: not w1.alive, 60, "the worker to kill itself in the middle of the copy")
         assert "killing myself after" in w1.text(), w1.text()
         objs = h.objects(pipe.irods, pipe.collection)
         assert part[len(pipe.collection) + 1:] in objs and "big.bin" not in objs, objs  # killed mid-put
-        w2 = h.worker(pipe.config_path, tmp_path / "w2.log", "advf-w2", **FAST)
+        w2 = h.worker(pipe.config_path, tmp_path / "w2.log", "advf-w2", **fast)
         try:
             h.wait(lambda: settled(pipe, ["big.bin"]), 90, "the abandoned job to be found and the file ingested")
         finally:
