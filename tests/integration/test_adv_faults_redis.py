@@ -154,3 +154,37 @@ def test_redis_restarted_empty_in_the_middle_of_a_burst(make_pipe: Any, tmp_path
     assert all(o[2] == 1 for o in objs.values())
     assert all(objs[r][1] == o[1] for r, o in before.items() if r in objs), "an object was put again"
     assert dict(pipe.ledger.failures(pipe.name)) == {}
+
+
+@pytest.mark.parametrize("after", ["delete", "move"])
+def test_redis_restarted_empty_while_after_actions_wait(make_pipe: Any, tmp_path: Path,
+                                                       own_redis: RedisServerProcess, after: str) -> None:
+    """Verified files wait for after_hold before their delete/move when Redis loses its data (the deferred
+    actions with it): the walk finds the files again, they are found already in iRODS, and the action runs;
+    no second copy, nothing left behind."""
+    own_redis.persistence = False
+    own_redis.restart()
+    zone: dict[str, Any] = {"rescan": "1h", "after": after, "after_hold": "4s"}
+    if after == "move":
+        zone["move_to"] = str(tmp_path / "done")
+    pipe = make_pipe(**zone)
+    data: dict[str, bytes] = {}
+    write(pipe, data, 0, 6)
+    d = h.daemon(pipe.config_path, tmp_path / "daemon.log")
+    w = h.worker(pipe.config_path, tmp_path / "w.log", "advf-w", **FAST)
+    try:
+        h.wait(lambda: pipe.ledger.stats(pipe.name)["done"] == 6, 60, "the files ingested")
+        before = h.objects(pipe.irods, pipe.collection)
+        assert all((pipe.root / r).exists() for r in data)  # still held by after_hold
+        own_redis.restart(kill=True)
+        h.wait(lambda: not any((pipe.root / r).exists() for r in data), 90,
+               lambda: f"the landing files to go ({pipe.ledger.stats(pipe.name)}); daemon: {d.text()[-1500:]}")
+    finally:
+        d.stop()
+        w.stop()
+    objs = h.objects(pipe.irods, pipe.collection)
+    assert {r: o[0] for r, o in objs.items()} == {r: sha2(b) for r, b in data.items()}
+    assert all(objs[r][1] == o[1] and objs[r][2] == 1 for r, o in before.items()), "an object was put again"
+    if after == "move":
+        assert {r: (tmp_path / "done" / r).read_bytes() for r in data} == data
+    assert dict(pipe.ledger.failures(pipe.name)) == {}
