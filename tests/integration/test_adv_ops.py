@@ -3,7 +3,13 @@ pipeline (real Redis, the daemon as a subprocess, real RQ workers, the real iROD
 
 - two daemons with different configs whose zones overlap (one landing directory, one inside the other, one
   collection, one inside the other): the second refuses, naming the first's zone, host and pid and what
-  overlaps; every file reaches iRODS once, in the first daemon's collection only.
+  overlaps; every file reaches iRODS once, in the first daemon's collection only; a reload moving a zone
+  into another daemon's is refused; check-config says the same; a zone directory appearing later as a link
+  into another daemon's zone is not walked; a killed daemon's record keeps nobody waiting;
+- two daemons started at once on one config: one runs, the other refuses naming it;
+- a storm of SIGHUPs, and one with the config file gone, during a burst;
+- SIGTERM during a burst, with the backlog full, during a large first walk: the journal says what was still
+  settling or ready; a restart finishes it.
 """
 
 from __future__ import annotations
