@@ -103,6 +103,7 @@ def judge(reach: IrodsReach, zone: Zone, items: list[Item]) -> None:
                 else:
                     verdict, why = _existing(session, zone, it, t, obj)
                 _apply(it, verdict, why)
+                it.would_fail = it.would_fail or why.endswith(_NO_ROOM)
     except Exception as e:  # noqa: BLE001 - iRODS went away mid-plan: say so, list the rest unchecked
         reach.lost(e)
         for it in todo:
@@ -145,6 +146,9 @@ def _join(a: str, b: str) -> str:
     return f"{a}; {b}" if a else b
 
 
+_NO_ROOM = "a name longer than a vault file name may be: the file would fail"
+
+
 def _existing(session: Any, zone: Zone, it: Item, t: names.Target, obj: Obj) -> tuple[str, str]:
     spec: ZoneSpec = zone.spec
     item = FileItem(it.rel, it.size or 0, it.mtime_ns or 0)
@@ -162,7 +166,10 @@ def _existing(session: Any, zone: Zone, it: Item, t: names.Target, obj: Obj) -> 
         return UPDATE, f"a new version: the registration of {t.path} is replaced ({desc})"
     if verdict.update == verdicts.KEPT:
         n = catalog._last_version(session, t) + 1
-        return UPDATE, f"a new version: the previous object ({desc}) kept as {t.name}.~{n}~"
+        kept = f"{t.name}.~{n}~"
+        if len(kept.encode()) > names.MAX_COMPONENT_BYTES:  # as the worker's set-aside finds (attempt.py)
+            return UPDATE, f"a new version, but the previous object ({desc}) cannot be kept as {kept}: {_NO_ROOM}"
+        return UPDATE, f"a new version: the previous object ({desc}) kept as {kept}"
     return UPDATE, f"a new version: the previous object ({desc}) replaced (versions = \"replace\")"
 
 

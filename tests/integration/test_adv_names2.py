@@ -187,7 +187,11 @@ def test_a_new_version_of_a_255_byte_name_fails_once_and_keeps_the_old(
     with pipe:
         write_raw(pipe, rel, b"one")
         pipe.drain(min_done=1)
-        write_raw(pipe, rel, b"the second")
+    write_raw(pipe, rel, b"the second")
+    os.utime(pipe.root / rel, (time.time() - 60, time.time() - 60))  # settled
+    (said,) = [f for f in plan(pipe) if f["path"] == rel]  # the dry run says it too
+    assert said["action"] == "update" and said["would_fail"] and "cannot be kept" in said["reason"], said
+    with pipe:
         until(pipe, lambda: rel in failures(pipe), timeout=20, what="the update to fail")
         pipe.drain()
     assert rel_sums(pipe) == {rel: sha2(b"one")}  # no temporary copy left either
@@ -195,6 +199,17 @@ def test_a_new_version_of_a_255_byte_name_fails_once_and_keeps_the_old(
     assert "cannot be kept as" in reason and "255 bytes" in reason, reason
     assert len([m for m in log_lines(caplog, MessageId.FILE_FAILED) if f"/{rel} (" in m]) == 1
     assert not [r for r in caplog.records if "iRODS unavailable" in r.getMessage()]
+
+
+def plan(pipe: Pipeline) -> list[dict[str, Any]]:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c", str(pipe.config_path),
+                          "plan", "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode in (0, 1), out.stderr
+    return list(json.loads(out.stdout)["zones"]["z"]["files"])
 
 
 def test_a_new_version_of_a_255_byte_name_in_a_register_zone(make_pipe: Any) -> None:
