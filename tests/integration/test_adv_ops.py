@@ -348,3 +348,28 @@ def test_sigterm_during_the_first_walk_of_a_large_tree_stops_promptly(request, t
         assert d2.stop() == 0
     files = jobs_files(redis_conn)
     assert len(files) == len(set(files)) == n
+
+
+def test_after_redis_lost_its_data_an_overlapping_daemon_is_still_refused(request, tmp_path, redis_server,
+                                                                          redis_conn, irods):
+    """A Redis restarted empty loses the records too: the running daemon writes them again with its next
+    renewal (every second), so a daemon started after that on an overlapping zone is still refused."""
+    uniq = tmp_path.name[-14:]
+    a = pipe(request, tmp_path / f"{uniq}-a", redis_server.url, irods, name="a")
+    assert a.root is not None
+    (a.root / "sub").mkdir()
+    b = pipe(request, tmp_path / f"{uniq}-b", redis_server.url, irods, name="b", path=str(a.root / "sub"))
+    first = Proc(a.config_path, tmp_path / "first.log", "run")
+    second: Proc | None = None
+    try:
+        assert wait_for(lambda: "running with 1 zones" in first.text(), timeout=15), first.text()
+        redis_conn.flushall()
+        assert wait_for(lambda: redis_conn.hlen("ingestd:claims") == 1, timeout=10)
+        second = Proc(b.config_path, tmp_path / "second.log", "run")
+        assert wait_for(lambda: second.p.poll() is not None, timeout=15), "the overlapping daemon runs"
+        assert second.p.returncode == 1 and "their paths overlap" in second.text(), second.text()
+        assert first.p.poll() is None
+    finally:
+        assert first.stop() == 0
+        if second is not None:
+            second.stop()
