@@ -373,3 +373,39 @@ def test_after_redis_lost_its_data_an_overlapping_daemon_is_still_refused(reques
         assert first.stop() == 0
         if second is not None:
             second.stop()
+
+
+def test_a_daemon_on_another_host_its_collection_counts_its_path_does_not(request, tmp_path, redis_server,
+                                                                          redis_conn, irods):
+    """Another host's daemon (its records written here by hand): the same landing path there is another disk
+    as far as this host can tell, so it is no overlap; the same collection is one in iRODS, so it is."""
+    import json as _json
+
+    from irods_ingestd.config_paths import place
+    from irods_ingestd.daemonclaims import Claim
+
+    p = pipe(request, tmp_path, redis_server.url, irods)
+    assert p.root is not None
+    token = "t-other"
+    holder = {"host": "otherhost", "pid": 4242, "pidns": "pid:[1]", "since": time.time(), "token": token}
+    redis_conn.set("ingestd:owner:far", _json.dumps(holder), px=60_000)
+
+    def far(collection: str) -> None:
+        redis_conn.hset("ingestd:claims", "far", Claim("far", token, "otherhost", collection, place(p.root)).to_json())
+
+    far(p.collection + "-elsewhere")  # same path, another collection: runs
+    d = Proc(p.config_path, tmp_path / "d1.log", "run")
+    try:
+        assert wait_for(lambda: "running with 1 zones" in d.text() or d.p.poll() is not None, timeout=15), d.text()
+        assert d.p.poll() is None, d.text()
+    finally:
+        assert d.stop() == 0
+    far(p.collection + "/below")  # a collection inside this zone's: refused, naming the other host
+    d = Proc(p.config_path, tmp_path / "d2.log", "run")
+    try:
+        assert wait_for(lambda: d.p.poll() is not None, timeout=15), "runs beside another host's daemon"
+        assert d.p.returncode == 1, d.text()
+        assert "zone 'z' and zone 'far' of the daemon on host otherhost (pid 4242" in d.text(), d.text()
+        assert "their collections overlap" in d.text()
+    finally:
+        d.stop()
