@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -15,8 +17,10 @@ def sess(irods):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def coll(sess, irods, request):  # type: ignore[no-untyped-def]
     """An empty collection named after the test."""
-    path = f"{irods.home}/{request.node.name}"
+    path = f"{irods.home}/{request.node.name}-{os.getpid()}"  # per session: concurrent sessions share the server
     if sess.collections.exists(path):
         sess.collections.remove(path, recurse=True, force=True)
     sess.collections.create(path)
-    return path
+    yield path
+    if sess.collections.exists(path):
+        sess.collections.remove(path, recurse=True, force=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -25,7 +26,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def coll(irods, request):  # noqa: F811
-    path = f"{irods.home}/{request.node.name}"
+    path = f"{irods.home}/{request.node.name}-{os.getpid()}"  # per session: concurrent sessions share the server
     with irods.session() as s:
         if s.collections.exists(path):
             s.collections.remove(path, recurse=True, force=True)

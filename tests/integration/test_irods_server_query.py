@@ -105,6 +105,8 @@ def test_metadata_rmw_and_atomic(sess, coll):
     c = sess.collections.get(coll)
     c.metadata.apply_atomic_operations(AVUOperation(operation="add", avu=iRODSMeta("ca", "cv")))
     rows = sess.query(Collection.name).filter(CollectionMeta.name == "ca").all()
+    assert coll in [r[Collection.name] for r in rows]  # other sessions' collections may carry "ca" too
+    rows = sess.query(Collection.name).filter(CollectionMeta.name == "ca").filter(Collection.name == coll).all()
     assert [r[Collection.name] for r in rows] == [coll]
 
 
