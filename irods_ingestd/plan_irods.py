@@ -165,7 +165,7 @@ def _existing(session: Any, zone: Zone, it: Item, t: names.Target, obj: Obj) -> 
     if verdict.update == verdicts.REREGISTERED:
         return UPDATE, f"a new version: the registration of {t.path} is replaced ({desc})"
     if verdict.update == verdicts.KEPT:
-        n = catalog._last_version(session, t) + 1
+        n = catalog.last_version(session, t) + 1
         kept = f"{t.name}.~{n}~"
         if len(kept.encode()) > names.MAX_COMPONENT_BYTES:  # as the worker's set-aside finds (attempt.py)
             return UPDATE, f"a new version, but the previous object ({desc}) cannot be kept as {kept}: {_NO_ROOM}"

@@ -48,7 +48,7 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
     zone_provenance.ensure(ctx, session, zone)
     access.prepare(ctx, session, zone)
     catalog.ensure_collection(session, target.collection, ctx.known_collections, ctx.sleep)
-    objs, prefetched = _look(ctx, session, target)
+    objs, prefetched = _look(ctx, session, zone, target)
     existing = objs.get(target.name)
     dig: Digest | None = None
     if existing is not None:
@@ -83,7 +83,7 @@ def _expected(session: Any, item: FileItem, dig: Digest, loc: local.Local, targe
         raise
 
 
-def _look(ctx: IngestContext, session: Any, target: names.Target) -> tuple[dict[str, Obj], bool]:
+def _look(ctx: IngestContext, session: Any, zone: ZoneSpec, target: names.Target) -> tuple[dict[str, Obj], bool]:
     part, old = target.part_name, target.old_name
     objs = ctx.prefetched.pop((target.collection, target.name), None)
     prefetched = objs is not None
@@ -96,9 +96,20 @@ def _look(ctx: IngestContext, session: Any, target: names.Target) -> tuple[dict[
         objs[target.name].name = target.name
     if part in objs:
         catalog.unlink_quiet(session, target.part_path)
+        if target.name not in objs and zone.versions == "keep":
+            _mark_interrupted_update(session, target)
     if old in objs:
         catalog.unlink_quiet(session, target.old_path)
     return objs, prefetched
+
+
+def _mark_interrupted_update(session: Any, target: names.Target) -> None:
+    """A copy left under its temporary name and nothing under the name: maybe an update stopped between
+    setting the earlier version aside (name.~N~) and placing the new copy. The version set aside gets the
+    superseded AVU that update would have given it (a version that has one keeps it)."""
+    n = catalog.last_version(session, target)
+    if n and metadata.A_SUPERSEDED not in catalog.object_avus(session, target.collection, f"{target.name}.~{n}~"):
+        catalog.mark_superseded(session, f"{target.path}.~{n}~")
 
 
 def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, target: names.Target, loc: Local,
@@ -114,7 +125,7 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
             if zone.mode == "register" and os.path.realpath(loc.path) in existing.paths:
                 expected = metadata.avus_for(zone, item, target, ctx.host)
                 if expected:  # registered by us, maybe interrupted before the AVUs: add them now
-                    present = catalog.object_avus(session, target.collection, target.name)
+                    present = catalog.object_avus(session, target.collection, target.name, prefix="")
                     if missing := transfer.missing_avus(expected, present):
                         transfer.tag_registered(session, target.path, missing)
             return dig, True

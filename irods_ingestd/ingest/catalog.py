@@ -103,14 +103,15 @@ def lookup(session: Any, coll: str, wanted: Iterable[str]) -> dict[str, Obj]:
     return found
 
 
-def object_avus(session: Any, coll: str, name: str) -> dict[str, str]:
-    """The object's irods-ingestd AVUs (name → value)."""
+def object_avus(session: Any, coll: str, name: str, prefix: str = AVU_PREFIX) -> dict[str, str]:
+    """The object's AVUs whose attribute starts with `prefix` (irods-ingestd's by default; "" for all):
+    name → value (one value a name)."""
     avus: dict[str, str] = {}
     q = session.query(DataObjectMeta.name, DataObjectMeta.value) \
         .filter(Collection.name == coll).filter(DataObject.name == name)
     for row in q:
         n = row[DataObjectMeta.name]
-        if n and n.startswith(AVU_PREFIX):
+        if n and n.startswith(prefix):
             avus[n] = row[DataObjectMeta.value] or ""
     return avus
 
@@ -209,7 +210,7 @@ def set_metadata(session: Any, path: str, avus: list[iRODSMeta]) -> None:
 
 def set_aside_version(session: Any, target: names.Target) -> str:
     """Rename the object at target.path to the first free `<name>.~N~` (never over another object)."""
-    n = _last_version(session, target) + 1
+    n = last_version(session, target) + 1
     while True:
         aside = f"{target.path}.~{n}~"
         try:
@@ -219,7 +220,7 @@ def set_aside_version(session: Any, target: names.Target) -> str:
             n += 1
 
 
-def _last_version(session: Any, target: names.Target) -> int:
+def last_version(session: Any, target: names.Target) -> int:
     if "'" in target.name:
         return 0  # GenQuery cannot quote it in a like: count up from 1
     prefix = target.name + ".~"

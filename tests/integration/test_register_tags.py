@@ -28,6 +28,13 @@ def _avus(sess: Any, coll: str, name: str) -> dict[str, str]:
     return {r[DataObjectMeta.name]: r[DataObjectMeta.value] for r in q}
 
 
+def _avus_all(env: Env, i: int) -> list[tuple[str, str]]:  # noqa: F811
+    with env.session() as sess:
+        q = sess.query(DataObjectMeta.name, DataObjectMeta.value).filter(Collection.name == f"{env.coll}/run7") \
+            .filter(DataObject.name == f"s{i}.dat")
+        return sorted((r[DataObjectMeta.name], r[DataObjectMeta.value]) for r in q)
+
+
 def _registered(sess: Any, coll: str) -> set[str]:
     q = sess.query(Collection.name, DataObject.name).filter(Collection.name == coll)
     return {r[DataObject.name] for r in q}
@@ -77,6 +84,16 @@ def test_a_worker_dying_before_the_avus_leaves_them_added_by_the_next_attempt(en
             avus = _avus(sess, f"{env.coll}/run7", f"s{i}.dat")
             assert avus.get("seq::run") == "run7" and avus.get("seq::sample") == f"s{i}", (i, avus)
     assert all((env.root / it.rel).exists() for it in items)
+    before = {i: _avus_all(env, i) for i in range(len(items))}
+    tagged: list[str] = []
+    monkeypatch.setattr(catalog, "set_metadata", lambda session, path, avus: tagged.append(path))
+    again = env.run(ctx, items)  # offered once more (a walk after a Redis loss): already there, untouched
+    monkeypatch.setattr(catalog, "set_metadata", real)
+    assert tagged == [], tagged  # its AVUs are all there: no AVU call
+    assert again["already_present"] == len(items) and again["failed"] == 0, again
+    with env.session() as sess:
+        assert _registered(sess, f"{env.coll}/run7") == {f"s{i}.dat" for i in range(len(items))}
+    assert {i: _avus_all(env, i) for i in range(len(items))} == before
 
 
 def test_avus_the_server_refuses_leave_no_object_registered(env: Env, monkeypatch) -> None:  # noqa: F811
