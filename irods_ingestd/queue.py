@@ -28,7 +28,7 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegi
 from . import keys
 from .config import QueueConfig
 from .job import TASK_FUNC, Batch, FileItem, ZoneSpec
-from .ledger import FAILED, Ledger
+from .ledger import FAILED, QUEUED, Ledger
 from .stuck_jobs import StuckJobs
 
 FailedHook = Callable[[ZoneSpec, FileItem, str], None]  # a file recorded failed: zone, file, reason
@@ -250,6 +250,8 @@ class Enqueuer:
                       "(its files, still queued in the ledger, are queued again by the next walk)", job.id)
             self._drop(failed, job)
             return 0
+        if "AbandonedJobError" in reason:
+            return self._reap_abandoned(failed, job, batch, on_failed)
         marked = 0
         why = f"job failed {JOB_RETRIES + 1} times: {reason}"
         for f in batch.files:
@@ -261,6 +263,35 @@ class Enqueuer:
         self._drop(failed, job)
         log.error("job %s of zone %s failed for good: %s; %d of its %d files recorded as failed",
                   job.id, batch.zone.name, reason, marked, len(batch.files))
+        return marked
+
+
+    def _reap_abandoned(self, failed: FailedJobRegistry, job: Job, batch: Batch,
+                        on_failed: FailedHook | None = None) -> int:
+        """The job's worker died (SIGKILL, out of memory, a crash) on every run. A worker takes a batch's files
+        in order and records each before the next, so the first file still queued for this job is the one the
+        workers were on when they died: only it is recorded as failed; the others are handed back to be queued
+        again in other batches, so a file that kills every worker does not take its batch with it."""
+        zone = batch.zone.name
+        entries = self.ledger.get_many(zone, [f.rel for f in batch.files])
+        waiting = [f for f, e in zip(batch.files, entries, strict=True) if e is not None and e.state == QUEUED
+                   and e.same_version(f.size, f.mtime_ns) and e.job in ("", job.id)]
+        marked = 0
+        if waiting:
+            suspect = waiting[0]
+            why = (f"the worker died while ingesting it, {JOB_RETRIES + 1} times (killed, out of memory, or a "
+                   "crash); the other files of its job were queued again")
+            if self.ledger.mark_failed(zone, suspect.rel, suspect.size, suspect.mtime_ns, why, kind="job",
+                                       only_queued=True):
+                marked = 1
+                if on_failed is not None:
+                    on_failed(batch.zone, suspect, why)
+            for f in waiting[1:]:
+                self.ledger.forget(zone, f.rel, f.size, f.mtime_ns, resettle=True)
+        self._drop(failed, job)
+        log.error("job %s of zone %s was abandoned %d times (its worker died); %s", job.id, zone, JOB_RETRIES + 1,
+                  f"{waiting[0].rel!r} recorded as failed, {len(waiting) - 1} other files queued again" if waiting
+                  else "none of its files was still waiting")
         return marked
 
 

@@ -7,6 +7,7 @@ themselves at a precise point of an ingest:
 - ``ADVF_KILL_AT_BYTES=N``: SIGKILL once N bytes of a copy were read (in the middle of a put);
 - ``ADVF_LOCK_TTL=S``: the file locks it takes lapse S seconds after it stops renewing them (35 s in the
   product), so the file of a killed worker can be taken over sooner;
+- ``ADVF_KILL_ON_REL=REL``: SIGKILL whenever it starts on that file (a file that crashes every worker);
 - ``ADVF_KILL_AFTER_ATTEMPT=1``: SIGKILL right after a file's attempt succeeded (the object has its final
   name, verified, with its AVUs) and before the ledger records it.
 
@@ -174,6 +175,17 @@ def _install_kill_points() -> None:
             return aside
 
         catalog.set_aside_version = set_aside_version  # type: ignore[assignment]
+    if os.environ.get("ADVF_KILL_ON_REL"):  # a poison file: every worker that touches it dies
+        real_attempt0 = attempt_mod.attempt
+        poison = os.environ["ADVF_KILL_ON_REL"]
+
+        def attempt0(ctx: Any, session: Any, zone: Any, item: Any, *a: Any, **kw: Any) -> str:
+            if item.rel == poison:
+                logging.getLogger("advf").warning("ADVF: killing myself on %s", item.rel)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_attempt0(ctx, session, zone, item, *a, **kw)
+
+        attempt_mod.attempt = attempt0  # type: ignore[assignment]
     if os.environ.get("ADVF_KILL_AFTER_ATTEMPT"):
         real_attempt = attempt_mod.attempt
 

@@ -144,9 +144,6 @@ def test_a_worker_killed_between_the_put_and_its_ledger_record(make_pipe: Any, t
 
 
 # --- a worker SIGKILLed in an update, between setting the earlier version aside and placing the new one -------
-@pytest.mark.xfail(strict=True, reason="the bytes end right (name = v2, name.~1~ = v1) but the version set aside "
-                   "never gets its ingestd::superseded AVU: the retry sees no object under the name and puts afresh; "
-                   "the fix is in attempt.py/catalog.py (claimed by others), see the session report")
 def test_a_worker_killed_in_the_middle_of_an_update(make_pipe: Any, tmp_path: Path) -> None:
     pipe = make_pipe(versions="keep")
     f = pipe.root / "RunInfo.xml"
@@ -240,3 +237,31 @@ def test_workers_killed_again_and_again_converge(make_pipe: Any, tmp_path: Path)
     assert {r: o[0] for r, o in objs.items()} == {r: sha2(b) for r, b in data.items()}
     assert dict(pipe.ledger.failures(pipe.name)) == {}
     assert stats(pipe)["done"] == len(data), stats(pipe)  # status counts each file once
+
+
+# --- a file that kills every worker that touches it --------------------------------------------------------
+def test_a_file_that_kills_every_worker_fails_alone(make_pipe: Any, tmp_path: Path) -> None:
+    """Its job is abandoned again and again (the workers restarted as systemd would): the files of its batch
+    that did nothing wrong still go in; only the poison file is listed failed."""
+    pipe = make_pipe(rescan="2s")
+    data = {f"f{i:02d}.dat": os.urandom(300 + i) for i in range(12)}
+    for rel, b in data.items():
+        (pipe.root / rel).write_bytes(b)
+    poison = "f00.dat"
+    with pipe:
+        h.wait(lambda: stats(pipe)["queued"] == 12, 20, "the files to be queued")
+        w = h.worker(pipe.config_path, tmp_path / "w.log", "advf-w", ADVF_KILL_ON_REL=poison, **FAST)
+        try:
+            deadline = time.monotonic() + 150
+            while not (settled(pipe, [r for r in data if r != poison])
+                       and poison in dict(pipe.ledger.failures(pipe.name))):
+                assert time.monotonic() < deadline, f"no convergence: {stats(pipe)} " \
+                    f"{h.rq_state(pipe.r, pipe.cfg.queue.name, pipe.ledger, pipe.name, list(data))}"
+                if not w.alive:
+                    w.start()  # Restart=always
+                time.sleep(0.5)
+        finally:
+            w.stop()
+    objs = h.objects(pipe.irods, pipe.collection)
+    assert {r: o[0] for r, o in objs.items()} == {r: sha2(b) for r, b in data.items() if r != poison}
+    assert list(dict(pipe.ledger.failures(pipe.name))) == [poison]
