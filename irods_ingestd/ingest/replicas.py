@@ -16,6 +16,7 @@ replica that does not verify) holds it, with that error as the reason.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from typing import Any
@@ -62,13 +63,20 @@ class _Expected:
         self.v, self.path, self.follow = v, path, follow
         self.digest = checksums.Digest({checksums.SHA2: bytes.fromhex(v.sha256)})
 
+    def _open(self, path: str, mode: int) -> int:
+        """The verified file, or OSError: never waits on a FIFO swapped in (O_NONBLOCK, then fstat)."""
+        fd = os.open(path, mode | os.O_NONBLOCK | (0 if self.follow else os.O_NOFOLLOW))
+        if not self.v.same(os.fstat(fd)):
+            os.close(fd)
+            raise OSError(errno.ESTALE, "the landing file is not the verified one any more", path)
+        return fd
+
     def matches(self, checksum: str) -> bool:
         if not checksum:
             return False
         scheme = checksums.scheme_of(checksum)
         if scheme not in self.digest.by_scheme:  # e.g. an MD5 server: read the (verified, unchanged) file again
-            opener = None if self.follow else (lambda p, m: os.open(p, m | os.O_NOFOLLOW))
-            self.digest = self.digest.extended(checksum, self.path, opener)
+            self.digest = self.digest.extended(checksum, self.path, self._open)
         return self.digest.matches(checksum)
 
 

@@ -124,3 +124,24 @@ def test_no_after_action_through_a_directory_swapped_for_a_symlink(tmp_path: Pat
     outcome, _ = after.run(zone, v)
     assert outcome == after.GONE
     assert (outside / "d" / "a").read_bytes() == b"aaaa"
+
+
+def test_a_replica_check_reading_the_landing_file_again_never_blocks_on_a_fifo(tmp_path: Path) -> None:
+    """min_replicas on an MD5 server reads the verified landing file again for the MD5: a FIFO swapped in
+    meanwhile must not block the worker (and is no match)."""
+    from irods_ingestd.ingest.replicas import _Expected
+
+    p = tmp_path / "f"
+    p.write_bytes(b"aaaa")
+    st = p.stat()
+    v = after.Verified("f", 4, st.st_mtime_ns, st.st_dev, st.st_ino, hashlib.sha256(b"aaaa").hexdigest(),
+                       st.st_ctime_ns)
+    p.unlink()
+    os.mkfifo(p)
+    exp = _Expected(v, str(p), False)
+
+    def go() -> None:
+        exp.matches(hashlib.md5(b"aaaa").hexdigest())
+
+    go.fifo = p  # type: ignore[attr-defined]
+    assert isinstance(_in_thread(go), OSError)  # not the verified file: the replica is not taken as verified
