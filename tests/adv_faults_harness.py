@@ -212,3 +212,79 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the real iRODS that cuts every open connection once, after `cut_after` bytes
+    went from the clients to the server (a network drop in the middle of a put)."""
+
+    def __init__(self, upstream: tuple[str, int], cut_after: int) -> None:
+        import socket
+        import threading
+
+        self.upstream, self.cut_after = upstream, cut_after
+        self.sent, self.cuts = 0, 0
+        self._lock = threading.Lock()
+        self._socks: list[Any] = []
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._stop:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            with self._lock:
+                self._socks += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, upward: bool) -> None:
+        import socket
+
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+                if upward:
+                    with self._lock:
+                        self.sent += len(data)
+                        cut = self.cuts == 0 and self.sent >= self.cut_after
+                        if cut:
+                            self.cuts += 1
+                    if cut:
+                        self.cut_all()
+                        return
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut_all(self) -> None:
+        import socket
+
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop = True
+        self.listener.close()
+        self.cut_all()

@@ -192,3 +192,25 @@ def test_an_irods_server_that_accepts_and_never_answers(make_pipe: Any, tmp_path
     env.write_text(good)
     _then_fixed(pipe)
 
+
+
+# --- the network drops the connection in the middle of a put ---------------------------------------------------
+def test_a_connection_cut_in_the_middle_of_a_put(make_pipe: Any, tmp_path: Path, caplog: Any) -> None:
+    pipe = make_pipe()
+    env = tmp_path / "irods_environment.json"
+    good = json.loads(env.read_text())
+    proxy = h.CuttingProxy((good["irods_host"], int(good["irods_port"])), cut_after=20 << 20)
+    env.write_text(json.dumps({**good, "irods_port": proxy.port}))
+    big = pipe.root / "big.bin"
+    data = os.urandom(64 << 20)
+    big.write_bytes(data)
+    try:
+        with pipe:
+            pipe.drain(min_done=1, timeout=120)
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert "transient error" in caplog.text and "big.bin" in caplog.text
+    assert h.objects(pipe.irods, pipe.collection).keys() == {"big.bin"}  # no temporary object left
+    assert checksums(pipe) == {"big.bin": sha2(data)}
+    assert dict(pipe.ledger.failures("z")) == {}
