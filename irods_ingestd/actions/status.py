@@ -52,7 +52,8 @@ def gather(cfg: Config, failed_limit: int = 20) -> dict[str, Any]:
         state = f"held by the daemon on {held.host} pid {held.pid}, which wrote no status for 30 s (stuck?)" \
             if held else "daemon not running"
         zones[z.name] = {
-            "state": d.get("state", state), "daemon": d.get("daemon"), "walk_jobs": d.get("walk_jobs"),
+            "state": d.get("state", state), "lost_reason": d.get("lost_reason"), "daemon": d.get("daemon"),
+            "walk_jobs": d.get("walk_jobs"),
             "path": str(z.path),
             "collection": z.collection, "after": z.after, "settling": d.get("settling", 0), "queued": stats["queued"],
             "ingested": stats["done"], "bytes": stats["bytes"], "failed": stats["failed"], "failed_files": failed,
@@ -91,6 +92,8 @@ def render(s: dict[str, Any]) -> str:
                  f"{q['jobs_failed']} failed")
     for name, z in s["zones"].items():
         by = f" (daemon {z['daemon']})" if z.get("daemon") else ""
+        if z.get("lost_reason"):
+            by += f" ({z['lost_reason']})"
         wj = z.get("walk_jobs")
         if wj:
             by += (f" (walk as jobs: {wj['chunks_done']} chunks done, {wj['outstanding']} outstanding"

@@ -52,7 +52,7 @@ def test_a_zone_directory_that_appears_after_start(request, tmp_path, redis_serv
         assert "later" in d.text()  # the journal says the directory is not there
         st = wait_for(lambda: _status(p).get("zones", {}).get("z", {}).get("daemon") and _status(p), timeout=10)
         z = st["zones"]["z"]
-        assert z["state"] == "lost", z  # (status --json does not pass the daemon's lost_reason on)
+        assert z["state"] == "lost" and "later" in (z["lost_reason"] or ""), z  # and says why
         later.mkdir()
         rels = ["x.dat", "sub/y.dat"]
         write_files(later, rels)
