@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from irods.models import DataObject
 
 from irods_ingestd import names
 from irods_ingestd.messages import MessageId
@@ -387,3 +388,38 @@ def test_status_names_each_refused_file(make_pipe: Any) -> None:
                             str(pipe.config_path), "status"], capture_output=True, text=True, timeout=60)
     for s in shown:
         assert s in human.stdout, human.stdout
+
+
+def test_two_names_mapped_to_one_in_two_workers_at_once(make_pipe: Any) -> None:
+    """`a\\xff` and `a%FF` share their target and so their temporary name, but not their lock (a lock is
+    per landing path): two workers at once must still leave one verified object and one conflict."""
+    import subprocess
+    import sys
+
+    from rq import Queue
+
+    pipe = make_pipe()
+    big = 64 << 20
+    with pipe:
+        write_raw(pipe, b"a\xff", b"1" * big)
+        until(pipe, lambda: len(Queue(pipe.cfg.queue.name, connection=pipe.r)) >= 1 or True, timeout=5)
+        time.sleep(1.0)  # queued as its own job
+        write_raw(pipe, b"a%FF", b"2" * big)
+        time.sleep(1.5)
+        assert len(Queue(pipe.cfg.queue.name, connection=pipe.r)) == 2
+        procs = [subprocess.Popen([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
+                                   str(pipe.config_path), "worker", "--burst", "--name", f"race-{i}-{os.getpid()}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in (1, 2)]
+        errs = [p.communicate(timeout=240)[1].decode(errors="replace") for p in procs]
+        pipe.drain(timeout=60)
+    sums = rel_sums(pipe)
+    assert list(sums) == ["a%FF"], (sums, errs)  # no temporary copy left
+    with pipe.irods.session() as s:
+        original = {m.name: m.value for m in s.metadata.get(DataObject, f"{pipe.collection}/a%FF")}.get(
+            "ingestd::original_name")
+    # the object is the file its AVUs say it is
+    assert sums["a%FF"] == (sha2(b"1" * big) if original == b"a\xff".hex() else sha2(b"2" * big)), original
+    fails = failures(pipe)
+    assert len(fails) == 1, fails  # the other one failed, once; its reason is "conflict: ..." or, when both
+    # created the shared temporary name at once, CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME (seen once in three)
+    assert list(fails) == [os.fsdecode(b"a%FF" if original else b"a\xff")], (fails, errs)
