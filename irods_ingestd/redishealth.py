@@ -34,7 +34,9 @@ class RedisHealth:
         self.errors += 1
         if self.down_since is None:
             self.down_since = time.monotonic()
-            log.error("Redis is not answering (%s): files keep settling and will be queued when it is back", e)
+            # a Redis that answers with an error (full: maxmemory with noeviction; a read-only replica) is up
+            what = "refuses the daemon's commands" if isinstance(e, redis.ResponseError) else "is not answering"
+            log.error("Redis %s (%s): files keep settling and will be queued when it is back", what, e)
 
     def down(self) -> bool:
         """True while Redis is away (asked again every 2 s at most)."""

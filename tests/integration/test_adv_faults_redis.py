@@ -188,3 +188,35 @@ def test_redis_restarted_empty_while_after_actions_wait(make_pipe: Any, tmp_path
     if after == "move":
         assert {r: (tmp_path / "done" / r).read_bytes() for r in data} == data
     assert dict(pipe.ledger.failures(pipe.name)) == {}
+
+
+def test_redis_refusing_writes_when_full(make_pipe: Any, tmp_path: Path, own_redis: RedisServerProcess) -> None:
+    """maxmemory reached with noeviction: every write is refused (OOM) for a while; the daemon and the worker
+    live through it, and once Redis takes writes again every file goes in once."""
+    pipe = make_pipe(rescan="2s")
+    data: dict[str, bytes] = {}
+    write(pipe, data, 0, 20)
+    d = h.daemon(pipe.config_path, tmp_path / "daemon.log")
+    w = h.worker(pipe.config_path, tmp_path / "w.log", "advf-w", **FAST)
+    r = own_redis.client()
+    try:
+        h.wait(lambda: all_done(pipe, list(data)), 60, "the first files")
+        used = int(r.info("memory")["used_memory"])
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", str(used))  # full now: every write that needs memory is refused
+        write(pipe, data, 20, 60)
+        time.sleep(10)
+        assert d.alive, "the daemon died of a full Redis:\n" + d.text()[-3000:]
+        assert w.alive, "the worker died of a full Redis:\n" + w.text()[-3000:]
+        r.config_set("maxmemory", "0")
+        h.wait(lambda: all_done(pipe, list(data)), 120, lambda: f"all 60 files ({pipe.ledger.stats(pipe.name)}): "
+               f"{h.rq_state(pipe.r, pipe.cfg.queue.name, pipe.ledger, pipe.name, list(data))}")
+    finally:
+        d.stop()
+        w.stop()
+    assert "Redis refuses the daemon's commands" in d.text() and "maxmemory" in d.text(), d.text()[-2000:]
+    assert "Redis is not answering" not in d.text()  # it answered all along
+    objs = h.objects(pipe.irods, pipe.collection)
+    assert {r_: o[0] for r_, o in objs.items()} == {r_: sha2(b) for r_, b in data.items()}
+    assert all(o[2] == 1 for o in objs.values())
+    assert dict(pipe.ledger.failures(pipe.name)) == {}
