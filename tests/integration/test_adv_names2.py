@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from irods.models import DataObject
 
 from irods_ingestd import names
 from irods_ingestd.messages import MessageId
@@ -328,98 +327,3 @@ def test_after_actions_on_odd_and_long_names(make_pipe: Any, after: str, version
             assert open(os.path.join(dn, raw), "rb").read() == b"round 1 of " + raw
             if raw not in stay:
                 assert open(os.path.join(dn, raw + b".~1~"), "rb").read() == b"round 2 of " + raw
-
-
-# --- the dry run says what the worker does with such names --------------------------------------------------
-def test_plan_on_names_the_worker_refuses(make_pipe: Any, caplog: pytest.LogCaptureFixture) -> None:
-    import json
-    import subprocess
-    import sys
-
-    pipe = make_pipe()
-    with pipe:
-        write_raw(pipe, b"a\xff", b"odd")
-        write_raw(pipe, "b/inner", b"inner")
-        write_raw(pipe, "nc\uffff", b"nonchar")
-        write_raw(pipe, "c", b"file c")
-        pipe.drain(min_done=4)
-    os.rename(pipe.root / "b", pipe.root / "b-dir")
-    os.rename(pipe.root / "c", pipe.root / "c-file")
-    write_raw(pipe, "c/inner", b"in c")
-    write_raw(pipe, "b", b"file b")
-    write_raw(pipe, "a%FF", b"literal")
-    out = subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
-                          str(pipe.config_path), "plan", "--json"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1, out.stderr
-    listed = json.loads(out.stdout)["zones"]["z"]["files"]
-    new = [f for f in listed if f["path"] == "a%FF" and f["size"] == len(b"literal")]  # two entries say a%FF
-    assert len(new) == 1 and new[0]["irods"] == "conflict" and new[0]["would_fail"], new
-    assert "(landing name b'a\\xff' before mapping)" in new[0]["reason"], new
-    b = [f for f in listed if f["path"] == "b"]
-    assert b[0]["irods"] == "conflict" and b[0]["would_fail"] and "is a collection" in b[0]["reason"], b
-    in_a = [f for f in listed if f["path"] == "c/inner"]
-    assert in_a[0]["irods"] == "conflict" and "is a data object" in in_a[0]["reason"], in_a
-    with pipe:  # and the worker does what the plan said
-        pipe.drain()
-    fails = failures(pipe)
-    assert set(fails) == {"a%FF", "b", "c/inner"}, fails
-
-
-def test_status_names_each_refused_file(make_pipe: Any) -> None:
-    import json
-    import subprocess
-    import sys
-
-    pipe = make_pipe(mode="register")
-    refused = [b"bad\xff", b"tab\there", b"d\xfe/x", b"nc-\xef\xbf\xbf"]
-    with pipe:
-        for raw in refused:
-            write_raw(pipe, raw, b"data")
-        write_raw(pipe, "fine", b"fine")
-        pipe.drain(min_done=1)
-    out = subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
-                          str(pipe.config_path), "status", "--json"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1, out.stderr
-    z = json.loads(out.stdout)["zones"]["z"]
-    shown = sorted(f["path"] for f in z["failed_files"])
-    assert shown == sorted(names.display(os.fsdecode(r)) for r in refused), shown
-    assert all("register mode cannot register" in f["reason"] for f in z["failed_files"])
-    human = subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
-                            str(pipe.config_path), "status"], capture_output=True, text=True, timeout=60)
-    for s in shown:
-        assert s in human.stdout, human.stdout
-
-
-def test_two_names_mapped_to_one_in_two_workers_at_once(make_pipe: Any) -> None:
-    """`a\\xff` and `a%FF` share their target and so their temporary name, but not their lock (a lock is
-    per landing path): two workers at once must still leave one verified object and one conflict."""
-    import subprocess
-    import sys
-
-    from rq import Queue
-
-    pipe = make_pipe()
-    big = 64 << 20
-    with pipe:
-        write_raw(pipe, b"a\xff", b"1" * big)
-        until(pipe, lambda: len(Queue(pipe.cfg.queue.name, connection=pipe.r)) >= 1 or True, timeout=5)
-        time.sleep(1.0)  # queued as its own job
-        write_raw(pipe, b"a%FF", b"2" * big)
-        time.sleep(1.5)
-        assert len(Queue(pipe.cfg.queue.name, connection=pipe.r)) == 2
-        procs = [subprocess.Popen([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
-                                   str(pipe.config_path), "worker", "--burst", "--name", f"race-{i}-{os.getpid()}"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in (1, 2)]
-        errs = [p.communicate(timeout=240)[1].decode(errors="replace") for p in procs]
-        pipe.drain(timeout=60)
-    sums = rel_sums(pipe)
-    assert list(sums) == ["a%FF"], (sums, errs)  # no temporary copy left
-    with pipe.irods.session() as s:
-        original = {m.name: m.value for m in s.metadata.get(DataObject, f"{pipe.collection}/a%FF")}.get(
-            "ingestd::original_name")
-    # the object is the file its AVUs say it is
-    assert sums["a%FF"] == (sha2(b"1" * big) if original == b"a\xff".hex() else sha2(b"2" * big)), original
-    fails = failures(pipe)
-    assert len(fails) == 1, fails  # the other one failed, once; its reason is "conflict: ..." or, when both
-    # created the shared temporary name at once, CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME (seen once in three)
-    assert list(fails) == [os.fsdecode(b"a%FF" if original else b"a\xff")], (fails, errs)
