@@ -95,6 +95,9 @@ def describe(exc: BaseException) -> str:
             msg = ("a path longer than iRODS takes (MAX_NAME_LEN, 1088 bytes with its NUL) for the logical path, "
                    "the temporary or set-aside name irods-ingestd gives it, or its physical path in the "
                    "resource's vault (the vault's own prefix counts)")
+        elif msg in ("", "None") and isinstance(exc, iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME):
+            msg = ("an object of that name was made meanwhile (another worker, or another landing name that maps "
+                   "to the same iRODS name; `irods-ingestd retry` looks at it again)")
         return f"{type(exc).__name__}" + (f" ({code})" if code else "") + (f": {msg}" if msg else "")
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}" + (f": {exc.filename}" if exc.filename else "")

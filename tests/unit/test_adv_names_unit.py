@@ -41,3 +41,12 @@ def test_sidecar_text_xml_cannot_carry() -> None:
         assert "cannot carry" in (avu_problem("a", f"v{bad}") or ""), repr(bad)
         assert "cannot carry" in (avu_problem(f"a{bad}", "v") or ""), repr(bad)
     assert avu_problem("a", "tab\tnewline\ncr\r del\x7f \U0010fffd") is None
+
+
+def test_an_object_made_meanwhile_is_explained() -> None:
+    import irods.exception as iex
+
+    from irods_ingestd.ingest.errors import describe, is_transient
+
+    e = iex.get_exception_by_code(-809000)
+    assert "made meanwhile" in describe(e) and not is_transient(e)
