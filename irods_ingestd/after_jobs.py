@@ -35,7 +35,7 @@ def record(zone: ZoneSpec, items: list[after.Verified]) -> dict[str, Any]:
 def from_record(rec: dict[str, Any]) -> tuple[ZoneSpec, list[after.Verified]]:
     if rec.get("v") != JOB_VERSION or rec.get("kind") != "after":
         raise ValueError(f"not an after-action record of version {JOB_VERSION}: upgrade this worker")
-    return ZoneSpec.from_record(rec["zone"]), [after.Verified(**f) for f in rec["files"]]
+    return ZoneSpec.from_record(rec["zone"]), [after.Verified.load(f) for f in rec["files"]]
 
 
 def enqueue_due(r: redis.Redis, prefix: str, queue: Queue, zones: Iterable[ZoneSpec]) -> int:

@@ -170,4 +170,4 @@ def hold(r: redis.Redis, p: str, zone: str, unit: str, v: Verified) -> bool:
 
 
 def held(r: redis.Redis, p: str, zone: str, unit: str) -> dict[str, Verified]:
-    return {os.fsdecode(k): Verified(**json.loads(v)) for k, v in r.hgetall(held_key(p, zone, unit)).items()}
+    return {os.fsdecode(k): Verified.load(json.loads(v)) for k, v in r.hgetall(held_key(p, zone, unit)).items()}

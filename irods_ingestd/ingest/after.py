@@ -32,7 +32,8 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import redis
 
@@ -63,6 +64,15 @@ class Verified:
 
     def same(self, st: os.stat_result) -> bool:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (self.dev, self.ino, self.size, self.mtime_ns)
+
+    @classmethod
+    def load(cls, d: dict[str, Any]) -> Verified:
+        """From its record, ignoring fields a later version added (a rolling upgrade: records written by newer
+        workers are read by this one)."""
+        return cls(**{k: v for k, v in d.items() if k in _VERIFIED_FIELDS})
+
+
+_VERIFIED_FIELDS = frozenset(f.name for f in fields(Verified))
 
 
 def same_bytes(item: Verified, path: str, follow: bool = False) -> bool:
@@ -178,7 +188,7 @@ def take_due(r: redis.Redis, prefix: str, zone: str, limit: int = 200, now: floa
     """The zone's deferred actions that are due, leased to whoever takes them (due again after LEASE)."""
     now = now if now is not None else time.time()
     raw = r.eval(_TAKE_LUA, 1, _key(prefix, zone), now, limit, now + LEASE)
-    return [Verified(**json.loads(x)) for x in raw or []]
+    return [Verified.load(json.loads(x)) for x in raw or []]
 
 
 def pending(r: redis.Redis, prefix: str, zone: str) -> int:
