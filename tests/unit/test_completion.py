@@ -131,3 +131,13 @@ def test_the_gate_holds_files_until_their_marker(tmp_path: Path, monkeypatch: py
     assert [x.rel for x in out] == ["run1/late"]  # the marker itself is never queued by the daemon
     _, problems = g.take([Ready("seq", "RTAComplete.txt", 0, 1)], None, "p", None)  # type: ignore[arg-type]
     assert problems and "root is not honoured" in problems[0][1]
+
+
+def test_a_large_directory_is_looked_at_less_often_while_it_is_ingested() -> None:
+    from irods_ingestd.completion.check import RECHECK, RECHECK_MAX, recheck_after
+
+    assert recheck_after(0) == recheck_after(5_000) == RECHECK  # a run directory of thousands: every 3 s
+    assert recheck_after(100_000) == pytest.approx(30.0)
+    assert recheck_after(10_000_000) == RECHECK_MAX
+    sizes = [1, 10_000, 50_000, 100_000, 300_000]
+    assert [recheck_after(n) for n in sizes] == sorted(recheck_after(n) for n in sizes)
