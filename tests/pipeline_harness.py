@@ -7,6 +7,7 @@ only the processes are folded into one so a test can look at everything.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,8 @@ class Pipeline:
         if self.root is None:
             self.root = self.tmp / "landing"
         self.root.mkdir(exist_ok=True)
-        self.collection = f"{self.irods.home}/ingest-{self.tmp.name[-20:]}"
+        # per session too (pid): concurrent sessions on one server share the test directories' names
+        self.collection = f"{self.irods.home}/ingest-{os.getpid()}-{self.tmp.name[-20:]}"
         env = self.irods.write_env_file(self.tmp / "irods_environment.json")
         pw = self.tmp / "irods-password"
         pw.write_text(self.irods.password)
