@@ -285,6 +285,13 @@ class CuttingProxy:
                 pass
 
     def close(self) -> None:
+        """Stop listening (the port refuses from now on) and cut every open connection."""
+        import socket
+
         self._stop = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # close() alone leaves a thread blocked in accept() accepting
+        except OSError:
+            pass
         self.listener.close()
         self.cut_all()

@@ -193,7 +193,7 @@ def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
     files = list(batch.files)
     for start in range(0, len(files), bulk.BULK_ROWS):
         chunk = files[start:start + bulk.BULK_ROWS]
-        in_bulk = {} if down else {r.rel: r for r in bulk.register_batch(ctx, batch.zone, chunk)}
+        in_bulk = {} if down else _in_bulk(ctx, batch.zone, chunk)
         for item in chunk:
             res = in_bulk.get(item.rel) or ingest_file(ctx, batch.zone, item, retries=0 if down else None)
             down = res.result == DEFERRED or (res.result == FAILED and res.reason.endswith("attempts)"))
@@ -201,6 +201,21 @@ def ingest_batch(ctx: IngestContext, batch: Batch) -> dict[str, int]:
             metrics.file_done(batch.zone.name, SUMMARY_KEYS[res.result], item.size, item.mtime_ns, batch.queued_at)
             summary["bytes"] += res.moved_bytes
     return summary
+
+
+def _in_bulk(ctx: IngestContext, zone: ZoneSpec, chunk: list[FileItem]) -> dict[str, FileResult]:
+    """The chunk's files registered in bulk (register zones). iRODS away (or failing) before or during the
+    bulk call fails no job: the files go the one-call way, which retries each and hands it back (a row the
+    server did register is found there, already present)."""
+    try:
+        return {r.rel: r for r in bulk.register_batch(ctx, zone, chunk)}
+    except Exception as e:  # noqa: BLE001 - classified here
+        if not is_transient(e):
+            raise
+        log.warning("zone %s: bulk register of %d files failed (%s); registering them one by one", zone.name,
+                    len(chunk), describe(e))
+        ctx.sessions.reset()
+        return {}
 
 
 def look_up_by_collection(session: Any, coll: str, targets: list[names.Target],

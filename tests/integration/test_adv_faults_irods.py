@@ -214,3 +214,36 @@ def test_a_connection_cut_in_the_middle_of_a_put(make_pipe: Any, tmp_path: Path,
     assert h.objects(pipe.irods, pipe.collection).keys() == {"big.bin"}  # no temporary object left
     assert checksums(pipe) == {"big.bin": sha2(data)}
     assert dict(pipe.ledger.failures("z")) == {}
+
+
+# --- a register zone's worker loses iRODS between its first file and its first bulk batch ---------------------
+def test_an_outage_before_a_register_zones_first_bulk_batch(tmp_path: Path, redis_server: Any, redis_conn: Any,
+                                                           irods: Any) -> None:
+    """A long-running worker learned the server's hash scheme from one file; iRODS goes away before its first
+    batch of several files (which asks whether it is a rodsadmin, to register in bulk)."""
+    with pipelines(tmp_path, redis_server.url, irods, readable=True, mode="register") as make:
+        pipe = make()
+        env = tmp_path / "irods_environment.json"
+        good = json.loads(env.read_text())
+        proxy = h.CuttingProxy((good["irods_host"], int(good["irods_port"])), cut_after=1 << 60)
+        env.write_text(json.dumps({**good, "irods_port": proxy.port}))
+        w = h.worker(pipe.config_path, tmp_path / "w.log", "advf-w", **FAST)
+        try:
+            with pipe:
+                (pipe.root / "first.dat").write_bytes(b"the first file: the worker learns the hash scheme")
+                h.wait(lambda: pipe.ledger.stats("z")["done"] == 1, 30, "the first file")
+                proxy.close()  # the port refuses from now on
+                for i in range(6):
+                    (pipe.root / f"f{i}.dat").write_bytes(os.urandom(100 + i))
+                time.sleep(12)  # the daemon queues them, the worker tries, the daemon reaps what failed
+                assert dict(pipe.ledger.failures("z")) == {}, "an outage failed a register zone's files for good:" \
+                    + w.text()[-3000:]
+                env.write_text(json.dumps(good))  # the server is back (each new session reads the file)
+                h.wait(lambda: pipe.ledger.stats("z")["done"] == 7 and pipe.ledger.stats("z")["queued"] == 0, 60,
+                       lambda: f"every file registered ({pipe.ledger.stats('z')})")
+        finally:
+            proxy.close()
+            w.stop()
+        objs = h.objects(irods, pipe.collection)
+        assert sorted(objs) == sorted(["first.dat", *(f"f{i}.dat" for i in range(6))]), objs
+        assert dict(pipe.ledger.failures("z")) == {}
