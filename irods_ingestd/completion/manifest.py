@@ -7,7 +7,7 @@ The formats of GNU ``sha256sum``/``md5sum`` (and their ``--tag``-less output on 
 
 64 hex digits are SHA-256, 32 are MD5. Paths are relative to the manifest's directory (``./`` allowed);
 blank lines and lines starting with ``#`` are skipped; a line starting with ``\\`` has an escaped name
-(``\\\\`` and ``\\n``), as GNU writes names holding a backslash or a newline. An absolute path, ``..``, a
+(``\\\\``, ``\\n`` and ``\\r``), as GNU writes names holding a backslash or a newline. An absolute path, ``..``, a
 path listed twice or a line in no known format makes the manifest bad (:class:`BadManifest`, naming
 the line): nothing of its directory is ingested until it is fixed.
 
@@ -30,13 +30,16 @@ class BadManifest(ValueError):
     """The manifest cannot be used; the message names the line."""
 
 
+_ESCAPES = {"n": "\n", "r": "\r", "\\": "\\"}  # what GNU coreutils (9.x: \r too) writes for these in a name
+
+
 def _unescape(name: str) -> str:
     out, i = [], 0
     while i < len(name):
         ch = name[i]
         if ch == "\\" and i + 1 < len(name):
             nxt = name[i + 1]
-            out.append("\n" if nxt == "n" else "\\" if nxt == "\\" else "\\" + nxt)
+            out.append(_ESCAPES.get(nxt, "\\" + nxt))
             i += 2
             continue
         out.append(ch)

@@ -52,9 +52,6 @@ def test_a_delivery_of_odd_names_listed_by_sha256sum_completes(make_pipe: Any, t
     assert names(pipe) == {names_mapped(f"d1/{n}") for n in NAMES} | {"d1/MANIFEST.sha256"}
 
 
-@pytest.mark.xfail(strict=True, reason="completion/manifest.py (claimed by 'writers') unescapes only \\\\ and \\n: "
-                   "coreutils 9.x writes a carriage return in a name as \\r, read back as a literal backslash-r, so "
-                   "the listed file never appears and the set is held for ever")
 def test_a_carriage_return_in_a_name_listed_by_sha256sum(make_pipe: Any, tmp_path: Path) -> None:
     done = tmp_path / "done"
     pipe = make_pipe(after="move", move_to=str(done), after_hold="0s")
