@@ -171,35 +171,36 @@ class Gate:
             self.units[unit] = Unit("marker", x.rel)
             self.held.pop(x.rel, None)
             return None
+        listed = self._listing(unit, x, ledger, problems, f"nothing of {unit}/ is ingested until it is fixed")
+        if listed is None:
+            return "the manifest cannot be used"
+        self.units[unit] = Unit("manifest", x.rel, listed)
+        self.held[x.rel] = x  # the manifest goes with its set
+        return None
+
+    def _listing(self, unit: str, x: Ready, ledger: Ledger, problems: list[tuple[str, str]],
+                 meanwhile: str) -> dict[str, str] | None:
+        """The manifest's listing (path relative to the zone → sum), or None: a bad one is recorded as a failed
+        file (its reason ends with `meanwhile`), an unreadable one reported."""
         try:
             listed = manifest.read(self._path(x.rel))
         except manifest.BadManifest as e:
-            reason = f"bad manifest: {e}; nothing of {unit}/ is ingested until it is fixed"
+            reason = f"bad manifest: {e}; {meanwhile}"
             ledger.mark_failed(self.zone, x.rel, x.size, x.mtime_ns, reason, kind="manifest")
             problems.append((x.rel, reason))
-            return reason
+            return None
         except OSError as e:
             problems.append((x.rel, f"cannot read the manifest: {e.strerror}"))
-            return str(e)
-        self.units[unit] = Unit("manifest", x.rel, {f"{unit}/{k}": v for k, v in listed.items()})
-        self.held[x.rel] = x  # the manifest goes with its set
-        return None
+            return None
+        return {f"{unit}/{k}" if unit else k: v for k, v in listed.items()}
 
     def _reread(self, unit: str, u: Unit, x: Ready, ledger: Ledger, problems: list[tuple[str, str]]) -> bool:
         """A released set's manifest written again (the sender corrected it): its sums apply from now on, and
         a listed file that failed against a sum that changed is handed back to be settled and queued again
         (as `retry` does). False if the new manifest cannot be used (reported; the old sums stay)."""
-        try:
-            listed = manifest.read(self._path(x.rel))
-        except manifest.BadManifest as e:
-            reason = f"bad manifest: {e}; the sums of the earlier version still apply"
-            ledger.mark_failed(self.zone, x.rel, x.size, x.mtime_ns, reason, kind="manifest")
-            problems.append((x.rel, reason))
+        new = self._listing(unit, x, ledger, problems, "the sums of the earlier version still apply")
+        if new is None:
             return False
-        except OSError as e:
-            problems.append((x.rel, f"cannot read the manifest: {e.strerror}"))
-            return False
-        new = {f"{unit}/{k}" if unit else k: v for k, v in listed.items()}
         changed = [rel for rel, v in new.items() if u.expect.get(rel) != v]
         u.expect = new
         if changed:
