@@ -93,12 +93,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The stand-in's second pass (`make test` after the real server's pass: INGESTD_SECOND_PASS=1) runs only
     the tests that talked to the real server in the first pass: the others (no iRODS at all, or marked
-    `standin`: on the stand-in in both passes) would run again exactly as before."""
+    `standin`: on the stand-in in both passes) would run again exactly as before; those marked `realonly`
+    (the break-it probes of the product, tests/integration/test_adv_*.py) ask the product, not the stand-in's
+    likeness to the server, and the first pass already asked the real server."""
     if not os.environ.get("INGESTD_SECOND_PASS"):
         return
     def talks_to_irods(it: pytest.Item) -> bool:
         return bool({"irods", "irods_server"} & set(getattr(it, "fixturenames", ()))) and \
-            it.get_closest_marker("standin") is None
+            it.get_closest_marker("standin") is None and it.get_closest_marker("realonly") is None
 
     keep = [it for it in items if talks_to_irods(it)]
     gone = [it for it in items if not talks_to_irods(it)]

@@ -56,7 +56,7 @@ def no_parts(objs: dict[str, Any]) -> list[str]:
 
 
 # --- a worker SIGKILLed in the middle of a 200 MiB put ------------------------------------------------------
-@pytest.mark.parametrize("lock_ttl", ["4", "default"])
+@pytest.mark.parametrize("lock_ttl", ["4", pytest.param("default", marks=pytest.mark.slow)])  # default: 40 s
 def test_a_worker_killed_in_the_middle_of_a_large_put(make_pipe: Any, tmp_path: Path, lock_ttl: str) -> None:
     """lock_ttl default: the dead worker's file lock (35 s) outlives its job's heartbeat (8 s here): the job
     run again finds the file locked and hands it back to be settled and queued again until the lock lapses."""
@@ -172,6 +172,7 @@ def test_a_worker_killed_in_the_middle_of_an_update(make_pipe: Any, tmp_path: Pa
 
 
 # --- the daemon SIGKILLed during a burst of 500 files, then started again -----------------------------------
+@pytest.mark.slow  # 25-45 s: not in `make test`; run with -m slow
 def test_the_daemon_killed_during_a_burst_and_restarted(make_pipe: Any, tmp_path: Path) -> None:
     pipe = make_pipe(rescan="2s")
     data: dict[str, bytes] = {}
@@ -205,6 +206,7 @@ def test_the_daemon_killed_during_a_burst_and_restarted(make_pipe: Any, tmp_path
 
 
 # --- two workers SIGKILLed again and again while they ingest --------------------------------------------------
+@pytest.mark.slow  # 25-45 s: not in `make test`; run with -m slow
 def test_workers_killed_again_and_again_converge(make_pipe: Any, tmp_path: Path) -> None:
     pipe = make_pipe(rescan="2s")
     rng = random.Random(4)
@@ -240,6 +242,7 @@ def test_workers_killed_again_and_again_converge(make_pipe: Any, tmp_path: Path)
 
 
 # --- a file that kills every worker that touches it --------------------------------------------------------
+@pytest.mark.slow  # 25-45 s: not in `make test`; run with -m slow
 def test_a_file_that_kills_every_worker_fails_alone(make_pipe: Any, tmp_path: Path) -> None:
     """Its job is abandoned again and again (the workers restarted as systemd would): the files of its batch
     that did nothing wrong still go in; only the poison file is listed failed."""
@@ -265,3 +268,7 @@ def test_a_file_that_kills_every_worker_fails_alone(make_pipe: Any, tmp_path: Pa
     objs = h.objects(pipe.irods, pipe.collection)
     assert {r: o[0] for r, o in objs.items()} == {r: sha2(b) for r, b in data.items() if r != poison}
     assert list(dict(pipe.ledger.failures(pipe.name))) == [poison]
+
+
+# a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
+pytestmark = pytest.mark.realonly

@@ -124,3 +124,7 @@ def test_a_landing_directory_that_is_a_symlink(request, tmp_path, redis_server, 
     finally:
         assert d.stop() == 0
     assert in_coll(p, p.collection) == sorted(["a.dat", "sub/b.dat", "c.dat", "d.dat"])
+
+
+# a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
+pytestmark = pytest.mark.realonly

@@ -327,3 +327,7 @@ def test_after_actions_on_odd_and_long_names(make_pipe: Any, after: str, version
             assert open(os.path.join(dn, raw), "rb").read() == b"round 1 of " + raw
             if raw not in stay:
                 assert open(os.path.join(dn, raw + b".~1~"), "rb").read() == b"round 2 of " + raw
+
+
+# a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
+pytestmark = pytest.mark.realonly

@@ -291,3 +291,7 @@ def test_sigterm_during_the_first_walk_of_a_large_tree_stops_promptly(request, t
         assert d2.stop() == 0
     files = jobs_files(redis_conn)
     assert len(files) == len(set(files)) == n
+
+
+# a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
+pytestmark = pytest.mark.realonly

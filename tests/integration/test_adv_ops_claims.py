@@ -12,6 +12,8 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from tests.daemon_harness import wait_for
 from tests.integration.test_adv_ops import Proc, pipe, write_files
 
@@ -128,3 +130,7 @@ def test_a_daemon_on_another_host_its_collection_counts_its_path_does_not(reques
         assert "their collections overlap" in d.text()
     finally:
         d.stop()
+
+
+# a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
+pytestmark = pytest.mark.realonly

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.daemon_harness import wait_for
 from tests.integration.test_adv_ops import Proc, pipe, write_files
 from tests.integration.test_reliability_daemon import jobs_files
@@ -207,3 +209,7 @@ def test_a_collection_in_an_unknown_irods_zone(request, tmp_path, redis_server, 
         assert d.p.poll() is None
     finally:
         assert d.stop() == 0
+
+
+# a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
+pytestmark = pytest.mark.realonly

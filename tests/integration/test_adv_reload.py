@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.daemon_harness import wait_for
 from tests.integration.test_adv_ops import Proc, pipe, write_files
 from tests.landing import remove_collections, server_readable
@@ -221,3 +223,7 @@ def test_a_reload_of_a_config_that_is_not_text_or_not_a_file_is_refused(request,
     finally:
         assert d.stop() == 0
     assert in_coll(p, p.collection) == ["after.dat"]
+
+
+# a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
+pytestmark = pytest.mark.realonly

@@ -269,3 +269,7 @@ def test_a_file_changed_between_the_workers_checksum_and_its_put(make_pipe: Any,
         pipe.drain(timeout=60)
     assert checksums(pipe) == {"upd.bin": sha2(final), "upd.bin.~1~": sha2(v1)}
     assert dict(pipe.ledger.failures("z")) == {}
+
+
+# a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
+pytestmark = pytest.mark.realonly

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make test`'s suite in two lanes at once. Most of it waits (settle times, daemons, servers), not computes,
+# so two lanes take about the time of the longer one:
+#   lane 1: every test but the break-it probes, on the real iRODS (or the stand-in where none is found);
+#   lane 2: the probes (tests/integration/test_adv_*.py; those marked slow are left to `make test-slow`),
+#           then, when the real iRODS was used, the stand-in's second pass (`make test-standin`).
+# Each lane has its own pytest base directory: a pytest session that makes its own under /tmp/pytest-of-<user>
+# sets that directory to 0700 and would lock the iRODS server out of the other lane's register-mode landings.
+# Lane 2 prints when lane 1 is done. Exit status 0 when both lanes passed.
+set -uo pipefail
+py=${1:?usage: lanes.sh PYTHON}
+second_pass=${2:-0}
+tmp=$(mktemp -d /tmp/ingestd-tests.XXXXXX)
+chmod 755 "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+probes=(tests/integration/test_adv_*.py)
+(
+  rc=0
+  "$py" -m pytest -q -ra -m "not slow" --basetemp="$tmp/probes" "${probes[@]}" || rc=$?
+  if [ "$second_pass" = 1 ]; then
+    echo "---- the stand-in's second pass ----"
+    INGESTD_SECOND_PASS=1 INGESTD_TEST_IRODS=standin "$py" -m pytest -q -ra --basetemp="$tmp/standin" \
+      tests/integration --deselect tests/integration/test_chaos.py || rc=$?
+  fi
+  exit "$rc"
+) > "$tmp/lane2.log" 2>&1 &
+lane2=$!
+ignore=()
+for f in "${probes[@]}"; do ignore+=(--ignore="$f"); done
+"$py" -m pytest -q -ra --basetemp="$tmp/main" "${ignore[@]}" tests
+rc1=$?
+wait "$lane2"
+rc2=$?
+echo "---- lane 2: the probes on the real iRODS, then the stand-in's second pass ----"
+cat "$tmp/lane2.log"
+echo "lane 1 (the suite) exit $rc1; lane 2 (probes, second pass) exit $rc2"
+[ "$rc1" = 0 ] && [ "$rc2" = 0 ]
