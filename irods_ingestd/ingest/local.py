@@ -27,21 +27,7 @@ class Local:
     def opener(self) -> Any:
         """An `open(..., opener=)` on the very file looked at: it does not follow a link unless the zone does,
         never waits on a FIFO swapped in meanwhile (O_NONBLOCK), and raises LocalChanged for another file."""
-        flags = os.O_NONBLOCK | os.O_CLOEXEC | (0 if self.follow else os.O_NOFOLLOW)
-
-        def _open(path: str, mode: int) -> int:
-            try:
-                fd = os.open(path, mode | flags)
-            except OSError as e:
-                if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
-                    raise LocalChanged() from None
-                raise
-            if not same_file(os.fstat(fd), self.st):
-                os.close(fd)
-                raise LocalChanged()
-            return fd
-
-        return _open
+        return lambda path, mode: _open_same(self, path, mode)
 
 
 def check_local(zone: ZoneSpec, item: FileItem) -> Local:
@@ -95,22 +81,30 @@ def recheck(local: Local) -> None:
         raise LocalChanged()
 
 
-def open_checked(local: Local) -> int:
-    """A read descriptor on the very file looked at (LocalChanged if it was swapped meanwhile)."""
+def _open_same(local: Local, path: str, mode: int) -> int:
+    """A descriptor on the very file looked at, or LocalChanged. O_NONBLOCK: a FIFO swapped in since the stat
+    must not hold the worker in open(2) (the fstat below then tells it from the file looked at); reads of a
+    regular file ignore it."""
     try:
-        # O_NONBLOCK: a FIFO swapped in since the stat must not hold the worker in open(2) (the fstat below
-        # then tells it from the file looked at); reads of a regular file ignore it
-        fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if local.follow else os.O_NOFOLLOW))
-    except PermissionError as e:
-        raise PermanentError(f"unreadable local file: {e.strerror}") from None
+        fd = os.open(path, mode | os.O_NONBLOCK | os.O_CLOEXEC | (0 if local.follow else os.O_NOFOLLOW))
     except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
             raise LocalChanged() from None
         raise
     if not same_file(os.fstat(fd), local.st):
         os.close(fd)
         raise LocalChanged()
     return fd
+
+
+def open_checked(local: Local) -> int:
+    """A read descriptor on the very file looked at (LocalChanged if it was swapped meanwhile)."""
+    try:
+        return _open_same(local, local.path, os.O_RDONLY)
+    except PermissionError as e:
+        raise PermanentError(f"unreadable local file: {e.strerror}") from None
+    except FileNotFoundError:
+        raise LocalChanged() from None
 
 
 def digest(local: Local, known_scheme: str | None) -> Digest:
