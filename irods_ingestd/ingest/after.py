@@ -75,12 +75,22 @@ class Verified:
 _VERIFIED_FIELDS = frozenset(f.name for f in fields(Verified))
 
 
+def open_verified(item: Verified, path: str, follow: bool = False) -> int | None:
+    """A read descriptor on the verified file at `path`, or None when another file is there now; never waits
+    on a FIFO swapped in (O_NONBLOCK, then fstat)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    if not item.same(os.fstat(fd)):
+        os.close(fd)
+        return None
+    return fd
+
+
 def same_bytes(item: Verified, path: str, follow: bool = False) -> bool:
     """The file at `path` still holds the verified bytes (read again and hashed); never blocks on a FIFO."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    fd = open_verified(item, path, follow)
+    if fd is None:
+        return False
     with os.fdopen(fd, "rb", buffering=0) as f:
-        if not item.same(os.fstat(fd)):
-            return False
         h = hashlib.sha256()
         while chunk := f.read(8 << 20):
             h.update(chunk)

@@ -65,9 +65,8 @@ class _Expected:
 
     def _open(self, path: str, mode: int) -> int:
         """The verified file, or OSError: never waits on a FIFO swapped in (O_NONBLOCK, then fstat)."""
-        fd = os.open(path, mode | os.O_NONBLOCK | (0 if self.follow else os.O_NOFOLLOW))
-        if not self.v.same(os.fstat(fd)):
-            os.close(fd)
+        fd = after.open_verified(self.v, path, self.follow)
+        if fd is None:
             raise OSError(errno.ESTALE, "the landing file is not the verified one any more", path)
         return fd
 
