@@ -95,6 +95,15 @@ def conflict(mine: Claim, other: Claim) -> str | None:
     return None
 
 
+class KeyTaken(Exception):
+    """Another daemon holds the ownership key of a zone this one is recording."""
+
+    def __init__(self, zone: str, raw: bytes) -> None:
+        self.zone = zone
+        self.raw = raw
+        super().__init__(zone)
+
+
 class ZoneOverlap(Exception):
     """A zone of this daemon overlaps a zone another live daemon runs."""
 
@@ -104,18 +113,27 @@ class ZoneOverlap(Exception):
 
 
 def claim(r: redis.Redis, prefix: str, me: _Holder, zones: Iterable[_Zone],
-          live: Callable[[str, str], str | None]) -> None:
+          live: Callable[[str, str], str | None], hold: tuple[str, int] | None = None) -> None:
     """Record these zones as this daemon's, or raise ZoneOverlap (recording nothing) if one overlaps a zone
     of another live daemon. `live(zone, token)` gives the holder's description if the daemon that wrote a
-    record with that token still holds that zone, else None."""
+    record with that token still holds that zone, else None.
+
+    `hold` (the daemon's ownership value and TTL): the zones' ownership keys are set again in the same
+    transaction as the records, so a Redis emptied meanwhile never keeps a record without its key (another
+    daemon would take it for a dead one's and drop it); KeyTaken if another daemon took a key meanwhile."""
     key = keys.claims_key(prefix)
     mine = [Claim(z.name, me.token, me.host, z.collection, place(z.path)) for z in zones]
     if not mine:
         return
+    owners = {keys.owner_key(prefix, m.zone): m.zone for m in mine} if hold else {}
     with r.pipeline() as p:
         while True:
             try:
-                p.watch(key)
+                p.watch(key, *owners)
+                for okey, zone in owners.items():
+                    cur: bytes | None = p.get(okey)  # type: ignore[assignment]  # immediate under WATCH
+                    if cur is not None and hold and cur != hold[0].encode():
+                        raise KeyTaken(zone, cur)
                 gone: list[str] = []
                 current: dict[bytes, bytes] = p.hgetall(key)  # type: ignore[assignment]  # immediate under WATCH
                 for field, raw in current.items():
@@ -134,6 +152,9 @@ def claim(r: redis.Redis, prefix: str, me: _Holder, zones: Iterable[_Zone],
                 if gone:
                     p.hdel(key, *gone)
                 p.hset(key, mapping={m.zone: m.to_json() for m in mine})
+                for okey in owners:
+                    assert hold is not None
+                    p.set(okey, hold[0], px=hold[1])
                 p.execute()
                 return
             except redis.WatchError:

@@ -165,7 +165,10 @@ class ZoneOwnership:
         zone of another live daemon (daemonclaims), as ZoneTaken."""
         try:
             daemonclaims.claim(self.r, self.prefix, self.me, [self.configs[n] for n in names if n in self.configs],
-                               self._live)
+                               self._live, hold=(self.value, TTL_MS))
+        except daemonclaims.KeyTaken as e:
+            self.zones.discard(e.zone)
+            raise ZoneTaken(e.zone, Holder.parse(e.raw)) from e
         except daemonclaims.ZoneOverlap as e:
             raise ZoneTaken(e.zone, Holder("?", 0), str(e)) from e
 

@@ -87,14 +87,15 @@ def test_after_redis_lost_its_data_an_overlapping_daemon_is_still_refused(reques
         assert wait_for(lambda: "running with 1 zones" in first.text(), timeout=15), first.text()
         redis_conn.flushall()
         assert wait_for(lambda: redis_conn.hlen("ingestd:claims") == 1, timeout=10)
+        assert redis_conn.exists("ingestd:owner:a")  # written with the record, never after it
         second = Proc(b.config_path, tmp_path / "second.log", "run")
         assert wait_for(lambda: second.p.poll() is not None, timeout=15), "the overlapping daemon runs"
         assert second.p.returncode == 1 and "their paths overlap" in second.text(), second.text()
         assert first.p.poll() is None
     finally:
-        assert first.stop() == 0
         if second is not None:
             second.stop()
+        assert first.stop() == 0, first.text()
 
 def test_a_daemon_on_another_host_its_collection_counts_its_path_does_not(request, tmp_path, redis_server,
                                                                           redis_conn, irods):
