@@ -53,9 +53,10 @@ def check_services(cfg: Config) -> list[str]:
         problems += running_overlaps(r, cfg.redis.prefix, socket.gethostname(), cfg.zones)
     except Exception as e:  # noqa: BLE001 - any failure is reported as such
         problems.append(f"Redis at {cfg.redis.url}: {e}")
-    try:
-        from ..irods_session import make_session
+    from ..irods_session import login_refused, make_session
 
+    session = None
+    try:
         session = make_session(cfg.irods)
         try:
             for z in cfg.zones:
@@ -66,7 +67,8 @@ def check_services(cfg: Config) -> list[str]:
         finally:
             session.cleanup()
     except Exception as e:  # noqa: BLE001
-        problems.append(f"iRODS: {type(e).__name__}: {e}")
+        refused = login_refused(e, session)
+        problems.append(f"iRODS: {refused}" if refused else f"iRODS: {type(e).__name__}: {e}")
     return problems
 
 

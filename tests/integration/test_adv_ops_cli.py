@@ -211,5 +211,18 @@ def test_a_collection_in_an_unknown_irods_zone(request, tmp_path, redis_server, 
         assert d.stop() == 0
 
 
+def test_check_config_with_a_wrong_password_names_the_account(request, tmp_path, redis_server, redis_conn, irods):
+    """A wrong iRODS password: check-config says the login of which account at which server was refused
+    and where the password comes from, never the password, and exits 1."""
+    p = pipe(request, tmp_path, redis_server.url, irods)
+    (tmp_path / "irods-password").write_text("not-the-password")
+    r = cli(p.config_path, "check-config")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert f"refused the login of {irods.user}#{irods.zone}" in out, out
+    assert "password_file" in out and "not-the-password" not in out, out
+    assert ": None" not in out, out
+
+
 # a probe of the product on the real server, not of the stand-in's likeness: not run again in the second pass
 pytestmark = pytest.mark.realonly
