@@ -164,5 +164,7 @@ def _register_rows(ctx: IngestContext, session: Any, zone: ZoneSpec, resc: str, 
         # goes the one-call way
         log.info("bulk register of %d files failed (%s); registering them one by one", len(rows), describe(e))
         ctx.sessions.reset()
+        for r in rows:  # the batch's look-up is older than the call: a row may have failed it for an object
+            ctx.prefetched.pop((r.target.collection, r.target.name), None)  # made meanwhile: look again
         return out
     return out

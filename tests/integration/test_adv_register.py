@@ -1,0 +1,221 @@
+"""Session 5 probes, register mode and the bulk registration (BULK_DATA_OBJ_REG), against the real iRODS:
+what iRODS holds (GenQuery: DATA_PATH, checksum, replica status) after files change under a register zone,
+after a bulk call one of whose rows is bad, for odd names in a bulk call, hard links, a zone in a vault, and a
+worker that dies between the bulk call and the AVU call.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import pytest
+from irods.column import Like
+from irods.models import Collection, DataObject
+
+from irods_ingestd import ingest
+from irods_ingestd.ingest import bulk, transfer
+from irods_ingestd.ledger import DONE
+from tests.expect import sha2
+from tests.integration.test_ingest import Env, avus, env  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.realonly
+
+
+def replicas(sess: Any, coll: str) -> dict[str, list[tuple[int, str, str, str]]]:
+    """Logical path → its replicas (size, checksum, DATA_PATH, replica status), straight from GenQuery."""
+    out: dict[str, list[tuple[int, str, str, str]]] = {}
+    for cond in (Collection.name == coll, Like(Collection.name, coll + "/%")):
+        q = sess.query(Collection.name, DataObject.name, DataObject.size, DataObject.checksum, DataObject.path,
+                       DataObject.replica_status).filter(cond)
+        for row in q:
+            out.setdefault(f"{row[Collection.name]}/{row[DataObject.name]}", []).append(
+                (int(row[DataObject.size]), row[DataObject.checksum] or "", row[DataObject.path],
+                 str(row[DataObject.replica_status])))
+    return out
+
+
+def registered_as(e: Env, rels: list[str]) -> dict[str, list[tuple[int, str, str, str]]]:
+    """What each landing file should be in iRODS: one good replica pointing at it, with its checksum."""
+    out = {}
+    for rel in rels:
+        data = (e.root / rel).read_bytes()
+        out[f"{e.coll}/{rel}"] = [(len(data), sha2(data), os.path.realpath(e.root / rel), "1")]
+    return out
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, before: Any = None) -> list[int]:
+    """Count the bulk calls (rows each); `before(rows)` runs just before each is sent."""
+    calls: list[int] = []
+    real = bulk._send
+
+    def send(session: Any, rows: list[Any], resc: str, resc_id: str) -> None:
+        calls.append(len(rows))
+        if before is not None:
+            before(rows)
+        real(session, rows, resc, resc_id)
+
+    monkeypatch.setattr(bulk, "_send", send)
+    return calls
+
+
+def scheme_known(e: Env) -> ingest.IngestContext:
+    """A register context on demoResc whose worker knows the server's scheme (else nothing goes in bulk)."""
+    ctx = e.ctx(mode="register", resource="demoResc")
+    assert e.run(ctx, [e.write("first.dat", b"the first file teaches the worker the server's scheme")]) \
+        ["ingested"] == 1
+    return ctx
+
+
+# -- a bulk call one of whose rows is bad -------------------------------------------------------------------
+
+
+def test_an_object_made_under_one_rows_name_just_before_the_bulk_call(env: Env, monkeypatch: pytest.MonkeyPatch) \
+        -> None:  # noqa: F811
+    """Someone puts an object under one row's name between the batch's look-up and the bulk call: the call
+    is rolled back as a whole (no row of it stays registered), the other files are registered once each the
+    one-call way, and the taken name is a conflict naming it; their object is untouched."""
+    ctx = scheme_known(env)
+    rels = [f"b1/f{i}.dat" for i in range(10)]
+    items = [env.write(rel, os.urandom(100 + i)) for i, rel in enumerate(rels)]
+
+    def intruder(rows: list[Any]) -> None:
+        with env.session() as s:
+            with s.data_objects.open(f"{env.coll}/b1/f3.dat", "w") as f:
+                f.write(b"someone else's")
+
+    calls = counting(monkeypatch, intruder)
+    s = env.run(ctx, items)
+    assert calls == [10], calls
+    assert s["ingested"] == 9 and s["failed"] == 1, s
+    (rel, info), = ctx.ledger.failures("z1")
+    assert rel == "b1/f3.dat" and "conflict" in info["reason"], info
+    with env.session() as sess:
+        got = replicas(sess, env.coll + "/b1")
+        want = registered_as(env, [r for r in rels if r != "b1/f3.dat"])
+        theirs = got.pop(f"{env.coll}/b1/f3.dat")
+        assert got == want
+        assert len(theirs) == 1 and theirs[0][0] == len(b"someone else's") and "/Vault/" in theirs[0][2], theirs
+        for rel in rels:
+            if rel != "b1/f3.dat":
+                assert avus(sess, f"{env.coll}/{rel}")["ingestd::source_path"] == f"{env.root}/{rel}"
+
+
+def test_fifty_plus_rows_of_mixed_sizes(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """63 files of 0 B to 2 MiB in bulk calls of at most 50: each one good replica at its landing path with
+    its checksum (the worker's, which the server does not compute itself) and its AVUs; a second run
+    registers nothing again."""
+    ctx = scheme_known(env)
+    sizes = [0, 1, 2, 4095, 4096, 4097, 65536, 1 << 20, 2 << 20, 7]
+    rels = [f"m/{i % 4}/f{i:02}.bin" for i in range(63)]
+    items = [env.write(rel, os.urandom(sizes[i % len(sizes)])) for i, rel in enumerate(rels)]
+    calls = counting(monkeypatch)
+    s = {}
+    for i in range(0, 63, 60):
+        for k, v in env.run(ctx, items[i:i + 60]).items():
+            s[k] = s.get(k, 0) + v
+    assert s["ingested"] == 63 and s["failed"] == 0, s
+    assert sum(calls) == 63 and max(calls) == bulk.BULK_ROWS, calls  # every file in bulk, 50 a call at most
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/m") == registered_as(env, rels)
+        a = avus(sess, f"{env.coll}/{rels[0]}")
+        assert a["ingestd::size"] == "0" and a["ingestd::zone"] == "z1", a
+    again = env.run(env.ctx(mode="register", resource="demoResc"), items)
+    assert again["already_present"] == 63, again
+
+
+ODD = ["with space.dat", "it's.dat", 'say "hi".dat', "back\\slash.dat", "100%.dat", "a&b;c.dat",
+       unicodedata.normalize("NFC", "café.dat"), unicodedata.normalize("NFD", "café.dat"), "日本語.dat",
+       "emoji-\U0001F600.dat", "  lead.dat", "trail .dat", "*?[x].dat"]
+
+
+def test_odd_names_in_one_bulk_call(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Spaces, quotes, a backslash, %, SQL-ish characters, NFC and NFD forms, CJK and emoji in one bulk call:
+    each object at its own name points at its own landing path (DATA_PATH byte for byte) and serves its
+    bytes; a name with a newline cannot be registered (its physical path cannot cross the protocol): it
+    fails saying so, never in the bulk call."""
+    ctx = scheme_known(env)
+    rels = [f"odd/{n}" for n in ODD]
+    items = [env.write(rel, os.urandom(50 + i)) for i, rel in enumerate(rels)]
+    nl = env.write("odd/new\nline.dat", b"newline")
+    calls = counting(monkeypatch)
+    s = env.run(ctx, [*items, nl])
+    assert calls == [len(rels)], calls
+    assert s["ingested"] == len(rels) and s["failed"] == 1, s
+    (rel, info), = ctx.ledger.failures("z1")
+    assert rel == "odd/new\nline.dat" and "register mode cannot register this file" in info["reason"], info
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/odd") == registered_as(env, rels)
+        for rel in rels:
+            with sess.data_objects.open(f"{env.coll}/{rel}", "r") as f:
+                assert f.read() == (env.root / rel).read_bytes(), rel
+
+
+def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A hard link is a second landing path: its own object pointing at its own path (not the first file's),
+    registered once; the first object is untouched. In one bulk call with the original too."""
+    ctx = scheme_known(env)
+    a = env.write("h/a.dat", os.urandom(300))
+    assert env.run(ctx, [a])["ingested"] == 1
+    os.link(env.root / "h/a.dat", env.root / "h/b.dat")
+    c = env.write("h/c.dat", os.urandom(200))
+    os.link(env.root / "h/c.dat", env.root / "h/d.dat")
+    calls = counting(monkeypatch)
+    s = env.run(ctx, [env.item("h/b.dat"), env.item("h/c.dat"), env.item("h/d.dat")])
+    assert s["ingested"] == 3 and s["failed"] == 0, s
+    assert calls == [3], calls
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/h") == registered_as(env, ["h/a.dat", "h/b.dat", "h/c.dat", "h/d.dat"])
+    assert c.size == 200
+
+
+# -- a worker dying between the bulk call and the AVU calls -------------------------------------------------
+
+
+class Killed(BaseException):
+    """What a SIGKILL would do to the worker: nothing after this point runs (no handler catches it)."""
+
+
+def test_worker_killed_between_the_bulk_call_and_the_avus(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The bulk call registered 8 files, then the worker died before their AVU calls (after the 3rd): the
+    next attempt registers nothing twice, gives each object the AVUs it lacks (once: no attribute twice),
+    and the ledger says done for each."""
+    ctx = scheme_known(env)
+    rels = [f"k/f{i}.dat" for i in range(8)]
+    items = [env.write(rel, os.urandom(64 + i)) for i, rel in enumerate(rels)]
+    real = transfer.tag_registered
+    tagged: list[str] = []
+
+    def tag(session: Any, path: str, avus_: list[Any], aside: str | None = None) -> None:
+        if len(tagged) == 3:
+            raise Killed()
+        real(session, path, avus_, aside)
+        tagged.append(path)
+
+    monkeypatch.setattr(transfer, "tag_registered", tag)
+    with pytest.raises(Killed):
+        env.run(ctx, items)
+    monkeypatch.setattr(transfer, "tag_registered", real)
+    with env.session() as sess:
+        half = replicas(sess, env.coll + "/k")
+        assert half == registered_as(env, rels)  # all 8 registered by the one call
+        bare = [r for r in rels if "ingestd::zone" not in avus(sess, f"{env.coll}/{r}")]
+        assert len(bare) == 5, bare
+    ctx2 = env.ctx(mode="register", resource="demoResc")
+    s = env.run(ctx2, items)
+    assert s["already_present"] == 8 and s["failed"] == 0, s
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/k") == registered_as(env, rels)
+        for r in rels:
+            ms = sess.metadata.get(DataObject, f"{env.coll}/{r}")
+            names_ = [m.name for m in ms]
+            assert len(names_) == len(set(names_)) and "ingestd::source_path" in names_, (r, names_)
+    for r in rels:
+        e = ctx2.ledger.get("z1", r)
+        assert e is not None and e.state == DONE, (r, e)
+
+
+def _unused(p: Path) -> None:  # placeholder for later cases
+    del p
