@@ -16,6 +16,8 @@ from .results import FileResult
 
 log = logging.getLogger("irods_ingestd.ingest")
 
+RETRY_FAILED = 300.0  # seconds before an after-action that failed (an OSError) is tried again
+
 
 def after_action(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileResult) -> str:
     """Run the zone's after-action on the verified file now, or defer it (after_hold, a writer still at it);
@@ -46,6 +48,9 @@ def run_after(ctx: IngestContext, zone: ZoneSpec, v: after.Verified) -> str:
         delay = max(after.RETRY_BUSY, zone.after_hold)
         after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, delay)
         reason += f" (tried again in {delay:g}s)"
+    elif outcome == after.FAILED:  # move_to not writable, full, a name too long there: the file stays and the
+        # action is tried again (an operator may fix it), never dropped with the file left behind for good
+        after.defer(ctx.redis, ctx.ledger.prefix, zone.name, v, max(RETRY_FAILED, zone.after_hold))
     else:  # ran, one way or another: it leaves the deferred set (a lost job's would come due again)
         after.settle_item(ctx.redis, ctx.ledger.prefix, zone.name, v)
     return "" if outcome == after.GONE else reason

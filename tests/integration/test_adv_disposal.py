@@ -1,0 +1,347 @@
+"""Session 5 probe, ownership, replicas and disposal, against the real iRODS 5.0.2: an acl name removed after
+start, a replicate_to resource removed or down, a second replica trimmed or stale before the delete, move_to
+that is not writable / on another filesystem / already holding the name, `retry` (after the cause was fixed,
+of a file deleted meanwhile, of a zone that does not exist), and a rodsuser whose rights on the collection are
+taken away mid-run. Through the pipeline (daemon thread, real RQ workers in bursts, real Redis)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import irods.exception as iex
+import pytest
+from irods.access import iRODSAccess
+
+from irods_ingestd.actions import status
+from irods_ingestd.ingest import after_run
+from irods_ingestd.ingest import replicas as replicas_mod
+from tests.access_server import AsUser, object_acls, remove_all, replicas
+from tests.expect import sha2
+from tests.integration.test_adv_ops_cli import cli
+from tests.landing import server_readable
+from tests.pipeline_harness import Pipeline, pipelines, until
+
+pytestmark = pytest.mark.realonly
+
+_PID = os.getpid()
+DUSER = f"ingestd_disposal_user_{_PID}"  # named after this probe: nobody else removes or makes it
+DRESC = f"ingestd_disposal_resc_{_PID}"
+DVAULT = Path(f"/var/lib/irods/ingestd_disposal_resc_{_PID}_vault")
+
+
+def _make_user(s: Any, password: str = "") -> None:
+    try:
+        s.users.get(DUSER)
+    except iex.UserDoesNotExist:
+        s.users.create(DUSER, "rodsuser")
+    if password:
+        s.users.modify(DUSER, "password", password)
+
+
+def _make_resc(s: Any) -> None:
+    try:
+        s.resources.get(DRESC)
+    except iex.ResourceDoesNotExist:
+        s.resources.create(DRESC, "unixfilesystem", host=socket.gethostname(), path=str(DVAULT))
+
+
+@pytest.fixture(scope="module")
+def server(irods_server: Any) -> Iterator[Any]:
+    if not getattr(irods_server, "real", False):
+        pytest.skip("needs the real iRODS server")
+    yield irods_server
+    with irods_server.session() as s:
+        for remove in (lambda: s.resources.remove(DRESC), lambda: s.users.remove(DUSER)):
+            with contextlib.suppress(Exception):
+                remove()
+    shutil.rmtree(DVAULT, ignore_errors=True)
+
+
+@pytest.fixture
+def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, server: Any,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setattr(replicas_mod, "HOLD_RETRY", 0.5)  # a held file is looked at again soon
+    with pipelines(tmp_path, redis_server.url, server, remove=partial(remove_all, server)) as make:
+        yield make
+
+
+def failures(pipe: Pipeline) -> dict[str, str]:
+    return {rel: info["reason"] for rel, info in pipe.ledger.failures("z")}
+
+
+def held(pipe: Pipeline) -> dict[str, Any]:
+    z = status.gather(pipe.cfg)["zones"]["z"]
+    return {"held": z["held"], **{f["path"]: f["reason"] for f in z["held_files"]}}
+
+
+def rels(pipe: Pipeline) -> set[str]:
+    return {p[len(pipe.collection) + 1:] for p in pipe.objects()}
+
+
+def spin(pipe: Pipeline, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pipe.work()
+        time.sleep(0.2)
+
+
+# --- acl names that go away -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inherit", [False, True])
+def test_an_acl_user_removed_after_start_fails_the_files_and_retry_ingests_them_once(
+        make_pipe: Any, server: Any, inherit: bool) -> None:
+    with server.session() as s:
+        _make_user(s)
+    pipe = make_pipe(acl=[f"read:{DUSER}"], inherit=inherit, after="delete", after_hold="0s")
+    a, b = os.urandom(1000), os.urandom(1200)
+    with pipe:
+        (pipe.root / "a.dat").write_bytes(a)
+        until(pipe, lambda: not (pipe.root / "a.dat").exists(), what="a.dat ingested and deleted")
+        with server.session() as s:
+            s.users.remove(DUSER)
+        (pipe.root / "b.dat").write_bytes(b)
+        until(pipe, lambda: "b.dat" in failures(pipe), timeout=30, what="b.dat to fail")
+        why = failures(pipe)["b.dat"]
+        assert f"there is no iRODS user or group named {DUSER}" in why and "zone 'z'" in why, why
+        assert (pipe.root / "b.dat").read_bytes() == b, "a failed file left the landing zone"
+        assert rels(pipe) == {"a.dat"}, "an object landed without its ACLs (or a temporary copy was left)"
+        with server.session() as s:
+            _make_user(s)
+        r = cli(pipe.config_path, "retry")
+        assert r.returncode == 0 and "1 failed files queued again" in r.stdout, r.stdout + r.stderr
+        until(pipe, lambda: not (pipe.root / "b.dat").exists(), what="b.dat ingested and deleted after retry")
+    assert failures(pipe) == {}
+    objs = pipe.objects()
+    assert sorted(objs) == [f"{pipe.collection}/a.dat", f"{pipe.collection}/b.dat"], objs
+    assert object_acls(server, f"{pipe.collection}/b.dat").get(DUSER) == "read_object"
+    from irods.models import DataObject
+    assert objs[f"{pipe.collection}/b.dat"][DataObject.checksum] == sha2(b)
+
+
+# --- replicate_to resources that go away or go down -------------------------------------------------------
+
+@pytest.mark.parametrize("fault", ["removed", "down"])
+def test_a_replicate_to_resource_removed_or_down_holds_the_file_until_it_is_back(
+        make_pipe: Any, server: Any, tmp_path: Path, fault: str) -> None:
+    with server.session() as s:
+        _make_resc(s)
+    pipe = make_pipe(after="move", move_to=str(tmp_path / "done"), after_hold="0s", replicate_to=DRESC)
+    d = os.urandom(3000)
+    obj = f"{pipe.collection}/a.dat"
+    try:
+        with pipe:
+            with server.session() as s:
+                if fault == "removed":
+                    s.resources.remove(DRESC)
+                else:
+                    s.resources.modify(DRESC, "status", "down")
+            (pipe.root / "a.dat").write_bytes(d)
+            until(pipe, lambda: held(pipe)["held"] == 1, what="the file to be held")
+            spin(pipe, 2)
+            assert (pipe.root / "a.dat").read_bytes() == d, "moved without its second replica"
+            why = held(pipe)["a.dat"]
+            assert "held:" in why and obj in why or DRESC in why, why
+            with server.session() as s:
+                if fault == "removed":
+                    _make_resc(s)
+                else:
+                    s.resources.modify(DRESC, "status", "up")
+            until(pipe, lambda: not (pipe.root / "a.dat").exists(), what="the file to go once the resource is back")
+    finally:
+        with server.session() as s, contextlib.suppress(Exception):
+            s.resources.modify(DRESC, "status", "up")
+    assert (tmp_path / "done" / "a.dat").read_bytes() == d
+    assert replicas(server, obj) == [("demoResc", "1", sha2(d)), (DRESC, "1", sha2(d))]
+    assert held(pipe) == {"held": 0} and failures(pipe) == {}
+
+
+# --- a second replica that goes away or goes stale before the delete -------------------------------------
+
+@pytest.mark.parametrize("fault", ["trimmed", "stale"])
+def test_a_second_replica_trimmed_or_stale_before_the_delete_holds_the_file(
+        make_pipe: Any, server: Any, fault: str) -> None:
+    with server.session() as s:
+        _make_resc(s)
+    pipe = make_pipe(after="delete", after_hold="3s", min_replicas=2)
+    d = os.urandom(2000)
+    obj = f"{pipe.collection}/a.dat"
+    f = pipe.root / "a.dat"
+    with pipe:
+        f.write_bytes(d)
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] == 1, what="a.dat ingested")
+        with server.session() as s:  # someone replicates it, then it goes (trimmed) or goes stale
+            s.data_objects.replicate(obj, resource=DRESC)
+            if fault == "trimmed":
+                s.data_objects.trim(obj, replNum=1, copies=1)
+            else:
+                s.data_objects.modDataObjMeta({"objPath": obj, "replNum": 1}, {"replStatus": "0"}, ADMIN_KW="")
+        until(pipe, lambda: held(pipe)["held"] == 1, what="the file to be held")
+        spin(pipe, 1)
+        assert f.read_bytes() == d, "deleted with one good replica"
+        assert "1 of min_replicas = 2" in held(pipe)["a.dat"], held(pipe)
+        with server.session() as s:  # the replica is made good again: then it goes
+            if fault == "trimmed":
+                s.data_objects.replicate(obj, resource=DRESC)
+            else:
+                s.data_objects.modDataObjMeta({"objPath": obj, "replNum": 1}, {"replStatus": "1"}, ADMIN_KW="")
+        until(pipe, lambda: not f.exists(), what="the file to go")
+    assert [(r, st) for r, st, _ in replicas(server, obj)] == [("demoResc", "1"), (DRESC, "1")]
+    assert held(pipe) == {"held": 0} and failures(pipe) == {}
+
+
+def test_replicate_to_onto_a_resource_holding_a_stale_replica(make_pipe: Any, server: Any, tmp_path: Path) -> None:
+    """The replica on the replicate_to resource exists but is stale (left by someone): the worker must bring it
+    up to date (or hold the file), never count it and never fail the file."""
+    with server.session() as s:
+        _make_resc(s)
+    pipe = make_pipe(after="delete", after_hold="3s", replicate_to=DRESC)
+    d = os.urandom(2500)
+    obj = f"{pipe.collection}/a.dat"
+    f = pipe.root / "a.dat"
+    with pipe:
+        f.write_bytes(d)
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] == 1, what="a.dat ingested")
+        with server.session() as s:
+            s.data_objects.replicate(obj, resource=DRESC)
+            s.data_objects.modDataObjMeta({"objPath": obj, "replNum": 1}, {"replStatus": "0"}, ADMIN_KW="")
+        until(pipe, lambda: not f.exists() or held(pipe)["held"] == 1, what="the file to go or be held")
+        spin(pipe, 1)
+        if f.exists():
+            pytest.fail(f"held with a stale replica on the replicate_to resource: {held(pipe)}")
+    assert replicas(server, obj) == [("demoResc", "1", sha2(d)), (DRESC, "1", sha2(d))]
+    assert failures(pipe) == {}
+
+
+# --- move_to that cannot take the file, or already holds its name ------------------------------------------
+
+def test_a_move_to_that_is_not_writable_keeps_the_file_and_moves_it_once_fixed(
+        make_pipe: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broke: a move that failed (an OSError) dropped the deferred action, so the file stayed in the landing
+    zone for good (status did not list it, nothing tried again) once the operator fixed move_to."""
+    monkeypatch.setattr(after_run, "RETRY_FAILED", 0.5)
+    done = tmp_path / "done"
+    done.mkdir()
+    pipe = make_pipe(after="move", move_to=str(done), after_hold="0s")
+    d = os.urandom(1500)
+    f = pipe.root / "a.dat"
+    subprocess.run(["chattr", "+i", str(done)], check=True)  # not even root may create anything in it
+    try:
+        with caplog.at_level(logging.WARNING, logger="irods_ingestd"), pipe:
+            f.write_bytes(d)
+            until(pipe, lambda: pipe.ledger.stats("z")["done"] == 1, what="a.dat ingested")
+            spin(pipe, 1)
+            assert f.read_bytes() == d
+            said = [r.getMessage() for r in caplog.records if "a.dat" in r.getMessage()]
+            assert any("after = move failed: Operation not permitted" in m for m in said), said
+            assert status.gather(pipe.cfg)["zones"]["z"]["after_pending"] == 1  # status: awaiting move 1
+            subprocess.run(["chattr", "-i", str(done)], check=True)
+            until(pipe, lambda: not f.exists(), timeout=30, what="the file moved once move_to is writable")
+    finally:
+        subprocess.run(["chattr", "-i", str(done)], check=False)
+    assert (done / "a.dat").read_bytes() == d
+    assert rels(pipe) == {"a.dat"}
+
+
+ODD = ["sp ace.dat", "new\nline.dat", "caf\u00e9.dat", "-dash.dat", "q'uo\"te.dat"]
+
+
+def test_move_across_filesystems_of_odd_names_onto_names_already_taken(make_pipe: Any) -> None:
+    """move_to on another filesystem (tmpfs): the copy is checked, and a name already there (other bytes) is
+    kept; the moved file gets name.~1~."""
+    shm = Path("/dev/shm") / f"ingestd-disposal-{_PID}-{secrets.token_hex(3)}"
+    assert os.stat("/dev/shm").st_dev != os.stat(Path(__file__)).st_dev
+    try:
+        pipe = make_pipe(after="move", move_to=str(shm), after_hold="0s")
+        (shm / "sub").mkdir(parents=True)
+        data = {f"sub/{n}": os.urandom(300 + i) for i, n in enumerate(ODD)}
+        for rel in data:
+            (shm / rel).write_bytes(b"already here " + rel.encode())
+        with pipe:
+            for rel, b in data.items():
+                (pipe.root / rel).parent.mkdir(exist_ok=True)
+                (pipe.root / rel).write_bytes(b)
+            until(pipe, lambda: not any((pipe.root / rel).exists() for rel in data), what="the files moved")
+        for rel, b in data.items():
+            assert (shm / rel).read_bytes() == b"already here " + rel.encode(), rel
+            assert (shm / f"{rel}.~1~").read_bytes() == b, rel
+        assert not [p for p in (shm / "sub").iterdir() if ".ingestd-" in p.name]
+        assert len(rels(pipe)) == len(ODD) and failures(pipe) == {}
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
+
+
+# --- retry ---------------------------------------------------------------------------------------------------
+
+def test_retry_of_a_failed_file_deleted_meanwhile_leaves_nothing_queued(make_pipe: Any) -> None:
+    pipe = make_pipe(acl=["read:ingestd_disposal_nosuch"], after="delete", after_hold="0s")
+    with pipe:
+        for n in ("a.dat", "b.dat"):
+            (pipe.root / n).write_bytes(os.urandom(100))
+        until(pipe, lambda: len(failures(pipe)) == 2, what="both to fail")
+        (pipe.root / "a.dat").unlink()
+        r = cli(pipe.config_path, "retry")
+        assert r.returncode == 0 and "2 failed files queued again" in r.stdout, r.stdout + r.stderr
+        until(pipe, lambda: set(failures(pipe)) == {"b.dat"} and pipe.ledger.stats("z")["queued"] == 0,
+              what="b.dat to fail again and a.dat to be forgotten")
+        spin(pipe, 1)
+    s = pipe.ledger.stats("z")
+    assert (s["queued"], s["failed"]) == (0, 1), s
+    assert (pipe.root / "b.dat").exists() and not pipe.objects()
+
+
+def test_retry_of_a_zone_that_does_not_exist_says_so(make_pipe: Any) -> None:
+    pipe = make_pipe()
+    r = cli(pipe.config_path, "retry", "--zone", "nosuch")
+    assert r.returncode == 2 and "no zone named nosuch" in r.stderr, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+# --- a rodsuser whose rights are taken away mid-run ------------------------------------------------------
+
+def test_a_rodsuser_whose_write_is_revoked_mid_run_keeps_the_files_and_retry_ingests_them(
+        tmp_path: Path, redis_server: Any, redis_conn: Any, server: Any) -> None:
+    password = secrets.token_hex(8)
+    with server.session() as s:
+        _make_user(s, password)
+    user = AsUser(server, DUSER, password)
+    with pipelines(tmp_path, redis_server.url, user, remove=partial(remove_all, server)) as make:
+        pipe = make(after="delete", after_hold="0s")
+        with server.session() as s:
+            s.collections.create(pipe.collection, recurse=True)
+            s.acls.set(iRODSAccess("own", pipe.collection, DUSER))
+        server_readable(pipe.root)
+        with pipe:
+            (pipe.root / "a.dat").write_bytes(b"first")
+            until(pipe, lambda: not (pipe.root / "a.dat").exists(), what="a.dat ingested and deleted")
+            with server.session() as s:
+                s.acls.set(iRODSAccess("read", pipe.collection, DUSER))
+            data = {f"r/f{i}.dat": os.urandom(200 + i) for i in range(3)}
+            for rel, b in data.items():
+                (pipe.root / rel).parent.mkdir(exist_ok=True)
+                (pipe.root / rel).write_bytes(b)
+            until(pipe, lambda: len(failures(pipe)) == 3, what="the files to fail")
+            for rel, why in failures(pipe).items():
+                assert "CAT_NO_ACCESS_PERMISSION" in why, (rel, why)
+            assert all((pipe.root / rel).read_bytes() == b for rel, b in data.items()), "a failed file went"
+            assert rels(pipe) == {"a.dat"}
+            with server.session() as s:
+                s.acls.set(iRODSAccess("own", pipe.collection, DUSER))
+            r = cli(pipe.config_path, "retry")
+            assert r.returncode == 0 and "3 failed files queued again" in r.stdout, r.stdout + r.stderr
+            until(pipe, lambda: not any((pipe.root / rel).exists() for rel in data), what="the files after retry")
+        assert failures(pipe) == {}
+        from irods.models import DataObject
+        objs = pipe.objects()
+        assert {k[len(pipe.collection) + 1:]: v[DataObject.checksum] for k, v in objs.items()} == \
+            {"a.dat": sha2(b"first"), **{rel: sha2(b) for rel, b in data.items()}}
