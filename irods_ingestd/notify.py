@@ -150,7 +150,7 @@ def _scrub(text: str, url: str) -> str:
     from urllib.parse import urlsplit
 
     u = urlsplit(url)
-    for secret in (url, u.query, u.password or "", u.username or ""):
+    for secret in (url, u.path if u.path.count("/") > 1 else "", u.query, u.password or "", u.username or ""):
         if secret:
             text = text.replace(secret, "…")
     return text

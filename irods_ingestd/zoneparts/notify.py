@@ -36,7 +36,9 @@ class Notify:
 
 
 def redact(url: str) -> str:
-    """The URL without its user info and with its query and fragment hidden (safe to log)."""
+    """The URL without its user info, with its query and fragment hidden, and its path after the first
+    segment hidden (safe to log: Slack, Mattermost, Discord and Teams webhooks carry their token in the
+    path, `/services/T…/B…/<token>`)."""
     try:
         u = urlsplit(url)
         host = u.hostname or ""
@@ -44,7 +46,9 @@ def redact(url: str) -> str:
     except ValueError:
         return "<an invalid URL>"
     host = f"[{host}]" if ":" in host else host
-    return f"{u.scheme}://{host}{port}{u.path}" + ("?…" if u.query else "") + ("#…" if u.fragment else "")
+    first, sep, rest = u.path.lstrip("/").partition("/")
+    path = (f"/{first}" if first or u.path else "") + ("/…" if sep and rest else sep)
+    return f"{u.scheme}://{host}{port}{path}" + ("?…" if u.query else "") + ("#…" if u.fragment else "")
 
 
 def check(c: Checker, where: str, raw: dict[str, Any]) -> Notify:

@@ -51,8 +51,18 @@ def test_bad_values_are_named_by_zone_and_field_without_the_secret(raw: dict, fi
 
 
 def test_redact_hides_user_info_query_and_fragment() -> None:
-    assert redact("https://user:pw@h.example:8443/a/b?token=x&y=1#frag") == "https://h.example:8443/a/b?…#…"
+    assert redact("https://user:pw@h.example:8443/a/b?token=x&y=1#frag") == "https://h.example:8443/a/…?…#…"
     assert redact("http://h/p") == "http://h/p"
+    assert redact("http://h/p/") == "http://h/p/"
+    assert redact("http://h") == "http://h"
+    assert redact("http://h/") == "http://h/"
+
+
+def test_redact_hides_a_token_in_the_path() -> None:
+    """Slack, Discord and Mattermost webhooks carry their secret in the path."""
+    slack = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+    assert redact(slack) == "https://hooks.slack.com/services/…"
+    assert "XXXX" not in redact("https://discord.com/api/webhooks/123/XXXXtoken")
 
 
 def test_a_document_is_posted_as_json_with_the_common_fields() -> None:
