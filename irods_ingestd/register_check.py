@@ -1,10 +1,15 @@
-"""Can the iRODS server read a register zone? (check-config's warning)
+"""Can the iRODS server read a register zone? (check-config's warning) Is a path inside a resource's vault?
 
 Register mode asks the server to stat, open and checksum the landing file itself, as its service account
 on the host of the zone's resource (``irods`` by default). When that account exists on this host, its
 rights on the zone directory are worked out from the mode bits (search on every directory above it, read
 and search on the zone itself); a zone it cannot reach would fail every file with UNIX_FILE_STAT_ERR.
 ACLs and root squash are beyond what the bits say: the warning is a hint, not a verdict.
+
+A file inside a resource's vault is never registered (and check-config refuses a zone that overlaps a vault):
+the server takes a replica in its vault for one of its own, so an ``irm`` of the object unlinks the landing
+file and an ``imv`` renames it (measured on iRODS 5.0.2; outside a vault it only unregisters). A rodsadmin's
+register is not refused by the server there.
 """
 
 from __future__ import annotations
@@ -96,3 +101,56 @@ def unreadable_for_service_account(path: Path, account: str = SERVICE_ACCOUNT,
                     f"register mode would fail every file with UNIX_FILE_STAT_ERR (the server reads the "
                     f"landing files itself)")
     return None
+
+
+def _within(path: str, top: str) -> bool:
+    return os.path.commonpath([path, top]) == top
+
+
+def vault_holding(path: str, vaults: dict[str, str]) -> tuple[str, str] | None:
+    """(resource, vault) of a resource whose vault holds `path` (both taken as real paths on this host)."""
+    real = os.path.realpath(path)
+    for resc, vault in sorted(vaults.items()):
+        if _within(real, os.path.realpath(vault)):
+            return resc, vault
+    return None
+
+
+def vault_within(path: str, vaults: dict[str, str]) -> tuple[str, str] | None:
+    """(resource, vault) of a resource whose vault is below `path` (a zone holding a vault)."""
+    real = os.path.realpath(path)
+    for resc, vault in sorted(vaults.items()):
+        if _within(os.path.realpath(vault), real):
+            return resc, vault
+    return None
+
+
+VAULT_REFUSAL = ("register mode cannot register this file: it is inside the vault of iRODS resource {resc!r} "
+                 "({vault}), where the server takes it for a replica of its own (an irm of the object would "
+                 "delete the landing file, an imv move it); register files outside every resource's vault")
+
+
+def vault_refusal(realpath: str, fetch: Callable[[], dict[str, str]]) -> str | None:
+    """Why `realpath` may not be registered (inside a vault), or None; the vaults (`fetch`: resource → vault
+    path) are asked again after CACHE_SECONDS."""
+    hit = vault_holding(realpath, _cached(("vaults", "", ""), fetch))
+    return VAULT_REFUSAL.format(resc=hit[0], vault=hit[1]) if hit else None
+
+
+def zone_vault_problems(zones: Any, vaults: dict[str, str]) -> list[str]:
+    """check-config: zones inside a resource's vault or holding one (`zones`: ZoneConfig-likes with name,
+    path, mode). In register mode the server would take the files for its own replicas; in put mode the
+    zone would ingest the vault's own files (and delete or move them with its after-action), or its objects
+    would land in the zone and be ingested again."""
+    out = []
+    for z in zones:
+        hit = vault_holding(str(z.path), vaults)
+        where = "inside the vault" if hit else "holding the vault"
+        hit = hit or vault_within(str(z.path), vaults)
+        if hit:
+            why = ("the server would take its registered files for replicas of its own (an irm of an object "
+                   "would delete its landing file)" if z.mode == "register" else
+                   "the zone would ingest iRODS' own replicas, or its objects be stored back into the zone")
+            out.append(f"zone {z.name!r}.path: {z.path} is {where} of iRODS resource {hit[0]!r} ({hit[1]}): "
+                       f"{why}; use a landing directory outside every resource's vault")
+    return out

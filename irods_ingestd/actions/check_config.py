@@ -15,7 +15,8 @@ from typing import Any
 
 from ..config import Config, file_is_private, load
 from ..daemonclaims import running_overlaps
-from ..ingest import access
+from ..ingest import access, catalog
+from ..register_check import zone_vault_problems
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def check_services(cfg: Config) -> list[str]:
                     problems.append(f"zone {z.name!r}: no part of {z.collection} exists in iRODS (not even "
                                     f"/{z.collection.split('/')[1]}); is the iRODS zone name right?")
                 problems += access.config_problems(session, z.name, z.access)  # acl names, replicate_to
+            problems += zone_vault_problems(cfg.zones, catalog.vault_paths(session))
         finally:
             session.cleanup()
     except Exception as e:  # noqa: BLE001

@@ -143,7 +143,7 @@ _IS_COLLECTION = "conflict: {} is a collection (a landing directory ingested the
 def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target, existing: Obj | None,
               dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult) -> str:
     realpath = os.path.realpath(loc.path)
-    refusal = names.register_refusal(realpath)
+    refusal = transfer.register_refusal(session, realpath)
     if refusal:
         raise PermanentError(refusal)
     here = existing is not None and realpath in existing.paths

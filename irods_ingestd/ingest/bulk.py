@@ -75,14 +75,14 @@ def _new_in_irods(ctx: IngestContext, zone: ZoneSpec, item: FileItem) -> bool:
     return found is not None and not found  # not looked up, or something is there already: the one-call way
 
 
-def _candidate(ctx: IngestContext, zone: ZoneSpec, item: FileItem, lock: FileLock) -> _Row | None:
+def _candidate(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, lock: FileLock) -> _Row | None:
     """A file the bulk call can take: unchanged, readable (new in iRODS: :func:`_new_in_irods`)."""
     t0 = time.monotonic()
     target = names.target_for(zone.collection, item.rel)
     try:
         loc = local.check_local(zone, item)
         realpath = os.path.realpath(loc.path)
-        if names.needs_mapping(realpath) or not readable_by_service_account(realpath, loc.st):
+        if transfer.register_refusal(session, realpath) or not readable_by_service_account(realpath, loc.st):
             raise NotRegular()
         dig = local.digest(loc, ctx.hash_scheme)
         local.recheck(loc)
@@ -146,8 +146,8 @@ def register_batch(ctx: IngestContext, zone: ZoneSpec, items: list[FileItem]) ->
 
 def _register_rows(ctx: IngestContext, session: Any, zone: ZoneSpec, resc: str, items: list[FileItem],
                    locks: list[FileLock | None]) -> list[FileResult]:
-    rows = [r for r in (_candidate(ctx, zone, it, lk) for it, lk in zip(items, locks, strict=True) if lk is not None)
-            if r is not None]
+    rows = [r for r in (_candidate(ctx, session, zone, it, lk) for it, lk in zip(items, locks, strict=True)
+                        if lk is not None) if r is not None]
     if len(rows) < 2:
         return []
     out: list[FileResult] = []

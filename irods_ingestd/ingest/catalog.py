@@ -316,5 +316,12 @@ def replica_checksum(session: Any, path: str, number: int) -> str:
     return str(session.data_objects.chksum(path, replNum=str(number)) or "")
 
 
+def vault_paths(session: Any) -> dict[str, str]:
+    """Resource name → its vault path, for every resource that has one (coordinating resources do not)."""
+    q = session.query(Resource.name, Resource.vault_path)
+    return {str(r[Resource.name]): str(r[Resource.vault_path]) for r in q
+            if (r[Resource.vault_path] or "").startswith("/")}
+
+
 # keep this line last: it times every public function above (irods_ingestd_irods_call_seconds{api=name})
 metrics_irods.instrument(globals())

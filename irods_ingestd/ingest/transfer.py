@@ -9,8 +9,9 @@ from typing import Any
 
 import irods.exception as iex
 
-from .. import checksums
+from .. import checksums, names
 from ..checksums import Digest
+from ..register_check import vault_refusal
 from . import catalog, local
 from .context import IngestContext
 from .errors import LocalChanged, PermanentError, is_transient
@@ -67,6 +68,12 @@ def put(ctx: IngestContext, session: Any, size: int, loc: Local, part: str, opts
             except Exception:  # noqa: BLE001
                 pass
         raise
+
+
+def register_refusal(session: Any, realpath: str) -> str | None:
+    """Why this landing file cannot be registered (a name the protocol cannot carry, too long a path, a path
+    inside a resource's vault), or None."""
+    return names.register_refusal(realpath) or vault_refusal(realpath, lambda: catalog.vault_paths(session))
 
 
 def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str | None,

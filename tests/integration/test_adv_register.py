@@ -7,7 +7,9 @@ worker that dies between the bulk call and the AVU call.
 from __future__ import annotations
 
 import os
+import shutil
 import unicodedata
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,11 @@ from irods.models import Collection, DataObject
 
 from irods_ingestd import ingest
 from irods_ingestd.ingest import bulk, transfer
+from irods_ingestd.job import FileItem
 from irods_ingestd.ledger import DONE
 from tests.expect import sha2
+from tests.integration.test_adv_ops import pipe
+from tests.integration.test_adv_ops_cli import cli
 from tests.integration.test_ingest import Env, avus, env  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.realonly
@@ -217,5 +222,51 @@ def test_worker_killed_between_the_bulk_call_and_the_avus(env: Env, monkeypatch:
         assert e is not None and e.state == DONE, (r, e)
 
 
-def _unused(p: Path) -> None:  # placeholder for later cases
-    del p
+# -- a register zone inside a resource's vault -----------------------------------------------------------------
+
+VAULT = Path("/var/lib/irods/Vault")
+
+
+@pytest.fixture
+def in_vault(env: Env) -> Any:  # noqa: F811
+    """A landing directory inside demoResc's vault (the server would take its files for replicas of its own:
+    `irm -f` of such an object unlinks the landing file, `imv` renames it; measured on iRODS 5.0.2)."""
+    if not VAULT.is_dir():
+        pytest.skip("no vault at /var/lib/irods/Vault on this host")
+    d = VAULT / f"ingestd-advreg-{uuid.uuid4().hex[:8]}"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_register_zone_inside_a_vault_registers_nothing(env: Env, in_vault: Path) -> None:  # noqa: F811
+    """Each file fails (the one-call way and in a batch that would go in bulk), saying it is in the vault of
+    resource demoResc; nothing in the catalog points into the directory; the landing files are untouched."""
+    ctx = scheme_known(env)
+    ctx = env.ctx(mode="register", resource="demoResc", path=in_vault)
+    ctx.hash_scheme = "sha2"  # as a worker that registered something before: a batch goes in bulk
+    items = []
+    for i in range(4):
+        (in_vault / f"v{i}.dat").write_bytes(os.urandom(40 + i))
+        os.chmod(in_vault / f"v{i}.dat", 0o644)
+        st = os.stat(in_vault / f"v{i}.dat")
+        items.append(FileItem(f"v{i}.dat", st.st_size, st.st_mtime_ns))
+    one = env.run(ctx, items[:1])
+    rest = env.run(ctx, items[1:])
+    assert one["failed"] == 1 and rest["failed"] == 3, (one, rest)
+    reasons = dict(ctx.ledger.failures("z1"))
+    assert len(reasons) == 4 and all("vault" in r["reason"] and "demoResc" in r["reason"] for r in reasons.values()), \
+        reasons
+    with env.session() as sess:
+        hits = list(sess.query(DataObject.path).filter(Like(DataObject.path, f"{in_vault}/%")))
+        assert hits == [], hits
+    assert sorted(os.listdir(in_vault)) == [f"v{i}.dat" for i in range(4)]
+
+
+def test_check_config_refuses_a_zone_inside_a_vault(request: pytest.FixtureRequest, tmp_path: Path,
+                                                    redis_server: Any, irods: Any, in_vault: Path) -> None:
+    p = pipe(request, tmp_path / "cc", redis_server.url, irods, path=str(in_vault), mode="register")
+    r = cli(p.config_path, "check-config")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "zone 'z'" in r.stderr and "vault" in r.stderr and "demoResc" in r.stderr, r.stderr

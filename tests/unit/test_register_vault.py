@@ -1,0 +1,41 @@
+"""A landing path inside (or holding) a resource's vault: never registered, refused by check-config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from irods_ingestd import register_check as rc
+
+VAULTS = {"demoResc": "/var/lib/irods/Vault", "other": "/srv/vault2", "sibling": "/data/Vault"}
+
+
+@dataclass
+class Z:
+    name: str
+    path: Path
+    mode: str = "register"
+
+
+def test_vault_holding_compares_whole_components() -> None:
+    assert rc.vault_holding("/var/lib/irods/Vault/home/x.dat", VAULTS) == ("demoResc", "/var/lib/irods/Vault")
+    assert rc.vault_holding("/var/lib/irods/Vault", VAULTS) == ("demoResc", "/var/lib/irods/Vault")
+    assert rc.vault_holding("/var/lib/irods/Vault2/x.dat", VAULTS) is None  # a prefix is not a parent
+    assert rc.vault_holding("/data/landing/x.dat", VAULTS) is None
+
+
+def test_vault_refusal_names_the_resource() -> None:
+    why = rc.vault_refusal("/srv/vault2/a/b.dat", lambda: VAULTS)
+    assert why is not None and "'other'" in why and "/srv/vault2" in why and "irm" in why
+    assert rc.vault_refusal("/srv/landing/b.dat", lambda: VAULTS) is None
+
+
+def test_zone_vault_problems_both_ways() -> None:
+    zones = [Z("in", Path("/var/lib/irods/Vault/landing")), Z("holds", Path("/data"), "put"),
+             Z("fine", Path("/data/landing"))]
+    got = rc.zone_vault_problems(zones, VAULTS)
+    assert len(got) == 2, got
+    assert got[0].startswith("zone 'in'.path: /var/lib/irods/Vault/landing is inside the vault of iRODS resource "
+                             "'demoResc'") and "irm" in got[0]
+    assert got[1].startswith("zone 'holds'.path: /data is holding the vault of iRODS resource 'sibling'") and \
+        "replicas" in got[1]
