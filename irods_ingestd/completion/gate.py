@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from ..config import ZoneConfig
-from ..ledger import Ledger
+from ..ledger import DONE, Ledger
 from ..settler import Ready
 from . import manifest, units
 
@@ -211,7 +211,13 @@ class Gate:
                 info = infos[rel]
                 ledger.forget(self.zone, rel, int(info.get("size", 0)), int(info.get("mtime_ns", 0)), resettle=True)
                 ledger.clear_failure(self.zone, rel)
-            log.info("zone %s: %s was written again: %d listed sum%s changed, %d failed file%s queued again",
+            # ingested before this sum was listed (the manifest was read while its writer paused): checked again
+            # against it (the object is there: only the landing file is hashed); until then the set is not done
+            for rel, e in zip(changed, ledger.get_many(self.zone, changed), strict=True):
+                if e is not None and e.state == DONE and rel not in infos:
+                    ledger.forget(self.zone, rel, e.size, e.mtime_ns, resettle=True)
+                    again.append(rel)
+            log.info("zone %s: %s was written again: %d listed sum%s changed, %d file%s queued again to be checked",
                      self.zone, x.rel, len(changed), "" if len(changed) == 1 else "s", len(again),
                      "" if len(again) == 1 else "s",
                      extra={"fields": {"INGEST_ZONE": self.zone, "INGEST_PATH": self._path(x.rel)}})

@@ -9,7 +9,9 @@ The formats of GNU ``sha256sum``/``md5sum`` (and their ``--tag``-less output on 
 blank lines and lines starting with ``#`` are skipped; a line starting with ``\\`` has an escaped name
 (``\\\\``, ``\\n`` and ``\\r``), as GNU writes names holding a backslash or a newline. An absolute path, ``..``, a
 path listed twice or a line in no known format makes the manifest bad (:class:`BadManifest`, naming
-the line): nothing of its directory is ingested until it is fixed.
+the line): nothing of its directory is ingested until it is fixed. A line for the manifest itself is skipped:
+``sha256sum * > MANIFEST.sha256`` writes one, with the sum of the empty file the shell had just created (no
+file can hold its own sum).
 
 An expected sum travels in the job as ``"sha256:<hex>"`` or ``"md5:<hex>"`` (:attr:`FileItem.expect`).
 """
@@ -56,9 +58,11 @@ def _clean(path: str, lineno: int) -> str:
     return "/".join(parts)
 
 
-def parse(text: str) -> dict[str, str]:
-    """Relative path → expected sum (``"sha256:<hex>"``/``"md5:<hex>"``); BadManifest."""
+def parse(text: str, own: str = "") -> dict[str, str]:
+    """Relative path → expected sum (``"sha256:<hex>"``/``"md5:<hex>"``); BadManifest. A line for `own` (the
+    manifest's name) is skipped."""
     out: dict[str, str] = {}
+    seen_own = False
     for lineno, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
         if not line.strip() or line.startswith("#"):
@@ -75,9 +79,14 @@ def parse(text: str) -> dict[str, str]:
         rel = _clean(_unescape(name) if escaped else name, lineno)
         if rel in out:
             raise BadManifest(f"line {lineno}: {rel!r} is listed twice")
-        out[rel] = f"{algo}:{hexsum}"
+        if rel != own:
+            out[rel] = f"{algo}:{hexsum}"
+        else:
+            out[rel], seen_own = "", True
+    if seen_own:
+        del out[own]
     if not out:
-        raise BadManifest("it lists no file")
+        raise BadManifest("it lists no file" + (" but itself" if seen_own else ""))
     return out
 
 
@@ -91,7 +100,7 @@ def read(path: str) -> dict[str, str]:
         data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise BadManifest(f"larger than {MAX_BYTES >> 20} MiB")
-    return parse(os.fsdecode(data) if isinstance(data, bytes) else data)
+    return parse(os.fsdecode(data) if isinstance(data, bytes) else data, os.path.basename(path))
 
 
 def split(expect: str) -> tuple[str, str]:

@@ -1,0 +1,180 @@
+"""Session 5 probe, completion: marker and manifest directories, the directory as the unit of the after-action,
+the completed-run webhook, and complete_when = "close", against the promise (every complete file once, never
+half-written, nothing passed on half-delivered, failures in `status` with their reason, the journal naming zone
+and file).
+
+Whole pipeline (daemon thread, real RQ workers in bursts, real Redis, the real iRODS). Cases already in
+tests/integration/test_completion_*.py (a run moved whole, the marker last, a writer holding the move, restarts,
+a wrong sum, a missing file, a bad manifest, a corrected manifest) and in test_adv_names*.py (manifest names
+with spaces, backslashes, newlines, non-UTF-8) and test_adv_writers3.py (a manifest swapped for a FIFO) are not
+repeated here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from irods.models import DataObject
+
+from irods_ingestd.actions import status
+from tests.pipeline_harness import Pipeline, names, pipelines, until, write
+
+pytestmark = pytest.mark.realonly
+
+MARKER = "RTAComplete.txt"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def checksums(pipe: Pipeline) -> dict[str, str]:
+    return {p[len(pipe.collection) + 1:]: row[DataObject.checksum] for p, row in pipe.objects().items()}
+
+
+def sha2(data: bytes) -> str:
+    from tests.expect import sha2 as s
+
+    return str(s(data))
+
+
+def zone_status(pipe: Pipeline) -> dict[str, Any]:
+    return dict(status.gather(pipe.cfg)["zones"][pipe.name])
+
+
+def work_for(pipe: Pipeline, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pipe.work()
+        time.sleep(0.2)
+
+
+def journal(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if text in r.getMessage()]
+
+
+@pytest.fixture
+def marker_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
+    with pipelines(tmp_path, redis_server.url, irods, readable=False, complete_when="marker",
+                   marker=MARKER) as make:
+        yield make
+
+
+@pytest.fixture
+def manifest_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Any:
+    with pipelines(tmp_path, redis_server.url, irods, readable=False, complete_when="manifest",
+                   manifest="*.sha256") as make:
+        yield make
+
+
+# --- manifests ------------------------------------------------------------------------------------------------
+def test_a_manifest_that_lists_itself_completes_its_set(manifest_pipe: Any, tmp_path: Path) -> None:
+    """`sha256sum * > MANIFEST.sha256` lists the manifest itself, with the sum of the empty file the shell had
+    just created: that line cannot be a sum of the manifest (no file holds its own sum); the set must not be
+    held for ever for it."""
+    done = tmp_path / "done"
+    pipe = manifest_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    files = {"a.dat": b"a" * 300, "b.dat": b"b" * 200}
+    with pipe:
+        for rel, data in files.items():
+            write(root, f"d1/{rel}", data)
+        text = "".join(f"{sha(data)}  {rel}\n" for rel, data in sorted({**files, "MANIFEST.sha256": b""}.items()))
+        write(root, "d1/MANIFEST.sha256", text)
+        until(pipe, lambda: (done / "d1").is_dir(), what="the delivery moved")
+    assert names(pipe) == {"d1/a.dat", "d1/b.dat", "d1/MANIFEST.sha256"}
+    assert zone_status(pipe)["failed"] == 0
+
+
+def test_a_manifest_listing_a_directory_says_so(manifest_pipe: Any) -> None:
+    pipe = manifest_pipe()
+    root = pipe.root
+    with pipe:
+        write(root, "d2/sub/x.dat", b"x")
+        write(root, "d2/MANIFEST.sha256", f"{sha(b'x')}  sub/x.dat\n{sha(b'')}  sub\n")
+        work_for(pipe, 6)
+        dirs = zone_status(pipe)["directories"]
+    assert names(pipe) == set()
+    assert dirs and dirs[0]["path"] == "d2/" and "d2/sub" in dirs[0]["reason"], dirs
+
+
+def test_mixed_md5_and_sha256_lines_are_each_checked(manifest_pipe: Any, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    pipe = manifest_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "d3/a.dat", b"A" * 100)
+        write(root, "d3/b.dat", b"B" * 100)
+        write(root, "d3/c.dat", b"C" * 100)
+        write(root, "d3/MANIFEST.sha256", f"{hashlib.md5(b'A' * 100).hexdigest()}  a.dat\n"
+                                          f"{sha(b'B' * 100)} *b.dat\n"
+                                          f"{hashlib.md5(b'wrong').hexdigest()}  c.dat\n")
+        until(pipe, lambda: zone_status(pipe)["failed"] == 1, what="c.dat failed")
+        until(pipe, lambda: any(d["state"] == "held" for d in zone_status(pipe)["directories"]), what="held")
+        work_for(pipe, 1)
+        s = zone_status(pipe)
+    (failed,) = s["failed_files"]
+    assert failed["path"] == "d3/c.dat" and "md5 mismatch" in failed["reason"]
+    assert names(pipe) == {"d3/a.dat", "d3/b.dat", "d3/MANIFEST.sha256"}
+    assert not done.exists() and (root / "d3" / "c.dat").exists()
+
+
+def test_a_manifest_read_while_still_being_written_verifies_every_file_it_finally_lists(
+        manifest_pipe: Any, tmp_path: Path) -> None:
+    """The writer of the manifest pauses longer than settle after its first line: the set is taken as the
+    first line says. The lines written later must still be checked before anything of the set is passed on:
+    a file listed later with a sum its bytes do not have must not be moved out with the rest."""
+    done = tmp_path / "done"
+    pipe = manifest_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "d4/a.dat", b"a" * 100)
+        write(root, "d4/b.dat", b"b" * 100)
+        m = root / "d4" / "MANIFEST.sha256"
+        with open(m, "w") as f:
+            f.write(f"{sha(b'a' * 100)}  a.dat\n")
+            f.flush()
+            until(pipe, lambda: "d4/a.dat" in names(pipe), what="the first listed file in")
+            f.write(f"{sha(b'not b')}  b.dat\n")  # b's bytes do not have this sum
+        work_for(pipe, 8)
+        s = zone_status(pipe)
+    assert not (done / "d4").exists(), "a set with a file that does not match its manifest was moved"
+    assert (root / "d4" / "b.dat").exists()
+    assert [f["path"] for f in s["failed_files"] if "sha256 mismatch" in f["reason"]] == ["d4/b.dat"], s
+    assert any(d["state"] == "held" and "d4/b.dat" in d["reason"] for d in s["directories"]), s
+
+
+def test_a_listed_file_that_never_arrives_is_in_status_and_the_journal(manifest_pipe: Any,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="irods_ingestd")
+    pipe = manifest_pipe(after="delete", after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "d5/a.dat", b"a")
+        write(root, "d5/extra.txt", b"not listed")
+        write(root, "d5/MANIFEST.sha256", f"{sha(b'a')}  a.dat\n{sha(b'never')}  never.dat\n")
+        work_for(pipe, 7)
+        dirs = zone_status(pipe)["directories"]
+    assert names(pipe) == set() and (root / "d5" / "a.dat").exists() and (root / "d5" / "extra.txt").exists()
+    assert dirs and dirs[0]["state"] == "incomplete" and "d5/never.dat" in dirs[0]["reason"], dirs
+    recs = journal(caplog, "never.dat")
+    assert recs and all(r.__dict__["fields"]["INGEST_ZONE"] == "z" for r in recs)
+    assert recs[0].__dict__["fields"]["INGEST_PATH"] == str(root / "d5" / "MANIFEST.sha256")
+
+
+def test_an_unlisted_file_goes_with_the_set(manifest_pipe: Any, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    pipe = manifest_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "d6/a.dat", b"a")
+        write(root, "d6/extra.txt", b"not listed")
+        write(root, "d6/MANIFEST.sha256", f"{sha(b'a')}  a.dat\n")
+        until(pipe, lambda: (done / "d6").is_dir(), what="the set moved")
+    assert names(pipe) == {"d6/a.dat", "d6/extra.txt", "d6/MANIFEST.sha256"}
+    assert (done / "d6" / "extra.txt").read_bytes() == b"not listed"
