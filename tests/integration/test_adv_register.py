@@ -25,6 +25,7 @@ from tests.expect import sha2
 from tests.integration.test_adv_ops import pipe
 from tests.integration.test_adv_ops_cli import cli
 from tests.integration.test_ingest import Env, avus, env  # noqa: F401 - the fixture
+from tests.landing import server_readable
 
 pytestmark = pytest.mark.realonly
 
@@ -156,6 +157,43 @@ def test_odd_names_in_one_bulk_call(env: Env, monkeypatch: pytest.MonkeyPatch) -
         for rel in rels:
             with sess.data_objects.open(f"{env.coll}/{rel}", "r") as f:
                 assert f.read() == (env.root / rel).read_bytes(), rel
+
+
+def test_a_physical_path_too_long_for_the_server_in_a_bulk_batch(env: Env, monkeypatch: pytest.MonkeyPatch) \
+        -> None:  # noqa: F811
+    """A landing path longer than MAX_NAME_LEN whose logical path fits (the landing root is longer than the
+    collection): never sent in a bulk row (the server would read a truncated path), failed naming the limit;
+    the batch's other files go in bulk."""
+    ctx = scheme_known(env)
+    root = server_readable(env.root / ("p" * 200))
+    ctx = env.ctx(mode="register", resource="demoResc", path=root)
+    ctx.hash_scheme = "sha2"
+    rel_len = 1050 - len(env.coll) - 1
+    parts = ["d" * 200] * (rel_len // 201)
+    name = "f" * (rel_len - 201 * len(parts)) + ".x"
+    long_rel = "/".join([*parts, name])[:rel_len]
+    assert len(f"{env.coll}/{long_rel}") <= 1060 < 1088 < len(f"{os.path.realpath(root)}/{long_rel}")
+    (root / long_rel).parent.mkdir(parents=True)
+    for d in (root / long_rel).parents:
+        if d == root:
+            break
+        os.chmod(d, 0o755)
+    rels = [long_rel, "ok1.dat", "ok2.dat"]
+    items = []
+    for rel in rels:
+        (root / rel).write_bytes(os.urandom(77))
+        os.chmod(root / rel, 0o644)
+        st = os.stat(root / rel)
+        items.append(FileItem(rel, st.st_size, st.st_mtime_ns))
+    calls = counting(monkeypatch)
+    s = env.run(ctx, items)
+    assert calls == [2], calls
+    assert s["ingested"] == 2 and s["failed"] == 1, s
+    (rel, info), = ctx.ledger.failures("z1")
+    assert rel == long_rel and "MAX_NAME_LEN" in info["reason"], info
+    with env.session() as sess:
+        got = replicas(sess, env.coll)
+        assert sorted(got) == sorted(f"{env.coll}/{r}" for r in ["first.dat", "ok1.dat", "ok2.dat"]), sorted(got)
 
 
 def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
