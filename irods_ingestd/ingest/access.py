@@ -7,8 +7,10 @@ Two ways, chosen by ``inherit``:
   them. Measured on iRODS 5.0.2: an object put under its temporary name in an inheriting collection carries
   the ACLs, and keeps them through the rename; sub-collections inherit the flag; registered objects (one
   call or BULK_DATA_OBJ_REG) inherit too. So no per-object ACL call is sent (each is a catalog write, about
-  what an AVU call costs: bench/README.md, "Where a file's time goes"). :func:`prepare` runs once per worker
-  process and zone, and again whenever the worker forgot its collections (after a transient error, e.g. a
+  what an AVU call costs: bench/README.md, "Where a file's time goes"). :func:`prepare` looks at the collection
+  once per worker process and zone, again every :data:`RECHECK` seconds (a user or group removed from iRODS,
+  or removed and made again, has lost its rules there: files fail meanwhile, as they do without inherit),
+  and whenever the worker forgot its collections (after a transient error, e.g. a
   collection removed and created anew); whatever rule or flag is missing there is set recursively, so
   objects and sub-collections ingested before inherit was turned on get them too (once).
 * ``inherit = false``: each object gets one ACL call per rule (:func:`grant`): a put's temporary copy before
@@ -24,6 +26,7 @@ silently.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import irods.exception as iex
@@ -35,6 +38,9 @@ from .context import IngestContext
 from .errors import PermanentError, describe, is_transient
 
 log = logging.getLogger("irods_ingestd.ingest")
+
+RECHECK = 60.0  # seconds: a worker looks at its zone's collection again (a name removed from iRODS, or removed and
+# made again, loses its rules there; an admin may take a rule or the inheritance off)
 
 
 def _why(zone: ZoneSpec, r: Rule | None, where: str, e: BaseException) -> PermanentError:
@@ -79,8 +85,12 @@ def prepare(ctx: IngestContext, session: Any, zone: ZoneSpec) -> None:
     """``inherit = true``: the zone's collection exists with the inheritance flag and the zone's rules."""
     a = zone.access
     coll = zone.collection
-    if not a.inherit or (coll in ctx.access_ready and coll in ctx.known_collections):
+    if not a.inherit:
         return
+    checked = ctx.access_ready.get(coll)
+    if checked is not None and coll in ctx.known_collections and time.monotonic() - checked < RECHECK:
+        return
+    ctx.access_ready.pop(coll, None)  # until found in place again (bulk_ok asks)
     catalog.ensure_collection(session, coll, ctx.known_collections, ctx.sleep)
     inherit, have = catalog.collection_access(session, coll)
     for r in rules(a):
@@ -96,7 +106,7 @@ def prepare(ctx: IngestContext, session: Any, zone: ZoneSpec) -> None:
             if is_transient(e):
                 raise
             raise _why(zone, None, coll, e) from None
-    ctx.access_ready.add(coll)
+    ctx.access_ready[coll] = time.monotonic()
 
 
 _ADMIN: dict[tuple[str, int, str, str], bool] = {}  # (host, port, zone, user) → a rodsadmin?

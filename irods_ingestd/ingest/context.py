@@ -31,5 +31,6 @@ class IngestContext:
     resource_ids: dict[str, str] = field(default_factory=dict)  # resource name → id (bulk register rows)
     collection_avus: dict[str, tuple[int, ...]] = field(default_factory=dict)  # collection → its directory
     # sidecar (device, inode, size, mtime) whose AVUs it was given (see usermeta.apply_dir_sidecar)
-    access_ready: set[str] = field(default_factory=set)  # zone collections with their inherit and ACLs (access.py)
+    access_ready: dict[str, float] = field(default_factory=dict)  # zone collection → when its inherit and ACLs
+    # were found in place (monotonic; access.py looks again after access.RECHECK)
     provenance_written: set[str] = field(default_factory=set)  # zones whose collection has our provenance

@@ -24,6 +24,7 @@ import pytest
 from irods.access import iRODSAccess
 
 from irods_ingestd.actions import status
+from irods_ingestd.ingest import access as access_mod
 from irods_ingestd.ingest import after_run
 from irods_ingestd.ingest import replicas as replicas_mod
 from tests.access_server import AsUser, object_acls, remove_all, replicas
@@ -345,3 +346,59 @@ def test_a_rodsuser_whose_write_is_revoked_mid_run_keeps_the_files_and_retry_ing
         objs = pipe.objects()
         assert {k[len(pipe.collection) + 1:]: v[DataObject.checksum] for k, v in objs.items()} == \
             {"a.dat": sha2(b"first"), **{rel: sha2(b) for rel, b in data.items()}}
+
+
+def work_with(pipe: Pipeline, ctx: Any) -> int:
+    """Run the queued ingest jobs in this thread with one long-lived worker context (a worker process that runs
+    for days, unlike the pipeline's bursts, which start a new context each)."""
+    from rq import Queue
+
+    from irods_ingestd import ingest
+    from irods_ingestd.job import Batch
+
+    q = Queue(pipe.cfg.queue.name, connection=pipe.r)
+    n = 0
+    for job in q.get_jobs():
+        ingest.ingest_batch(ctx, Batch.from_record(job.args[0]))
+        q.remove(job)
+        job.delete()
+        n += 1
+    return n
+
+
+def test_inherit_in_a_long_lived_worker_notices_an_acl_user_removed_and_made_again(
+        make_pipe: Any, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broke: a worker prepared the zone's collection (inherit, rules) once for its life, so with a name removed
+    from iRODS the files went in without its rule, and once it was made again they went on without it (new objects
+    inherit the collection's ACLs, where the rule was gone) until the worker restarted."""
+    from irods_ingestd import tasks
+
+    monkeypatch.setattr(access_mod, "RECHECK", 0.5)
+    with server.session() as s:
+        _make_user(s)
+    pipe = make_pipe(acl=[f"read:{DUSER}"], inherit=True)
+    ctx = tasks.make_context(pipe.cfg)
+    try:
+        with pipe:
+            def through(rel: str) -> None:
+                (pipe.root / rel).write_bytes(os.urandom(500))
+                until(pipe, lambda: work_with(pipe, ctx) >= 0 and pipe.ledger.stats("z")["queued"] == 0 and
+                      (rel in rels(pipe) or rel in failures(pipe)), timeout=30, what=f"{rel} ingested or failed")
+
+            through("a.dat")
+            with server.session() as s:
+                s.users.remove(DUSER)
+            time.sleep(0.6)
+            through("b.dat")
+            assert "b.dat" in failures(pipe) and f"no iRODS user or group named {DUSER}" in failures(pipe)["b.dat"], \
+                (rels(pipe), failures(pipe))
+            with server.session() as s:
+                _make_user(s)
+            pipe.ledger.retry_failed(["z"])
+            through("c.dat")
+            until(pipe, lambda: work_with(pipe, ctx) >= 0 and "b.dat" in rels(pipe), timeout=30, what="b.dat")
+    finally:
+        ctx.sessions.cleanup()
+    assert failures(pipe) == {}
+    for rel in ("a.dat", "b.dat", "c.dat"):
+        assert object_acls(server, f"{pipe.collection}/{rel}").get(DUSER) == "read_object", rel
