@@ -48,8 +48,9 @@ def _read(zone: ZoneSpec, rel: str) -> tuple[list[Triple], os.stat_result] | Non
     try:
         return sidecars.read(path, zone.follow_symlinks)
     except SidecarError as e:
-        try:
-            young = time.time() - os.lstat(path).st_mtime < SIDECAR_QUIET
+        try:  # an mtime further in the future (a clock ahead, `touch -d`, an archive's dates) is no writer at
+            # work: taken as one, the file would settle again for ever, never failed and never ingested
+            young = abs(time.time() - os.lstat(path).st_mtime) < SIDECAR_QUIET
         except OSError:
             young = True  # it went meanwhile: look again
         if young:

@@ -1,0 +1,262 @@
+"""Session 5 probe, metadata: path AVUs, JSON sidecars (per file and per directory), the provenance set, on
+the real iRODS, each answer read back with GenQuery. Sidecars that arrive late or change after their file was
+ingested, new versions and their AVUs, odd but valid JSON, every kind of sidecar that cannot be taken (each
+fails its file with the reason, nothing of it in iRODS), sidecars that are symlinks, directories, or of a
+sidecar, regex groups that match nothing, and a register zone whose worker died between the registration
+and the AVU call."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from irods.column import Like
+from irods.models import Collection, DataObject, DataObjectMeta
+
+from tests.integration.test_metadata_avus import everything, failures
+from tests.pipeline_harness import Pipeline, pipelines, until, write
+
+pytestmark = pytest.mark.realonly
+
+SIDE = {"sidecar": "{name}.metadata.json"}
+OLD = time.time() - 600  # a sidecar's mtime that is not "being written"
+
+
+@pytest.fixture
+def make_pipe(tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> Iterator[Callable[..., Pipeline]]:
+    with pipelines(tmp_path, redis_server.url, irods) as make:
+        yield make
+
+
+def avus_of(pipe: Pipeline, rel: str) -> list[tuple[str, str, str]]:
+    """An object's AVUs as GenQuery lists them (a duplicate would show twice), sorted."""
+    path = f"{pipe.collection}/{rel}"
+    coll, _, name = path.rpartition("/")
+    with pipe.irods.session() as s:
+        q = s.query(DataObjectMeta.name, DataObjectMeta.value, DataObjectMeta.units) \
+            .filter(Collection.name == coll).filter(DataObject.name == name)
+        return sorted((r[DataObjectMeta.name], r[DataObjectMeta.value], r[DataObjectMeta.units] or "") for r in q)
+
+
+def user_avus(pipe: Pipeline, rel: str) -> list[tuple[str, str, str]]:
+    """Without the provenance (ingestd::...)."""
+    return [t for t in avus_of(pipe, rel) if not t[0].startswith("ingestd::")]
+
+
+def attr_values(pipe: Pipeline, rel: str, attr: str) -> list[str]:
+    return [v for a, v, _ in avus_of(pipe, rel) if a == attr]
+
+
+def old(p: Path) -> Path:
+    os.utime(p, (OLD, OLD), follow_symlinks=False)
+    return p
+
+
+def done_at(pipe: Pipeline, rel: str, p: Path) -> bool:
+    """Is the file's current version (size, mtime) done in the ledger?"""
+    e = pipe.ledger.get(pipe.name, rel)
+    st = p.stat()
+    return e is not None and e.state == b"D" and e.same_version(st.st_size, st.st_mtime_ns)
+
+
+def stats(pipe: Pipeline) -> dict[str, int]:
+    return pipe.ledger.stats(pipe.name)
+
+
+# --- sidecars and time: late, rewritten, new versions ------------------------------------------------------
+
+def test_a_sidecar_rewritten_or_arriving_after_its_file_changes_nothing(make_pipe: Callable[..., Pipeline]) -> None:
+    """README: 'A sidecar changed after its file was ingested changes nothing in iRODS' (and 'write the
+    sidecar first'): neither a rewritten sidecar nor one that arrives late re-tags the object, and the
+    sidecars are never objects."""
+    pipe = make_pipe(**SIDE)
+    write(pipe, "r/a.dat.metadata.json", {"stage": "raw"})
+    write(pipe, "r/a.dat", "a")
+    write(pipe, "r/b.dat", "b")
+    with pipe:
+        pipe.drain(min_done=2)
+        write(pipe, "r/a.dat.metadata.json", {"stage": "final", "extra": 1})
+        write(pipe, "r/b.dat.metadata.json", {"stage": "late"})
+        time.sleep(0.5)
+        pipe.drain(min_done=2)
+    assert user_avus(pipe, "r/a.dat") == [("stage", "raw", "")]
+    assert user_avus(pipe, "r/b.dat") == []
+    assert everything(pipe) == {"r/a.dat", "r/b.dat"}
+    assert failures(pipe) == {} and stats(pipe)["done"] == 2
+
+
+def test_touching_the_file_after_fixing_its_sidecar_keeps_the_object_and_its_avus(
+        make_pipe: Callable[..., Pipeline]) -> None:
+    """The same bytes again (touch) are 'already present': the object is not written again, so neither are
+    its AVUs (README: a sidecar changed after its file was ingested changes nothing in iRODS)."""
+    pipe = make_pipe(**SIDE)
+    data = write(pipe, "t/a.dat", "same bytes")
+    write(pipe, "t/a.dat.metadata.json", {"stage": "wrong"})
+    with pipe:
+        pipe.drain(min_done=1)
+        before = avus_of(pipe, "t/a.dat")
+        write(pipe, "t/a.dat.metadata.json", {"stage": "fixed"})
+        os.utime(data, (OLD, OLD))
+        until(pipe, lambda: done_at(pipe, "t/a.dat", data), what="the touched file done again")
+    assert avus_of(pipe, "t/a.dat") == before
+    assert everything(pipe) == {"t/a.dat"}
+
+
+@pytest.mark.parametrize("versions", ["keep", "replace"])
+def test_a_new_version_has_its_own_sidecar_avus_and_the_old_keeps_its_own(
+        make_pipe: Callable[..., Pipeline], versions: str) -> None:
+    pipe = make_pipe(versions=versions, path_regex=r"^(?P<run>[^/]+)/", **SIDE)
+    data = write(pipe, "R1/x.dat", "version one")
+    write(pipe, "R1/x.dat.metadata.json", {"v": "1", "only_in_one": True})
+    with pipe:
+        pipe.drain(min_done=1)
+        write(pipe, "R1/x.dat.metadata.json", {"v": "2"})
+        data.write_text("version two, longer")
+        until(pipe, lambda: attr_values(pipe, "R1/x.dat", "v") == ["2"], what="the second version")
+        pipe.drain()
+    assert failures(pipe) == {}
+    new = avus_of(pipe, "R1/x.dat")
+    assert [t for t in new if not t[0].startswith("ingestd::") or t[0] == "ingestd::run"] == \
+        [("ingestd::run", "R1", ""), ("v", "2", "")]
+    one_each = [a for a, _, _ in new if a.startswith("ingestd::")]
+    assert sorted(one_each) == sorted(set(one_each)), new  # no provenance attribute twice
+    assert ("ingestd::size", "19", "bytes") in new
+    if versions == "keep":
+        kept = avus_of(pipe, "R1/x.dat.~1~")
+        assert [t for t in kept if not t[0].startswith("ingestd::")] == [("only_in_one", "true", ""), ("v", "1", "")]
+        assert ("ingestd::size", "11", "bytes") in kept and "ingestd::superseded" in {a for a, _, _ in kept}
+        assert everything(pipe) == {"R1/x.dat", "R1/x.dat.~1~"}
+    else:
+        assert everything(pipe) == {"R1/x.dat"}
+
+
+def test_a_register_zone_reregisters_with_the_new_sidecar_only(make_pipe: Callable[..., Pipeline]) -> None:
+    pipe = make_pipe(mode="register", resource="demoResc", **SIDE)
+    data = write(pipe, "g/x.dat", "registered one")
+    write(pipe, "g/x.dat.metadata.json", {"v": "1", "gone": "yes"})
+    with pipe:
+        pipe.drain(min_done=1)
+        write(pipe, "g/x.dat.metadata.json", {"v": "2"})
+        data.write_text("registered two, longer")
+        until(pipe, lambda: attr_values(pipe, "g/x.dat", "v") == ["2"], what="the second registration")
+        pipe.drain()
+    got = avus_of(pipe, "g/x.dat")
+    assert [t for t in got if not t[0].startswith("ingestd::")] == [("v", "2", "")]
+    assert [v for a, v, _ in got if a == "ingestd::size"] == ["22"]
+    assert everything(pipe) == {"g/x.dat"}
+
+
+# --- what a sidecar may hold ----------------------------------------------------------------------------------
+
+def test_odd_but_valid_sidecars_reach_irods_exactly(make_pipe: Callable[..., Pipeline]) -> None:
+    """Unicode at iRODS' byte limit, XML's special characters, whitespace, tab and newline, a byte order mark,
+    numbers kept as written, an attribute that only looks like the provenance, the same AVU twice (within the
+    sidecar's list, and from the path and the sidecar): each reaches iRODS as written, once."""
+    pipe = make_pipe(path_regex=r"^(?P<run>[^/]+)/", avu_prefix="", **SIDE)
+    emoji = "\U0001f600" * 675  # 2700 bytes of UTF-8: the limit itself
+    doc = ('\ufeff{"run": "R9", "xml": "a&b<c>\'\\"`]]>&amp;", "space": "  padded  ", "blank": "   ", '
+           '"tab\\there": "line\\nbreak\\ttab", "big": 123456789012345678901234567890, "tiny": -1.0e-400, '
+           '"flag": false, "ingestd::zone ": "not the zone", "Ingestd::zone": "case", "emoji": "' + emoji + '", '
+           '"\u00e9t\u00e9": "\u65e5\u672c", "twice": ["same", "same", {"value": "same"}], '
+           '"u": {"value": "1", "units": "\u00b5m"}}')
+    write(pipe, "R9/f.dat.metadata.json", doc.encode())
+    write(pipe, "R9/f.dat", "f")
+    with pipe:
+        pipe.drain(min_done=1)
+    assert failures(pipe) == {}
+    got = user_avus(pipe, "R9/f.dat")
+    assert got == sorted([
+        ("run", "R9", ""), ("xml", "a&b<c>'\"`]]>&amp;", ""), ("space", "  padded  ", ""), ("blank", "   ", ""),
+        ("tab\there", "line\nbreak\ttab", ""), ("big", "123456789012345678901234567890", ""),
+        ("tiny", "-1.0e-400", ""), ("flag", "false", ""), ("Ingestd::zone", "case", ""), ("emoji", emoji, ""),
+        ("\u00e9t\u00e9", "\u65e5\u672c", ""), ("twice", "same", ""), ("u", "1", "\u00b5m")]), got
+    everything_ = avus_of(pipe, "R9/f.dat")
+    assert ("ingestd::zone ", "not the zone", "") in everything_ and ("ingestd::zone", "z", "") in everything_
+    # found by GenQuery on the unicode value
+    with pipe.irods.session() as s:
+        q = s.query(DataObject.name).filter(DataObjectMeta.name == "\u00e9t\u00e9") \
+            .filter(DataObjectMeta.value == "\u65e5\u672c").filter(Like(Collection.name, pipe.collection + "%"))
+        assert [r[DataObject.name] for r in q] == ["f.dat"]
+
+
+BAD: list[tuple[str, bytes | None, str]] = [  # name, sidecar (None: made by the test), what the reason says
+    ("array", b'["a", "b"]', "expected a JSON object"),
+    ("bom-array", "\ufeff[]".encode(), "expected a JSON object"),
+    ("number", b"42", "expected a JSON object"),
+    ("empty", b"", "not valid JSON"),
+    ("utf16", '{"a": "b"}'.encode("utf-16"), "not UTF-8"),
+    ("dupkey", b'{"a": 1, "a": 2}', "'a' appears twice"),
+    ("nested", b'{"a": {"b": {"c": 1}}}', "an object needs \"value\""),
+    ("listlist", b'{"a": [1, [2]]}', "a list inside a list"),
+    ("null-in-list", b'{"a": ["x", null]}', "null is not a value"),
+    ("inf", b'{"a": Infinity}', "Infinity is not a value"),
+    ("surrogate", b'{"a": "\\ud800"}', "not valid UTF-8 text"),
+    ("control", b'{"a": "x\\u0001"}', "U+0001, which the iRODS protocol (XML) cannot carry"),
+    ("fffe", b'{"a\\ufffe": "x"}', "U+FFFE"),
+    ("long-attr", b'{"' + "\u00e9".encode() * 1351 + b'": "x"}', "2702 bytes long"),
+    ("long-value", b'{"a": ["ok", "' + b"v" * 2701 + b'"]}', "value of 'a' is 2701 bytes long"),
+    ("long-units", b'{"a": {"value": 1, "units": "' + b"u" * 251 + b'"}}', "units of 'a' is 251 bytes long"),
+    ("superseded", b'{"ingestd::superseded": "never"}', "'ingestd::superseded' is irods-ingestd's own"),
+    ("original", b'{"ingestd::original_name": "00"}', "irods-ingestd's own"),
+    ("provenance", b'{"ingestd::provenance": "collection"}', "irods-ingestd's own"),
+    ("empty-attr", b'{"": "x"}', "empty attribute"),
+    ("huge-attr", b'{"' + b"k" * 100_000 + b'": "x"}', "is 100000 bytes long"),
+    ("huge-dup", b'{"' + b"k" * 2000 + b'": 1, "' + b"k" * 2000 + b'": 2}', "appears twice"),
+    ("huge", None, "bytes long (at most 1048576)"),
+    ("many", b'{"a": [' + b",".join(b"%d" % i for i in range(5001)) + b']}', "gives more than 5000 AVUs"),
+    ("directory", None, "is not a regular file"),
+    ("fifo", None, "is not a regular file"),
+]
+
+
+def test_every_sidecar_that_cannot_be_taken_fails_its_file_alone(make_pipe: Callable[..., Pipeline]) -> None:
+    pipe = make_pipe(**SIDE)
+    for name, doc, _ in BAD:
+        side = pipe.root / f"b/{name}.metadata.json"
+        side.parent.mkdir(exist_ok=True)
+        if doc is not None:
+            side.write_bytes(doc)
+        elif name == "huge":
+            side.write_bytes(b'{"a": "' + b"x" * (1 << 20) + b'"}')
+        elif name == "directory":
+            side.mkdir()
+        else:
+            os.mkfifo(side)
+        old(side)
+        write(pipe, f"b/{name}", name)
+    write(pipe, "b/good", "good")
+    with pipe:
+        until(pipe, lambda: stats(pipe)["failed"] == len(BAD) and stats(pipe)["done"] == 1,
+              what="every bad one failed, the good one done")
+    f = dict(pipe.ledger.failures(pipe.name))  # every one (status lists the first 20)
+    for name, _, says in BAD:
+        reason = f[f"b/{name}"]["reason"]
+        assert reason.startswith(f"sidecar {pipe.root}/b/{name}.metadata.json: ") and says in reason, (name, reason)
+        assert f[f"b/{name}"]["kind"] == "metadata"
+        assert len(reason) < 600, (name, len(reason))  # a sidecar's text is quoted short: not 100 kB a log line
+    assert everything(pipe) == {"b/good"}
+
+
+def test_a_bad_sidecar_dated_in_the_future_fails_its_file(make_pipe: Callable[..., Pipeline]) -> None:
+    """A bad sidecar 'changed in the last 3 s' is waited for; one whose mtime is in the future (a clock ahead,
+    `touch -d tomorrow`, an archive's dates) must not be taken as being written for ever: the file would settle
+    again and again, never failed and never ingested."""
+    pipe = make_pipe(**SIDE)
+    side = write(pipe, "f/x.dat.metadata.json", '{"a": ')
+    future = time.time() + 86400
+    os.utime(side, (future, future))
+    write(pipe, "f/x.dat", "x")
+    with pipe:
+        until(pipe, lambda: stats(pipe)["failed"] == 1, timeout=20, what="the file failed")
+    assert "not valid JSON" in failures(pipe)["f/x.dat"]["reason"]
+    assert everything(pipe) == set()
+
+
+def test_the_avu_count_limit_itself_is_accepted() -> None:
+    from irods_ingestd.sidecars import MAX_SIDECAR_AVUS, parse
+
+    assert len(parse(b'{"a": [' + b",".join(b"%d" % i for i in range(MAX_SIDECAR_AVUS)) + b']}')) == 5000
