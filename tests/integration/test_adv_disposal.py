@@ -152,7 +152,8 @@ def test_a_replicate_to_resource_removed_or_down_holds_the_file_until_it_is_back
             spin(pipe, 2)
             assert (pipe.root / "a.dat").read_bytes() == d, "moved without its second replica"
             why = held(pipe)["a.dat"]
-            assert "held:" in why and obj in why or DRESC in why, why
+            code = "SYS_RESC_DOES_NOT_EXIST" if fault == "removed" else "SYS_REPLICA_INACCESSIBLE"
+            assert why.startswith(f"held: replicas of {obj} not verified: {code}") and DRESC in why, why
             with server.session() as s:
                 if fault == "removed":
                     _make_resc(s)
@@ -402,3 +403,28 @@ def test_inherit_in_a_long_lived_worker_notices_an_acl_user_removed_and_made_aga
     assert failures(pipe) == {}
     for rel in ("a.dat", "b.dat", "c.dat"):
         assert object_acls(server, f"{pipe.collection}/{rel}").get(DUSER) == "read_object", rel
+
+
+def test_a_directory_in_move_to_that_leads_back_into_the_zone_never_brings_the_file_back(
+        make_pipe: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """check-config refuses a move_to inside the zone; a directory below move_to made later as a symlink into the
+    zone (say, done/run -> landing/run) must not move the file back into the zone (ingested again, endlessly)."""
+    monkeypatch.setattr(after_run, "RETRY_FAILED", 0.5)
+    done = tmp_path / "done"
+    done.mkdir()
+    pipe = make_pipe(after="move", move_to=str(done), after_hold="0s")
+    (pipe.root / "run").mkdir()
+    (done / "run").symlink_to(pipe.root / "run")
+    d = os.urandom(700)
+    with caplog.at_level(logging.WARNING, logger="irods_ingestd"), pipe:
+        (pipe.root / "run/a.dat").write_bytes(d)
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] >= 1, what="a.dat ingested")
+        spin(pipe, 2)
+        landed = sorted(p.name for p in (pipe.root / "run").iterdir())
+        assert landed == ["a.dat"], landed  # not a.dat.~1~ beside it, to be ingested again
+        assert rels(pipe) == {"run/a.dat"}, rels(pipe)
+        said = [r.getMessage() for r in caplog.records if "run/a.dat" in r.getMessage()]
+        assert any(f"after = move failed: {done}/run leads back into the zone" in m for m in said), said
+        (done / "run").unlink()  # the operator fixes it: the file goes
+        until(pipe, lambda: not (pipe.root / "run/a.dat").exists(), timeout=30, what="the move once fixed")
+    assert (done / "run/a.dat").read_bytes() == d and rels(pipe) == {"run/a.dat"}

@@ -37,10 +37,19 @@ def _copy_checked(src: str, dest_dir: str, name: str, item: Verified) -> str:
     return tmp
 
 
+def _outside_the_zone(zone: ZoneSpec, dest_dir: str) -> None:
+    """check-config refuses a move_to inside the zone; a directory below it may still be made later as a symlink
+    into the zone (done/run -> landing/run): the file would come back as a new one, ingested again, endlessly."""
+    real, root = os.path.realpath(dest_dir), os.path.realpath(zone.root)
+    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        raise OSError(errno.ELOOP, f"{dest_dir} leads back into the zone (to {real}): not moved there", dest_dir)
+
+
 def run(zone: ZoneSpec, item: Verified, path: str) -> None:
     assert zone.move_to
     dest = os.path.join(zone.move_to, item.rel)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
+    _outside_the_zone(zone, os.path.dirname(dest))
     try:
         target = fsops.rename_to_free_name(path, dest)
     except OSError as e:
