@@ -160,9 +160,11 @@ def read(path: str, follow_symlinks: bool) -> tuple[list[Triple], os.stat_result
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
+        if os.path.islink(path):  # meant as the sidecar: the file is not ingested without its AVUs
+            raise SidecarError("is a symlink to nothing") from None
         return None
     except OSError as e:
-        if e.errno == errno.ELOOP:
+        if e.errno == errno.ELOOP and not follow_symlinks:
             raise SidecarError("is a symlink (the zone has symlinks = \"skip\")") from None
         raise SidecarError(f"cannot be read: {e.strerror}") from None
     try:

@@ -260,3 +260,67 @@ def test_the_avu_count_limit_itself_is_accepted() -> None:
     from irods_ingestd.sidecars import MAX_SIDECAR_AVUS, parse
 
     assert len(parse(b'{"a": [' + b",".join(b"%d" % i for i in range(MAX_SIDECAR_AVUS)) + b']}')) == 5000
+
+
+# --- which files are sidecars ---------------------------------------------------------------------------------
+
+def test_sidecars_of_sidecars_orphans_and_directories_named_like_sidecars(make_pipe: Callable[..., Pipeline]) -> None:
+    pipe = make_pipe(dir_sidecar="metadata.json", **SIDE)
+    write(pipe, "o/a.dat", "a")
+    write(pipe, "o/a.dat.metadata.json", {"k": "a"})
+    write(pipe, "o/a.dat.metadata.json.metadata.json", {"k2": "of the sidecar"})  # a sidecar's sidecar: nothing
+    write(pipe, "o/orphan.dat.metadata.json", {"k": "its file never comes"})
+    write(pipe, "o/b.dat", "b")
+    write(pipe, "o/b.dat.metadata.json/inner.dat", "in a directory named like b.dat's sidecar")
+    write(pipe, "p/metadata.json/deep.dat", "in a directory named like the directory sidecar")
+    write(pipe, "p/c.dat", "c")
+    for d in ("o/b.dat.metadata.json", "p/metadata.json"):
+        old(pipe.root / d)
+    with pipe:
+        until(pipe, lambda: stats(pipe)["done"] == 3 and stats(pipe)["failed"] == 2, what="3 done, 2 failed")
+        pipe.drain(min_done=3)
+    assert everything(pipe) == {"o/a.dat", "o/b.dat.metadata.json/inner.dat", "p/metadata.json/deep.dat"}
+    assert user_avus(pipe, "o/a.dat") == [("k", "a", "")]
+    f = dict(pipe.ledger.failures(pipe.name))
+    assert sorted(f) == ["o/b.dat", "p/c.dat"]
+    assert f["o/b.dat"]["reason"] == f"sidecar {pipe.root}/o/b.dat.metadata.json: is not a regular file"
+    assert f["p/c.dat"]["reason"] == f"sidecar {pipe.root}/p/metadata.json: is not a regular file"
+
+
+def test_a_symlinked_sidecar_in_a_zone_that_skips_symlinks_fails_its_file(
+        make_pipe: Callable[..., Pipeline], tmp_path: Path) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"from": "outside"}')
+    pipe = make_pipe(**SIDE)
+    write(pipe, "s/a.dat", "a")
+    (pipe.root / "s/a.dat.metadata.json").symlink_to(outside)
+    old(pipe.root / "s/a.dat.metadata.json")
+    with pipe:
+        until(pipe, lambda: stats(pipe)["failed"] == 1, what="the file failed")
+    assert dict(pipe.ledger.failures(pipe.name))["s/a.dat"]["reason"] == \
+        f"sidecar {pipe.root}/s/a.dat.metadata.json: is a symlink (the zone has symlinks = \"skip\")"
+    assert everything(pipe) == set()
+
+
+def test_symlinked_sidecars_in_a_zone_that_follows_symlinks(make_pipe: Callable[..., Pipeline], tmp_path: Path) -> None:
+    """Followed to a file outside the zone; a symlink to nothing, or a loop, fails its file saying so (the
+    user meant a sidecar: the file is not ingested without its AVUs)."""
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"from": "outside"}')
+    pipe = make_pipe(symlinks="follow", **SIDE)
+    for rel in ("l/a.dat", "l/dangling.dat", "l/loop.dat"):
+        write(pipe, rel, rel)
+    (pipe.root / "l/a.dat.metadata.json").symlink_to(outside)
+    (pipe.root / "l/dangling.dat.metadata.json").symlink_to(tmp_path / "nothing.json")
+    (pipe.root / "l/loop.dat.metadata.json").symlink_to(pipe.root / "l/loop.dat.metadata.json")
+    for rel in ("a", "dangling", "loop"):
+        old(pipe.root / f"l/{rel}.dat.metadata.json")
+    with pipe:
+        until(pipe, lambda: stats(pipe)["done"] == 1 and stats(pipe)["failed"] == 2, what="1 done, 2 failed")
+    assert user_avus(pipe, "l/a.dat") == [("from", "outside", "")]
+    f = dict(pipe.ledger.failures(pipe.name))
+    assert f["l/dangling.dat"]["reason"] == \
+        f"sidecar {pipe.root}/l/dangling.dat.metadata.json: is a symlink to nothing"
+    assert f["l/loop.dat"]["reason"].startswith(f"sidecar {pipe.root}/l/loop.dat.metadata.json: cannot be read: ")
+    assert "skip" not in f["l/loop.dat"]["reason"]
+    assert everything(pipe) == {"l/a.dat"}
