@@ -7,6 +7,7 @@ and the AVU call."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import pytest
 from irods.column import Like
 from irods.models import Collection, DataObject, DataObjectMeta
 
+from tests.integration.test_ingest import env  # noqa: F401 - the fixture
 from tests.integration.test_metadata_avus import everything, failures
 from tests.pipeline_harness import Pipeline, pipelines, until, write
 
@@ -324,3 +326,93 @@ def test_symlinked_sidecars_in_a_zone_that_follows_symlinks(make_pipe: Callable[
     assert f["l/loop.dat"]["reason"].startswith(f"sidecar {pipe.root}/l/loop.dat.metadata.json: cannot be read: ")
     assert "skip" not in f["l/loop.dat"]["reason"]
     assert everything(pipe) == {"l/a.dat"}
+
+
+# --- the path regex -----------------------------------------------------------------------------------------
+
+def test_path_regex_groups_that_match_nothing_give_no_avu(make_pipe: Callable[..., Pipeline]) -> None:
+    """A group that did not take part, or matched an empty text, gives no AVU (iRODS refuses an empty
+    value); a path the regex does not match is ingested without path AVUs; the value of a mapped name is its
+    mapped form (what ingestd::source_path shows); path and sidecar giving the same AVU: once."""
+    regex = r"^(?P<run>[^/]*)/(?:(?P<lane>L\d+)/)?(?P<sample>[^/.]*)(?P<ext>\.fq)?$"
+    pipe = make_pipe(path_regex=regex, avu_prefix="p:", **SIDE)
+    write(pipe, "R1/L001/s1.fq", "1")
+    write(pipe, "R1/s2", "2")
+    write(pipe, "R1/.fq", "3")
+    write(pipe, "R1/deep/er/x.txt", "4")
+    (pipe.root / "R\xff".encode("latin-1").decode("utf-8", "surrogateescape")).mkdir()
+    with open(os.path.join(os.fsencode(pipe.root), b"R\xff/s5"), "wb") as f:
+        f.write(b"5")
+    write(pipe, "R1/s2.metadata.json", {"p:run": "R1", "p:sample": ["s2", "other"]})
+    with pipe:
+        pipe.drain(min_done=5)
+    assert failures(pipe) == {}
+    assert user_avus(pipe, "R1/L001/s1.fq") == \
+        [("p:ext", ".fq", ""), ("p:lane", "L001", ""), ("p:run", "R1", ""), ("p:sample", "s1", "")]
+    assert user_avus(pipe, "R1/s2") == [("p:run", "R1", ""), ("p:sample", "other", ""), ("p:sample", "s2", "")]
+    assert user_avus(pipe, "R1/.fq") == [("p:ext", ".fq", ""), ("p:run", "R1", "")]
+    assert user_avus(pipe, "R1/deep/er/x.txt") == []
+    mapped = avus_of(pipe, "R%FF/s5")
+    assert ("p:run", "R%FF", "") in mapped and ("p:sample", "s5", "") in mapped
+    assert ("ingestd::original_name", "52ff2f7335", "hex") in mapped
+
+
+# --- register zones: a worker that dies between the registration and the AVU call --------------------------
+
+class Killed(BaseException):
+    """The worker died here (SIGKILL): nothing after this point runs, no clean-up either."""
+
+
+def test_a_register_worker_killed_before_its_avu_call_leaves_nothing_half_tagged(
+        env: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The one-call way and the bulk way each die right after registering; the next worker completes every
+    object: each gets its whole set of AVUs (provenance, path, sidecar), each once, nothing else."""
+
+    from irods_ingestd.ingest import bulk, transfer
+    from irods_ingestd.zoneparts.avus import Avus
+    from tests.integration.test_ingest import objects_under
+
+    cfg = Avus(path_regex=r"^(?P<run>[^/]+)/", sidecar="{name}.json")
+    real_tag, real_finish, real_send = transfer.tag_registered, bulk._finish, bulk._send
+    sent: list[int] = []
+
+    def tag(*a: Any, **k: Any) -> None:
+        raise Killed()
+
+    def finish(ctx: Any, session: Any, zone: Any, r: Any) -> Any:
+        if r.item.rel == "k/f3.dat":
+            raise Killed()
+        return real_finish(ctx, session, zone, r)
+
+    monkeypatch.setattr(transfer, "tag_registered", tag)
+    monkeypatch.setattr(bulk, "_send", lambda s, rows, *a: (sent.append(len(rows)), real_send(s, rows, *a)))
+    items = []
+    for i in range(6):
+        items.append(env.write(f"k/f{i}.dat", os.urandom(100 + i)))
+        (env.root / f"k/f{i}.dat.json").write_text(json.dumps({"index": i, "tags": ["x", "y"]}))
+    with pytest.raises(Killed):  # a first worker: the one-call way dies after registering f0
+        env.run(env.ctx(mode="register", resource="demoResc", avus=cfg), items[:1])
+    monkeypatch.setattr(transfer, "tag_registered", real_tag)
+    monkeypatch.setattr(bulk, "_finish", finish)
+    ctx = env.ctx(mode="register", resource="demoResc", avus=cfg)
+    ctx.hash_scheme = "sha2"  # as a worker that ingested before: the bulk way at once
+    with pytest.raises(Killed):  # a second: f1..f5 in one bulk call; it dies before f3's AVUs
+        env.run(ctx, items[1:])
+    assert sent == [5], sent
+    with env.session() as s:
+        registered = objects_under(s, env.coll)
+        assert len(registered) == 6, registered  # all six registered, some without their AVUs
+        bare = sorted(p.rpartition("/")[2] for p in registered if not s.metadata.get(DataObject, p))
+        assert bare == ["f0.dat", "f3.dat", "f4.dat", "f5.dat"], bare
+    monkeypatch.setattr(bulk, "_finish", real_finish)
+    got = env.run(env.ctx(mode="register", resource="demoResc", avus=cfg), items)
+    assert got["failed"] == 0, got
+    with env.session() as s:
+        for i in range(6):
+            path = f"{env.coll}/k/f{i}.dat"
+            avus = sorted((m.name, m.value) for m in s.metadata.get(DataObject, path))
+            names_ = [a for a, _ in avus]
+            user = [(a, v) for a, v in avus if not a.startswith("ingestd::") or a == "ingestd::run"]
+            assert user == [("index", str(i)), ("ingestd::run", "k"), ("tags", "x"), ("tags", "y")], (path, avus)
+            prov = [a for a in names_ if a.startswith("ingestd::") and a != "ingestd::run"]
+            assert sorted(prov) == sorted(set(prov)) and "ingestd::source_path" in prov, (path, avus)
