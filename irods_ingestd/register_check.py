@@ -130,10 +130,10 @@ VAULT_REFUSAL = ("register mode cannot register this file: it is inside the vaul
                  "delete the landing file, an imv move it); register files outside every resource's vault")
 
 
-def vault_refusal(realpath: str, fetch: Callable[[], dict[str, str]]) -> str | None:
-    """Why `realpath` may not be registered (inside a vault), or None; the vaults (`fetch`: resource → vault
-    path) are asked again after CACHE_SECONDS."""
-    hit = vault_holding(realpath, _cached(("vaults", "", ""), fetch))
+def vault_refusal(realpath: str, fetch: Callable[[], dict[str, str]], server: str = "") -> str | None:
+    """Why `realpath` may not be registered (inside a vault), or None; the vaults of `server` (`fetch`:
+    resource → vault path) are asked again after CACHE_SECONDS."""
+    hit = vault_holding(realpath, _cached(("vaults", server, ""), fetch))
     return VAULT_REFUSAL.format(resc=hit[0], vault=hit[1]) if hit else None
 
 

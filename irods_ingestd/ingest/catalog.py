@@ -197,6 +197,11 @@ def resource_id(session: Any, name: str) -> str:
     return str(rows[0][Resource.id])
 
 
+def has_children(session: Any, resc_id: str) -> bool:
+    """Is this resource a coordinating one (passthru, replication, ...: it has children)?"""
+    return bool(list(session.query(Resource.id).filter(Resource.parent == resc_id)))
+
+
 def unregister(session: Any, path: str) -> None:
     session.data_objects.unregister(path)
 

@@ -73,7 +73,8 @@ def put(ctx: IngestContext, session: Any, size: int, loc: Local, part: str, opts
 def register_refusal(session: Any, realpath: str) -> str | None:
     """Why this landing file cannot be registered (a name the protocol cannot carry, too long a path, a path
     inside a resource's vault), or None."""
-    return names.register_refusal(realpath) or vault_refusal(realpath, lambda: catalog.vault_paths(session))
+    server = f"{getattr(session, 'host', '')}:{getattr(session, 'port', '')}/{getattr(session, 'zone', '')}"
+    return names.register_refusal(realpath) or vault_refusal(realpath, lambda: catalog.vault_paths(session), server)
 
 
 def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str | None,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from irods.column import Like
-from irods.models import Collection, DataObject
+from irods.models import Collection, DataObject, Resource
 
 from irods_ingestd import ingest
 from irods_ingestd.ingest import bulk, transfer
@@ -196,6 +196,48 @@ def test_a_physical_path_too_long_for_the_server_in_a_bulk_batch(env: Env, monke
     with env.session() as sess:
         got = replicas(sess, env.coll)
         assert sorted(got) == sorted(f"{env.coll}/{r}" for r in ["first.dat", "ok1.dat", "ok2.dat"]), sorted(got)
+
+
+PASSTHRU, LEAF = "ingestd_advreg_pt", "ingestd_advreg_leaf"
+
+
+def passthru(e: Env) -> None:
+    """A coordinating resource (passthru) over a unixfilesystem leaf, made once on the shared server."""
+    with e.session() as sess:
+        names_ = {r[Resource.name] for r in sess.query(Resource.name)}
+        if LEAF not in names_:
+            sess.resources.create(LEAF, "unixfilesystem", host=sess.query(Resource.location).filter(
+                Resource.name == "demoResc").one()[Resource.location], path=f"/var/lib/irods/{LEAF}_vault")
+        if PASSTHRU not in names_:
+            sess.resources.create(PASSTHRU, "passthru")
+        parent = sess.query(Resource.parent).filter(Resource.name == LEAF).one()[Resource.parent]
+        if not parent:
+            sess.resources.add_child(PASSTHRU, LEAF)
+
+
+def test_bulk_register_to_a_coordinating_resource(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A zone whose resource is a passthru over a leaf: each replica is on the leaf (D_RESC_ID the leaf's,
+    hierarchy pt;leaf) as the one-call register makes it, readable. The bulk rows would have put them on the
+    passthru itself (D_RESC_ID the passthru's, hierarchy one level): such a zone registers one call a file."""
+    passthru(env)
+    ctx = env.ctx(mode="register", resource=PASSTHRU)
+    assert env.run(ctx, [env.write("first.dat", b"the first file teaches the worker the scheme")])["ingested"] == 1
+    rels = [f"pt/f{i}.dat" for i in range(5)]
+    items = [env.write(rel, os.urandom(90 + i)) for i, rel in enumerate(rels)]
+    calls = counting(monkeypatch)
+    s = env.run(ctx, items)
+    assert s["ingested"] == 5 and s["failed"] == 0, s
+    assert calls == [], calls
+    with env.session() as sess:
+        leaf_id = str(sess.query(Resource.id).filter(Resource.name == LEAF).one()[Resource.id])
+        q = sess.query(Collection.name, DataObject.name, DataObject.resc_id, DataObject.resc_hier,
+                       DataObject.replica_status).filter(Like(Collection.name, env.coll + "%"))
+        got = {f"{r[Collection.name]}/{r[DataObject.name]}"[len(env.coll) + 1:]:
+               (str(r[DataObject.resc_id]), r[DataObject.resc_hier], str(r[DataObject.replica_status])) for r in q}
+        assert got == {rel: (leaf_id, f"{PASSTHRU};{LEAF}", "1") for rel in ["first.dat", *rels]}, got
+        for rel in rels:
+            with sess.data_objects.open(f"{env.coll}/{rel}", "r") as f:
+                assert f.read() == (env.root / rel).read_bytes()
 
 
 def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811

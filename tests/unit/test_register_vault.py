@@ -25,9 +25,9 @@ def test_vault_holding_compares_whole_components() -> None:
 
 
 def test_vault_refusal_names_the_resource() -> None:
-    why = rc.vault_refusal("/srv/vault2/a/b.dat", lambda: VAULTS)
+    why = rc.vault_refusal("/srv/vault2/a/b.dat", lambda: VAULTS, "unit-test")
     assert why is not None and "'other'" in why and "/srv/vault2" in why and "irm" in why
-    assert rc.vault_refusal("/srv/landing/b.dat", lambda: VAULTS) is None
+    assert rc.vault_refusal("/srv/landing/b.dat", lambda: VAULTS, "unit-test") is None
 
 
 def test_zone_vault_problems_both_ways() -> None:
