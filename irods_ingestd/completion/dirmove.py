@@ -3,7 +3,9 @@ zone) once every file of it is verified, with the care a single file's move take
 
 * every file is the verified one (device, inode, size, mtime as verified), and none is open for writing
   on this host: else nothing moves (looked at again later);
-* the directory never overwrites anything in ``move_to``: a name already taken gets ``name.~N~``;
+* the directory never overwrites anything in ``move_to``: a name already taken gets ``name.~N~``, unless it is a
+  directory holding none of the names of the one moved (a run below it moved there first, with its own marker):
+  then the entries go into it, each never over anything;
 * a file that slipped into the directory between the last look and the rename (it is not one looked at)
   is put back where it was in the landing zone, to be ingested like any new file;
 * where one rename cannot do it (``move_to`` on another device), the files are moved one by one by the
@@ -65,24 +67,54 @@ def move(zone: ZoneSpec, unit: str, snap: Snapshot) -> tuple[str, str]:
     src = os.path.join(zone.root, unit)
     dest = os.path.join(zone.move_to, unit)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
+    entries: list[str] | None = None
     try:
-        target = fsops.rename_to_free_name(src, dest)
+        if _mergeable(src, dest):
+            entries = _merge(src, dest)
+            target = dest
+        else:
+            target = fsops.rename_to_free_name(src, dest)
     except FileExistsError:  # no free numbered name left
         raise
     except OSError as e:  # another device (EXDEV), or no rename-without-replace for directories here
         return BY_FILE, f"the directory cannot be renamed into move_to ({e.strerror or e}): moved file by file"
-    _put_back_strays(zone, unit, target, snap)
+    _put_back_strays(zone, unit, target, snap, entries)
     return MOVED, target
 
 
-def _put_back_strays(zone: ZoneSpec, unit: str, target: str, snap: Snapshot) -> None:
-    """Files that arrived between the last look and the rename go back to the landing zone."""
+def _mergeable(src: str, dest: str) -> bool:
+    """`dest` is a directory holding none of the names in `src` (a nested run moved there before this one)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(dest).st_mode):
+            return False
+    except FileNotFoundError:
+        return False
+    return not any(os.path.lexists(os.path.join(dest, name)) for name in os.listdir(src))
+
+
+def _merge(src: str, dest: str) -> list[str]:
+    """Each entry of `src` renamed into `dest` (a name taken meanwhile: name.~N~), then `src` removed if empty
+    (a file that arrived meanwhile keeps it, to be ingested); the names moved."""
+    moved = []
+    for name in os.listdir(src):
+        fsops.rename_to_free_name(os.path.join(src, name), os.path.join(dest, name))
+        moved.append(name)
+    try:
+        os.rmdir(src)
+    except OSError:
+        pass
+    return moved
+
+
+def _put_back_strays(zone: ZoneSpec, unit: str, target: str, snap: Snapshot, entries: list[str] | None) -> None:
+    """Files that arrived between the last look and the rename go back to the landing zone (only below the
+    `entries` moved into an existing directory, when not None)."""
     known = {_key(st) for st in snap.values()}
     moved = snapshot(ZoneSpec(zone.name, os.path.dirname(target), zone.collection), os.path.basename(target))
     for rel, st in moved.items():
-        if _key(st) in known:
-            continue
         sub = rel.partition("/")[2]
+        if _key(st) in known or (entries is not None and sub.partition("/")[0] not in entries):
+            continue
         home = os.path.join(zone.root, unit, sub)
         os.makedirs(os.path.dirname(home), exist_ok=True)
         back = put_back(os.path.join(os.path.dirname(target), rel), home)

@@ -44,7 +44,7 @@ PRUNE = 60.0  # seconds between looks for units whose directory went away
 
 
 class Unit:
-    __slots__ = ("kind", "file", "expect", "released", "missing", "looked")
+    __slots__ = ("kind", "file", "expect", "released", "missing", "looked", "dir_id")
 
     def __init__(self, kind: str, file: str, expect: dict[str, str] | None = None, released: bool = False) -> None:
         self.kind = kind
@@ -53,6 +53,7 @@ class Unit:
         self.released = released
         self.missing: tuple[str, ...] = ()  # last reported missing files
         self.looked = 0.0  # when the ledger was last asked about listed files not held here
+        self.dir_id: tuple[int, int] | None = None  # its directory's (device, inode) when first looked at
 
 
 class Gate:
@@ -119,8 +120,11 @@ class Gate:
         out: list[Ready] = []
         problems: list[tuple[str, str]] = []
         touched: set[str] = set()
+        looked: dict[str, bool] = {}
         for x in ready:
             known = self.unit_of(x.rel)
+            while known is not None and not self._same_dir(known, looked):
+                known = self.unit_of(x.rel)  # its directory was replaced: a new one, waiting for its own marker
             if known is not None:
                 unit, u = known, self.units[known]
                 if u.released:
@@ -163,6 +167,28 @@ class Gate:
             self._prune()
         return out, problems
 
+    def _same_dir(self, unit: str, looked: dict[str, bool]) -> bool:
+        """The unit's directory is still the one it completed; else (moved away whole and a new directory of
+        that name made, removed and made again) the unit is forgotten here: it was moved or is gone."""
+        same = looked.get(unit)
+        if same is None:
+            u = self.units[unit]
+            try:
+                st = os.stat(self._path(unit), follow_symlinks=False)
+                now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+            except OSError:
+                now = None
+            if u.dir_id is None or now is None:  # not seen yet; gone (its files too: _prune forgets it)
+                u.dir_id = u.dir_id or now
+                now = u.dir_id
+            same = looked[unit] = now == u.dir_id
+            if not same:
+                del self.units[unit]
+                log.info("zone %s: %s/ is not the directory completed by %s any more: its files wait for their "
+                         "own %s", self.zone, unit, u.file, self.kind,
+                         extra={"fields": {"INGEST_ZONE": self.zone, "INGEST_PATH": self._path(unit)}})
+        return same
+
     def _tagged(self, x: Ready, unit: str, u: Unit) -> Ready:
         return Ready(x.zone, x.rel, x.size, x.mtime_ns, u.expect.get(x.rel, ""), unit)
 
@@ -170,12 +196,14 @@ class Gate:
         if self.kind == "marker":
             self.units[unit] = Unit("marker", x.rel)
             self.held.pop(x.rel, None)
+            self._same_dir(unit, {})  # its directory's identity, from now on
             return None
         listed = self._listing(unit, x, ledger, problems, f"nothing of {unit}/ is ingested until it is fixed")
         if listed is None:
             return "the manifest cannot be used"
         self.units[unit] = Unit("manifest", x.rel, listed)
         self.held[x.rel] = x  # the manifest goes with its set
+        self._same_dir(unit, {})
         return None
 
     def _listing(self, unit: str, x: Ready, ledger: Ledger, problems: list[tuple[str, str]],

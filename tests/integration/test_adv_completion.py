@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import pytest
 from irods.models import DataObject
 
 from irods_ingestd.actions import status
+from irods_ingestd.completion import units
 from tests.pipeline_harness import Pipeline, names, pipelines, until, write
 
 pytestmark = pytest.mark.realonly
@@ -178,3 +181,163 @@ def test_an_unlisted_file_goes_with_the_set(manifest_pipe: Any, tmp_path: Path) 
         until(pipe, lambda: (done / "d6").is_dir(), what="the set moved")
     assert names(pipe) == {"d6/a.dat", "d6/extra.txt", "d6/MANIFEST.sha256"}
     assert (done / "d6" / "extra.txt").read_bytes() == b"not listed"
+
+
+# --- markers --------------------------------------------------------------------------------------------------
+def test_a_run_directory_of_the_same_name_after_the_first_moved_waits_for_its_own_marker(
+        marker_pipe: Any, tmp_path: Path) -> None:
+    """A run moved away whole; a new run directory of the same name arrives (a re-delivery): it is a new
+    directory and its files wait for its own marker."""
+    done = tmp_path / "done"
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "run1/a.bin", b"first")
+        write(root, f"run1/{MARKER}", b"")
+        until(pipe, lambda: (done / "run1").is_dir(), what="the first run moved")
+        write(root, "run1/b.bin", b"second delivery")
+        work_for(pipe, 3)
+        assert "run1/b.bin" not in names(pipe), "a file of a new run directory went in before its marker"
+        write(root, f"run1/{MARKER}", b"")
+        until(pipe, lambda: (done / "run1.~1~").is_dir(), what="the second run moved")
+    assert names(pipe) == {"run1/a.bin", f"run1/{MARKER}", "run1/b.bin"}
+    assert (done / "run1.~1~" / "b.bin").read_bytes() == b"second delivery"
+    assert (done / "run1" / "a.bin").read_bytes() == b"first"
+
+
+def test_nested_markers_inner_first_each_file_once_and_nothing_left_behind(marker_pipe: Any, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "run2/lane1/a.bin", b"a" * 10)
+        write(root, "run2/top.bin", b"t" * 10)
+        write(root, f"run2/lane1/{MARKER}", b"inner")
+        until(pipe, lambda: "run2/lane1/a.bin" in names(pipe) or not (root / "run2" / "lane1").exists(),
+              what="the inner run")
+        write(root, f"run2/{MARKER}", b"outer")
+        until(pipe, lambda: not (root / "run2").exists() and not units.pending(pipe.r, "ingestd", "z"),
+              what="the outer run moved")
+    moved = sorted(str(p.relative_to(done)) for p in done.rglob("*") if p.is_file())
+    assert moved == sorted(["run2/lane1/a.bin", f"run2/lane1/{MARKER}", "run2/top.bin", f"run2/{MARKER}"]), moved
+    assert names(pipe) == {"run2/lane1/a.bin", f"run2/lane1/{MARKER}", "run2/top.bin", f"run2/{MARKER}"}
+    assert zone_status(pipe)["failed"] == 0
+
+
+def test_move_to_already_holding_the_run_gets_a_numbered_name_and_the_webhook_says_so(
+        marker_pipe: Any, tmp_path: Path) -> None:
+    from irods_ingestd import notify
+    from tests.webhook_receiver import Receiver
+
+    done = tmp_path / "done"
+    (done / "run3").mkdir(parents=True)
+    (done / "run3" / "a.bin").write_bytes(b"someone else's")
+    with Receiver() as rx:
+        pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s", webhook=rx.url())
+        root = pipe.root
+        with pipe:
+            write(root, "run3/a.bin", b"ours")
+            write(root, f"run3/{MARKER}", b"")
+            until(pipe, lambda: (done / "run3.~1~").is_dir(), what="the run moved")
+            assert notify.flush(10)
+        docs = [d for d in rx.docs if d["event"] == "completed"]
+    assert (done / "run3" / "a.bin").read_bytes() == b"someone else's"
+    assert (done / "run3.~1~" / "a.bin").read_bytes() == b"ours" and not (root / "run3").exists()
+    assert len(docs) == 1 and docs[0]["moved_to"] == str(done / "run3.~1~"), docs
+
+
+def test_a_run_directory_renamed_mid_ingest_goes_in_under_its_new_name(marker_pipe: Any, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        for i in range(6):
+            write(root, f"run4/f{i}.bin", bytes([65 + i]) * 100)
+        write(root, f"run4/{MARKER}", b"")
+        deadline = time.monotonic() + 20
+        while pipe.ledger.stats("z")["queued"] < 6:
+            assert time.monotonic() < deadline, pipe.ledger.stats("z")
+            time.sleep(0.05)
+        os.rename(root / "run4", root / "run4b")  # before any worker ran
+        until(pipe, lambda: (done / "run4b").is_dir(), what="the renamed run moved")
+        work_for(pipe, 1)
+        s = zone_status(pipe)
+    assert {n for n in names(pipe) if n.startswith("run4b/")} == {f"run4b/f{i}.bin" for i in range(6)} | \
+        {f"run4b/{MARKER}"}
+    assert not {n for n in names(pipe) if n.startswith("run4/")}
+    assert s["directories"] == [] and units.pending(pipe.r, "ingestd", "z") == {}
+
+
+def test_a_run_directory_removed_mid_ingest_is_forgotten(marker_pipe: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="irods_ingestd")
+    pipe = marker_pipe()
+    root = pipe.root
+    with pipe:
+        for i in range(4):
+            write(root, f"run5/f{i}.bin", b"x" * 100)
+        write(root, f"run5/{MARKER}", b"")
+        until(pipe, lambda: "run5" in units.pending(pipe.r, "ingestd", "z"), what="the run complete")
+        shutil.rmtree(root / "run5")
+        until(pipe, lambda: units.pending(pipe.r, "ingestd", "z") == {}, what="the unit forgotten")
+        write(root, "other/x.bin", b"x")
+        write(root, f"other/{MARKER}", b"")
+        until(pipe, lambda: f"other/{MARKER}" in names(pipe), what="another run goes in")
+        s = zone_status(pipe)
+    assert s["directories"] == [] and s["failed"] == 0, s
+
+
+def test_files_arriving_in_a_complete_keep_run_later_go_in_also_after_a_restart(marker_pipe: Any) -> None:
+    pipe = marker_pipe()
+    root = pipe.root
+    with pipe:
+        write(root, "run6/a.bin", b"a")
+        write(root, f"run6/{MARKER}", b"")
+        until(pipe, lambda: f"run6/{MARKER}" in names(pipe), what="the run in")
+        until(pipe, lambda: units.pending(pipe.r, "ingestd", "z") == {}, what="the run done")
+        write(root, "run6/late1.bin", b"late 1")
+        until(pipe, lambda: "run6/late1.bin" in names(pipe), what="a late file in")
+    with pipe:
+        write(root, "run6/sub/late2.bin", b"late 2")
+        until(pipe, lambda: "run6/sub/late2.bin" in names(pipe), what="a late file after a restart")
+    assert checksums(pipe)["run6/sub/late2.bin"] == sha2(b"late 2")
+    assert names(pipe) == {"run6/a.bin", f"run6/{MARKER}", "run6/late1.bin", "run6/sub/late2.bin"}
+
+
+def test_a_marker_in_the_zone_root_is_reported_with_zone_and_file_and_not_ingested(
+        marker_pipe: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="irods_ingestd")
+    pipe = marker_pipe()
+    root = pipe.root
+    with pipe:
+        write(root, "loose.bin", b"x")
+        write(root, MARKER, b"")
+        work_for(pipe, 3)
+    assert names(pipe) == set()
+    recs = journal(caplog, "root is not honoured")
+    assert recs, [r.getMessage() for r in caplog.records]
+    assert "z" in recs[0].getMessage() and MARKER in recs[0].getMessage()
+
+
+def test_a_marker_written_while_a_file_is_still_being_written_is_ingested_after_its_whole_version(
+        marker_pipe: Any, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "run7/a.bin", b"a" * 100)
+        (root / "run7" / "slow.log").parent.mkdir(exist_ok=True)
+        with open(root / "run7" / "slow.log", "wb") as f:
+            f.write(b"first\n")
+            f.flush()
+            write(root, f"run7/{MARKER}", b"")
+            for i in range(15):  # keeps writing well past the marker, never pausing as long as settle
+                time.sleep(0.1)
+                f.write(b"line %d\n" % i)
+                f.flush()
+                if i % 3 == 0:
+                    pipe.work()
+            assert f"run7/{MARKER}" not in names(pipe), "the marker went in while a file was still being written"
+        want = b"first\n" + b"".join(b"line %d\n" % i for i in range(15))
+        until(pipe, lambda: (done / "run7").is_dir(), what="the run moved")
+    assert checksums(pipe)["run7/slow.log"] == sha2(want)
+    assert names(pipe) == {"run7/a.bin", "run7/slow.log", f"run7/{MARKER}"}
