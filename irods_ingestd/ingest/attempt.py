@@ -63,7 +63,7 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
     avus = metadata.avus_for(zone, item, target, ctx.host)
     usermeta.apply_dir_sidecar(ctx, session, zone, item, target.collection)
     if zone.mode == "register":
-        out = _register(ctx, session, loc, target, existing, dig, opts, avus, res)
+        out = _register(ctx, session, loc, target, existing, dig, opts, avus, res, prefetched)
         access.grant(session, zone, target.path)
         return out
     dig, res.moved_bytes = transfer.put(ctx, session, item.size, loc, target.part_path, opts, avus)
@@ -141,7 +141,7 @@ _IS_COLLECTION = "conflict: {} is a collection (a landing directory ingested the
 
 
 def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target, existing: Obj | None,
-              dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult) -> str:
+              dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult, prefetched: bool) -> str:
     realpath = os.path.realpath(loc.path)
     refusal = transfer.register_refusal(session, realpath)
     if refusal:
@@ -155,6 +155,10 @@ def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target
         dig = transfer.register(ctx, session, loc, target.path, aside, here, dig, opts, avus)
     except iex.CAT_NAME_EXISTS_AS_COLLECTION:
         raise Conflict(_IS_COLLECTION.format(target.path)) from None
+    except iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME:
+        if prefetched and aside is None:  # the batch's look-up is older than this file's lock: look again
+            raise StaleLookup() from None
+        raise
     res.digest = dig.sha256
     if aside:
         catalog.unlink_quiet(session, target.old_path)

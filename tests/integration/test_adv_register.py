@@ -258,6 +258,26 @@ def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPa
     assert c.size == 200
 
 
+def test_a_look_up_older_than_the_registration_of_the_same_file(env: Env) -> None:  # noqa: F811
+    """Two jobs for one file (a job handed out again while the first still ran): the second's batch looked
+    the name up before the first registered it. It finds the object when it registers (the server says the
+    name is taken) and looks again: the same file, already present; not failed "made meanwhile" over a file
+    that is in iRODS."""
+    it = env.write("race/a.dat", os.urandom(333))
+    first = env.ctx(mode="register")
+    second = env.ctx(mode="register")
+    second.prefetched[(f"{env.coll}/race", "a.dat")] = {}  # its batch's look-up: nothing there yet
+    assert env.run(first, [it])["ingested"] == 1
+    env.queue("z1", [it])
+    res = ingest.ingest_file(second, env.zone(second), it)
+    assert res.result == ingest.ALREADY, res
+    assert dict(second.ledger.failures("z1")) == {}
+    e = second.ledger.get("z1", "race/a.dat")
+    assert e is not None and e.state == DONE
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/race") == registered_as(env, ["race/a.dat"])
+
+
 # -- a worker dying between the bulk call and the AVU calls -------------------------------------------------
 
 
