@@ -21,6 +21,7 @@ whole directory once all of it is verified, ``"delete"`` deletes its files only 
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,28 @@ def _name(c: Checker, where: str, raw: dict[str, Any], key: str, needed: bool, r
     return value
 
 
+def _patterns(raw: dict[str, Any], key: str, default: tuple[str, ...]) -> list[str]:
+    value = raw.get(key, default)
+    return [p for p in value if isinstance(p, str) and "/" not in p] if isinstance(value, list | tuple) else []
+
+
+def _not_skipped(c: Checker, where: str, raw: dict[str, Any], rule: str, name: str) -> None:
+    """A marker or manifest the zone's own name patterns skip never reaches the daemon: its directories would
+    wait for ever, silently (said for the name as written; a glob is taken as a name)."""
+    from ..config_zone import DEFAULT_TEMP_PATTERNS  # config_zone imports this module
+
+    why = ""
+    for key, default in (("temp_patterns", DEFAULT_TEMP_PATTERNS), ("exclude", ())):
+        hits = [p for p in _patterns(raw, key, default) if fnmatch.fnmatchcase(name, p)]
+        why = why or (f"{key} {hits[0]!r}" if hits else "")
+    include = _patterns(raw, "include", ("*",))
+    if not why and include and not any(fnmatch.fnmatchcase(name, p) for p in include):
+        why = f"include {include!r}"
+    if why:
+        c.problems.append(f"{where}.{rule}: {name!r} is skipped by the zone's {why}: no directory could ever "
+                          f"complete (the {rule} would never be seen)")
+
+
 def check(c: Checker, where: str, raw: dict[str, Any]) -> Completion:
     rule = c.choice(where, raw, "complete_when", RULES, "settle")
     marker = _name(c, where, raw, "marker", rule == "marker", "marker")
@@ -85,5 +108,7 @@ def check(c: Checker, where: str, raw: dict[str, Any]) -> Completion:
     if rule == "manifest" and raw.get("mode", "put") == "register":
         c.problems.append(f"{where}.complete_when: \"manifest\" needs mode = \"put\" (each file is verified "
                           f"against its listed sum as copied; register mode copies nothing)")
+    if rule in UNIT_RULES and (name := marker or manifest):
+        _not_skipped(c, where, raw, rule, name)
     return Completion(complete_when=rule, marker=marker, marker_ingest=marker_ingest, manifest=manifest,
                       close_settle=close_settle if close_settle is not None else 1.0)

@@ -341,3 +341,128 @@ def test_a_marker_written_while_a_file_is_still_being_written_is_ingested_after_
         until(pipe, lambda: (done / "run7").is_dir(), what="the run moved")
     assert checksums(pipe)["run7/slow.log"] == sha2(want)
     assert names(pipe) == {"run7/a.bin", "run7/slow.log", f"run7/{MARKER}"}
+
+
+def test_a_marker_removed_after_its_run_was_released_still_lets_the_run_complete_once(
+        marker_pipe: Any, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "run8/a.bin", b"a" * 10)
+        write(root, f"run8/{MARKER}", b"")
+        until(pipe, lambda: "run8" in units.pending(pipe.r, "ingestd", "z"), what="the run complete")
+        (root / "run8" / MARKER).unlink()
+        until(pipe, lambda: (done / "run8").is_dir(), what="the run moved")
+    assert names(pipe) == {"run8/a.bin"}  # no marker object: it was gone before the run's end
+    assert zone_status(pipe)["failed"] == 0
+
+
+def test_a_marker_rewritten_after_its_run_was_released_is_ingested_once_at_its_last_version(
+        marker_pipe: Any) -> None:
+    pipe = marker_pipe()
+    root = pipe.root
+    with pipe:
+        write(root, "run9/a.bin", b"a" * 10)
+        write(root, f"run9/{MARKER}", b"v1")
+        until(pipe, lambda: "run9" in units.pending(pipe.r, "ingestd", "z"), what="the run complete")
+        write(root, f"run9/{MARKER}", b"version 2")
+        until(pipe, lambda: units.pending(pipe.r, "ingestd", "z") == {}, what="the run done")
+        work_for(pipe, 2)
+    assert checksums(pipe) == {"run9/a.bin": sha2(b"a" * 10), f"run9/{MARKER}": sha2(b"version 2")}
+
+
+# --- the webhook of a held and of a complete set ----------------------------------------------------------------
+def test_a_held_set_sends_failed_not_completed_and_a_deleted_one_completed_once(
+        manifest_pipe: Any) -> None:
+    from irods_ingestd import notify
+    from tests.webhook_receiver import Receiver
+
+    with Receiver() as rx:
+        pipe = manifest_pipe(after="delete", after_hold="0s", webhook=rx.url())
+        root = pipe.root
+        with pipe:
+            write(root, "bad/a.dat", b"a")
+            write(root, "bad/MANIFEST.sha256", f"{sha(b'not a')}  a.dat\n")
+            write(root, "good/b.dat", b"b" * 7)
+            write(root, "good/MANIFEST.sha256", f"{sha(b'b' * 7)}  b.dat\n")
+            until(pipe, lambda: not (root / "good" / "b.dat").exists(), what="the good set deleted")
+            until(pipe, lambda: any(d["state"] == "held" for d in zone_status(pipe)["directories"]), what="held")
+            assert notify.flush(10)
+        docs = list(rx.docs)
+    completed = [d for d in docs if d["event"] == "completed"]
+    assert [(d["unit"], d["kind"], d["file"], d["files"], d["bytes"], d["moved_to"]) for d in completed] == \
+        [("good", "manifest", "good/MANIFEST.sha256", 2, 7 + len(f"{sha(b'b' * 7)}  b.dat\n"), "")], docs
+    failed = [d for d in docs if d["event"] == "failed"]
+    assert [(d["path"], d["kind"]) for d in failed] == [(str(root / "bad" / "a.dat"), "manifest")], docs
+    assert (root / "bad" / "a.dat").exists() and (root / "bad" / "MANIFEST.sha256").exists()
+
+
+def test_a_manifest_cut_in_a_line_by_its_writer_fails_then_its_whole_version_completes_the_set(
+        manifest_pipe: Any, tmp_path: Path) -> None:
+    """The writer pauses in the middle of a line longer than settle: that version is bad (listed as failed);
+    the whole version, once written, completes the set and the failure goes."""
+    done = tmp_path / "done"
+    pipe = manifest_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    line = f"{sha(b'a' * 100)}  a.dat\n"
+    with pipe:
+        write(root, "d7/a.dat", b"a" * 100)
+        with open(root / "d7" / "MANIFEST.sha256", "w") as f:
+            f.write(line[:20])
+            f.flush()
+            until(pipe, lambda: zone_status(pipe)["failed"] == 1, what="the cut manifest failed")
+            f.write(line[20:])
+        until(pipe, lambda: (done / "d7").is_dir(), what="the set moved")
+        work_for(pipe, 1)
+        s = zone_status(pipe)
+    assert s["failed"] == 0 and s["failed_files"] == [], s
+    assert names(pipe) == {"d7/a.dat", "d7/MANIFEST.sha256"}
+
+
+# --- complete_when = "close" -----------------------------------------------------------------------------------
+def test_close_a_writer_that_closes_and_reopens_to_append_gives_one_whole_object(
+        tmp_path: Path, redis_server: Any, redis_conn: Any, irods: Any) -> None:
+    with pipelines(tmp_path, redis_server.url, irods, readable=False, complete_when="close", close_settle="0.5s",
+                   settle="20s") as make:
+        pipe = make()
+        root = pipe.root
+        with pipe:
+            time.sleep(0.3)
+            want = b""
+            for i in range(6):  # closed and opened again for appending, each time sooner than close_settle
+                with open(root / "app.log", "ab") as f:
+                    f.write(b"chunk %d\n" % i)
+                want += b"chunk %d\n" % i
+                time.sleep(0.15)
+                pipe.work()
+            until(pipe, lambda: "app.log" in names(pipe), timeout=15, what="the log in")
+            work_for(pipe, 1.5)
+        assert checksums(pipe) == {"app.log": sha2(want)}
+
+
+# --- a marker or manifest the zone's own patterns skip ---------------------------------------------------------
+@pytest.mark.parametrize("zone,field,said", [
+    ({"complete_when": "marker", "marker": "RTAComplete.txt", "exclude": ["*.txt"]}, "marker", "exclude '*.txt'"),
+    ({"complete_when": "marker", "marker": "upload.tmp"}, "marker", "temp_patterns '*.tmp'"),
+    ({"complete_when": "manifest", "manifest": "MANIFEST.sha256", "include": ["*.fastq.gz"]}, "manifest",
+     "include ['*.fastq.gz']"),
+])
+def test_a_marker_or_manifest_the_zone_skips_is_refused_by_the_config(tmp_path: Path, zone: dict[str, Any],
+                                                                       field: str, said: str) -> None:
+    """Such a name never reaches the daemon's gate: every directory of the zone would wait for ever, silently."""
+    from irods_ingestd.config import ConfigError
+    from tests.pipeline_harness import _toml
+
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "env.json").write_text("{}")
+    body = "\n".join(f"{k} = {_toml(v)}" for k, v in zone.items())
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[redis]\nurl = "redis://127.0.0.1:1/0"\n[irods]\nenvironment_file = "{tmp_path}/env.json"\n'
+                   f'[[zone]]\nname = "z"\npath = "{tmp_path}/landing"\ncollection = "/tempZone/home/rods/x"\n'
+                   f"{body}\n")
+    from irods_ingestd.config import load
+
+    with pytest.raises(ConfigError) as e:
+        load(cfg)
+    assert f"zone 'z'.{field}:" in str(e.value) and said in str(e.value) and "never" in str(e.value), e.value
