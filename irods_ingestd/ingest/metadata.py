@@ -48,12 +48,17 @@ def made_by_us(avus: dict[str, str], zone: ZoneSpec, item: FileItem, target: nam
     "collection"`` objects carry none: in a register zone an object is the zone's when it points into the
     zone's directory (`paths`: its replicas' physical paths); in a put zone the collection is the zone's, and an
     object there without another file's provenance is taken as an earlier version (kept as name.~N~, or a
-    conflict: check-config refuses ``versions = "replace"`` with it, so such an object is never destroyed)."""
+    conflict: check-config refuses ``versions = "replace"`` with it, so such an object is never destroyed).
+    In a register zone, an object without provenance pointing at this very landing file is the zone's too: its
+    registration was interrupted before the AVU call."""
     if zone.provenance == "collection" and A_ZONE not in avus and A_SOURCE_PATH not in avus:
         if zone.mode == "register":
             root = os.path.realpath(zone.root).rstrip("/") + "/"
             return any(p.startswith(root) for p in paths)
         return True
+    if zone.mode == "register" and A_ZONE not in avus and A_SOURCE_PATH not in avus and \
+            os.path.realpath(os.path.join(zone.root, item.rel)) in paths:
+        return True  # registered from this very file and interrupted before its AVUs (a bulk call, then a kill)
     if avus.get(A_ZONE) != zone.name or avus.get(A_SOURCE_PATH) != source_path(zone, item.rel):
         return False
     original = avus.get(A_ORIGINAL_NAME)

@@ -324,6 +324,77 @@ def test_worker_killed_between_the_bulk_call_and_the_avus(env: Env, monkeypatch:
         assert e is not None and e.state == DONE, (r, e)
 
 
+def killed_after_the_bulk_call(env: Env, monkeypatch: pytest.MonkeyPatch, rels: list[str]) -> list[FileItem]:  # noqa: F811
+    """Register `rels` in one bulk call and die before any AVU call."""
+    ctx = scheme_known(env)
+    items = [env.write(rel, os.urandom(64 + i)) for i, rel in enumerate(rels)]
+    real = transfer.tag_registered
+
+    def tag(*a: Any, **kw: Any) -> None:
+        raise Killed()
+
+    monkeypatch.setattr(transfer, "tag_registered", tag)
+    with pytest.raises(Killed):
+        env.run(ctx, items)
+    monkeypatch.setattr(transfer, "tag_registered", real)
+    return items
+
+
+def test_killed_after_the_bulk_call_then_the_file_rewritten(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The object without AVUs points into the zone: it is this zone's by place, so the new version of the
+    file registers it again (not a conflict), with its AVUs."""
+    items = killed_after_the_bulk_call(env, monkeypatch, ["kr/a.dat", "kr/b.dat"])
+    time.sleep(0.01)
+    new = env.write("kr/a.dat", os.urandom(500))
+    s = env.run(env.ctx(mode="register", resource="demoResc"), [new, items[1]])
+    assert s["updated"] == 1 and s["already_present"] == 1 and s["failed"] == 0, s
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/kr") == registered_as(env, ["kr/a.dat", "kr/b.dat"])
+        assert avus(sess, f"{env.coll}/kr/a.dat")["ingestd::size"] == "500"
+        assert avus(sess, f"{env.coll}/kr/b.dat")["ingestd::zone"] == "z1"
+
+
+def test_killed_after_the_bulk_call_then_the_file_deleted(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The landing file is gone before the next attempt: nothing to tag it from; the object is left (as any
+    registered file deleted) and the file is not failed."""
+    items = killed_after_the_bulk_call(env, monkeypatch, ["kd/a.dat", "kd/b.dat"])
+    os.remove(env.root / "kd/a.dat")
+    ctx = env.ctx(mode="register", resource="demoResc")
+    s = env.run(ctx, items)
+    assert s["already_present"] == 1 and s["failed"] == 0, s
+    assert dict(ctx.ledger.failures("z1")) == {}
+    with env.session() as sess:
+        got = replicas(sess, env.coll + "/kd")
+        assert sorted(got) == [f"{env.coll}/kd/a.dat", f"{env.coll}/kd/b.dat"], got
+        assert avus(sess, f"{env.coll}/kd/b.dat")["ingestd::zone"] == "z1"
+
+
+def test_a_followed_symlink_to_a_file_outside_the_zone(env: Env, tmp_path: Path) -> None:  # noqa: F811
+    """A zone that follows symlinks registers the file a link points to only inside the zone: a link to a
+    file elsewhere (another zone's, say, which registers it itself) fails saying so; a link to a file of
+    the zone is registered under its own name at the file's real path."""
+    other = server_readable(tmp_path / "other-zone")
+    (other / "theirs.dat").write_bytes(b"another zone's file")
+    os.chmod(other / "theirs.dat", 0o644)
+    own = env.write("s/own.dat", b"this zone's file")
+    os.symlink(other / "theirs.dat", env.root / "s/out.dat")
+    os.symlink(env.root / "s/own.dat", env.root / "s/in.dat")
+    ctx = env.ctx(mode="register", symlinks="follow")
+    items = [own]
+    for rel in ("s/out.dat", "s/in.dat"):
+        st = os.stat(env.root / rel)
+        items.append(FileItem(rel, st.st_size, st.st_mtime_ns))
+    s = env.run(ctx, items)
+    assert s["ingested"] == 2 and s["failed"] == 1, s
+    (rel, info), = ctx.ledger.failures("z1")
+    assert rel == "s/out.dat" and "outside the zone" in info["reason"], info
+    with env.session() as sess:
+        got = replicas(sess, env.coll + "/s")
+        real = os.path.realpath(env.root / "s/own.dat")
+        assert sorted(got) == [f"{env.coll}/s/in.dat", f"{env.coll}/s/own.dat"], got
+        assert got[f"{env.coll}/s/in.dat"][0][2] == real == got[f"{env.coll}/s/own.dat"][0][2]
+
+
 # -- a register zone inside a resource's vault -----------------------------------------------------------------
 
 VAULT = Path("/var/lib/irods/Vault")
