@@ -39,6 +39,7 @@ import redis
 
 from .. import fsops, keys, registry
 from ..job import ZoneSpec
+from . import sidecar_after
 from .local import via_symlink
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
     path = os.path.join(zone.root, item.rel)
     if not zone.follow_symlinks and via_symlink(zone.root, item.rel):  # never act on a file outside the zone
         return GONE, "gone before its after-action (its directory is a symlink now)"
+    if sidecar_after.hold(zone, item.rel):  # its file has yet to take its AVUs: the next walk brings it back
+        return DONE, ""
     try:
         st = os.stat(path, follow_symlinks=zone.follow_symlinks)
     except FileNotFoundError:

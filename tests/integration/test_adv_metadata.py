@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from irods.column import Like
 from irods.models import Collection, DataObject, DataObjectMeta
 
 from tests.integration.test_ingest import env  # noqa: F401 - the fixture
-from tests.integration.test_metadata_avus import everything, failures
+from tests.integration.test_metadata_avus import coll_avus, everything, failures
 from tests.pipeline_harness import Pipeline, pipelines, until, write
 
 pytestmark = pytest.mark.realonly
@@ -416,3 +418,124 @@ def test_a_register_worker_killed_before_its_avu_call_leaves_nothing_half_tagged
             assert user == [("index", str(i)), ("ingestd::run", "k"), ("tags", "x"), ("tags", "y")], (path, avus)
             prov = [a for a in names_ if a.startswith("ingestd::") and a != "ingestd::run"]
             assert sorted(prov) == sorted(set(prov)) and "ingestd::source_path" in prov, (path, avus)
+
+
+# --- directory sidecars: collection AVUs ----------------------------------------------------------------------
+
+def test_directory_sidecars_with_the_zone_provenance_on_the_collection(make_pipe: Callable[..., Pipeline]) -> None:
+    """provenance = "collection" and a sidecar in the zone's top directory: the zone's collection carries both;
+    a changed sidecar replaces its own attributes only (never the provenance), a removed one changes nothing;
+    the objects get their file's sidecar AVUs and no provenance."""
+    pipe = make_pipe(provenance="collection", dir_sidecar="meta.json", **SIDE)
+    write(pipe, "meta.json", {"project": "P1", "ingestd::zone ": "only looks like it"})
+    write(pipe, "a.dat", "a")
+    write(pipe, "a.dat.metadata.json", {"k": "v"})
+    with pipe:
+        pipe.drain(min_done=1)
+        first = coll_avus(pipe, "")
+        write(pipe, "meta.json", {"project": ["P2", "P3"]})
+        write(pipe, "b.dat", "b")
+        until(pipe, lambda: ("project", "P2", "") in coll_avus(pipe, ""), what="the changed sidecar applied")
+        (pipe.root / "meta.json").unlink()
+        write(pipe, "c.dat", "c")
+        until(pipe, lambda: stats(pipe)["done"] == 3, what="c.dat")
+        pipe.drain()
+    assert ("project", "P1", "") in first and ("ingestd::zone", "z", "") in first
+    last = coll_avus(pipe, "")
+    assert [t for t in last if not t[0].startswith("ingestd::")] == [("project", "P2", ""), ("project", "P3", "")]
+    assert ("ingestd::zone", "z", "") in last and ("ingestd::provenance", "collection", "") in last
+    assert ("ingestd::zone ", "only looks like it", "") in last  # not named again: left alone
+    assert avus_of(pipe, "a.dat") == [("k", "v", "")]
+    assert avus_of(pipe, "b.dat") == [] and avus_of(pipe, "c.dat") == []
+    assert everything(pipe) == {"a.dat", "b.dat", "c.dat"}
+
+
+def test_a_new_version_with_a_bad_sidecar_fails_and_leaves_the_earlier_version_whole(
+        make_pipe: Callable[..., Pipeline]) -> None:
+    pipe = make_pipe(**SIDE)
+    data = write(pipe, "n/x.dat", "version one")
+    side = write(pipe, "n/x.dat.metadata.json", {"v": "1"})
+    with pipe:
+        pipe.drain(min_done=1)
+        before = avus_of(pipe, "n/x.dat")
+        side.write_text('{"v": "2", "v": "3"}')
+        old(side)
+        data.write_text("version two")
+        until(pipe, lambda: stats(pipe)["failed"] == 1, what="the second version failed")
+        assert "'v' appears twice" in dict(pipe.ledger.failures(pipe.name))["n/x.dat"]["reason"]
+        assert everything(pipe) == {"n/x.dat"} and avus_of(pipe, "n/x.dat") == before
+        side.unlink()  # fixed by removing it: the third version goes in without sidecar AVUs
+        data.write_text("version three")
+        until(pipe, lambda: done_at(pipe, "n/x.dat", data), what="the third version")
+    assert user_avus(pipe, "n/x.dat") == [] and user_avus(pipe, "n/x.dat.~1~") == [("v", "1", "")]
+    assert everything(pipe) == {"n/x.dat", "n/x.dat.~1~"}
+
+
+@contextmanager
+def slow_writer(path: Path) -> Iterator[None]:
+    """A writer at work on `path` (a byte every 50 ms, never quiet for a settle) until the block ends."""
+    stop = threading.Event()
+
+    def run() -> None:
+        with open(path, "wb") as f:
+            while not stop.is_set():
+                f.write(b"x")
+                f.flush()
+                stop.wait(0.05)
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
+# --- sidecars and after-actions -----------------------------------------------------------------------------------
+
+def test_a_sidecar_in_a_delete_zone_outlives_its_file_and_tags_the_next_one(make_pipe: Callable[..., Pipeline]) -> None:
+    """README: sidecars are not ingested, so no after-action touches them. A later file of the same name (an
+    instrument's RunInfo.xml) meets the sidecar left there and gets its AVUs (documented)."""
+    pipe = make_pipe(after="delete", after_hold="0s", **SIDE)
+    data = write(pipe, "d/x.dat", "one")
+    write(pipe, "d/x.dat.metadata.json", {"run": "1"})
+    with pipe:
+        until(pipe, lambda: not data.exists(), what="x.dat ingested and deleted")
+        write(pipe, "d/x.dat", "two, with no sidecar of its own")
+        until(pipe, lambda: not data.exists(), what="the second x.dat ingested and deleted")
+    assert (pipe.root / "d/x.dat.metadata.json").exists()
+    assert user_avus(pipe, "d/x.dat") == [("run", "1", "")] and user_avus(pipe, "d/x.dat.~1~") == [("run", "1", "")]
+
+
+def test_an_ingested_sidecar_is_not_deleted_before_its_file_took_its_avus(make_pipe: Callable[..., Pipeline]) -> None:
+    """sidecar_ingest = true in a delete zone: the sidecar, written first as the README asks, settles first and
+    is ingested; deleted then, its data file (still being written) found no sidecar and went in without its
+    AVUs. It stays until its file is gone, then goes too (the walk brings it back)."""
+    pipe = make_pipe(after="delete", after_hold="0s", sidecar_ingest=True, **SIDE)
+    side = write(pipe, "i/x.dat.metadata.json", {"run": "7"})
+    with pipe:
+        with slow_writer(pipe.root / "i/x.dat"):
+            until(pipe, lambda: stats(pipe)["done"] >= 1, timeout=20, what="the sidecar ingested")
+            time.sleep(0.5)
+        until(pipe, lambda: not (pipe.root / "i/x.dat").exists(), what="x.dat ingested and deleted")
+        until(pipe, lambda: not side.exists(), what="then the sidecar deleted too")
+    assert everything(pipe) == {"i/x.dat", "i/x.dat.metadata.json"}
+    assert user_avus(pipe, "i/x.dat") == [("run", "7", "")]
+
+
+def test_an_ingested_directory_sidecar_moved_first_gave_its_collection_its_avus(
+        make_pipe: Callable[..., Pipeline], tmp_path: Path) -> None:
+    """The same with a directory's sidecar: moved before the directory's file came, it gave its AVUs to its
+    collection all the same (its own ingest applies it)."""
+    done = tmp_path / "done"
+    pipe = make_pipe(after="move", move_to=str(done), after_hold="0s", sidecar_ingest=True, dir_sidecar="meta.json")
+    side = write(pipe, "m/meta.json", {"project": "P9"})
+    with pipe:
+        with slow_writer(pipe.root / "m/a.dat"):
+            until(pipe, lambda: stats(pipe)["done"] >= 1, timeout=20, what="the sidecar ingested")
+            time.sleep(0.5)
+        until(pipe, lambda: (done / "m/a.dat").exists() and (done / "m/meta.json").exists(), what="both moved")
+    assert not side.exists()
+    assert coll_avus(pipe, "m") == [("project", "P9", "")]
+    assert everything(pipe) == {"m/a.dat", "m/meta.json"}
