@@ -18,19 +18,20 @@ an object of the same size without a checksum in the catalog is said to be decid
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 from irods.models import Collection
 
 from . import names
-from .ingest import catalog, local
+from .ingest import catalog, local, transfer
 from .ingest import judge as verdicts
 from .ingest.batch import look_up_by_collection
 from .ingest.catalog import Obj
 from .ingest.errors import LocalChanged, NotRegular, PermanentError, Vanished
 from .job import FileItem, ZoneSpec
-from .planner import CONFLICT, INGEST, PRESENT, SETTLING, UPDATE, Item
+from .planner import CONFLICT, EXCLUDED, INGEST, PRESENT, SETTLING, UPDATE, Item
 from .zone import Zone
 
 log = logging.getLogger("irods_ingestd.plan")
@@ -104,11 +105,24 @@ def judge(reach: IrodsReach, zone: Zone, items: list[Item]) -> None:
                     verdict, why = _existing(session, zone, it, t, obj)
                 _apply(it, verdict, why)
                 it.would_fail = it.would_fail or why.endswith(_NO_ROOM)
+                if zone.cfg.mode == "register" and verdict in (INGEST, UPDATE):
+                    _refused(session, zone, it)
     except Exception as e:  # noqa: BLE001 - iRODS went away mid-plan: say so, list the rest unchecked
         reach.lost(e)
         for it in todo:
             if not it.irods:
                 it.reason = _join(it.reason, f"iRODS not asked ({reach.error})")
+
+
+def _refused(session: Any, zone: Zone, it: Item) -> None:
+    """A file the worker would refuse to register (inside a resource's vault: transfer.register_refusal)."""
+    refusal = transfer.register_refusal(session, os.path.realpath(os.path.join(zone.cfg.path, it.rel)))
+    if refusal:
+        it.would_fail = True
+        if it.action == SETTLING:
+            it.reason = _join(it.reason, refusal)
+        else:
+            it.action, it.reason = EXCLUDED, refusal
 
 
 def _subcollections(session: Any, coll: str) -> set[str]:

@@ -6,6 +6,7 @@ worker that dies between the bulk call and the AVU call.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -435,6 +436,18 @@ def test_a_register_zone_inside_a_vault_registers_nothing(env: Env, in_vault: Pa
         hits = list(sess.query(DataObject.path).filter(Like(DataObject.path, f"{in_vault}/%")))
         assert hits == [], hits
     assert sorted(os.listdir(in_vault)) == [f"v{i}.dat" for i in range(4)]
+
+
+def test_plan_says_a_file_inside_a_vault_would_fail(request: pytest.FixtureRequest, tmp_path: Path,
+                                                      redis_server: Any, irods: Any, in_vault: Path) -> None:
+    p = pipe(request, tmp_path / "pl", redis_server.url, irods, path=str(in_vault), mode="register", settle="0.1s")
+    (in_vault / "v.dat").write_bytes(b"in the vault")
+    os.chmod(in_vault / "v.dat", 0o644)
+    time.sleep(0.2)
+    r = cli(p.config_path, "plan", "--json")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    (f,) = json.loads(r.stdout)["zones"]["z"]["files"]
+    assert f["path"] == "v.dat" and f["would_fail"] and "vault" in f["reason"] and "demoResc" in f["reason"], f
 
 
 def test_check_config_refuses_a_zone_inside_a_vault(request: pytest.FixtureRequest, tmp_path: Path,
