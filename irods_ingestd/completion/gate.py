@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import redis
 
 from ..config import ZoneConfig
+from ..filters import NameFilter
 from ..ledger import DONE, Ledger
 from ..settler import Ready
 from . import manifest, units
@@ -289,15 +291,27 @@ class Gate:
         shown = tuple(sorted(absent)[:5])
         if shown != u.missing:
             u.missing = shown
+            said = ", ".join(self._absent(rel) for rel in shown)
             units.note_waiting(r, prefix, self.zone, unit, f"{u.file}: {len(absent)} listed file"
-                               f"{'' if len(absent) == 1 else 's'} missing or not settled: {', '.join(shown)}"
+                               f"{'' if len(absent) == 1 else 's'} missing or not settled: {said}"
                                f"{' …' if len(absent) > len(shown) else ''}")
             log.warning("zone %s: %s waits for %d listed file%s not present or not settled yet: %s%s", self.zone,
-                        u.file, len(absent), "" if len(absent) == 1 else "s", ", ".join(shown),
+                        u.file, len(absent), "" if len(absent) == 1 else "s", said,
                         " …" if len(absent) > len(shown) else "",
                         extra={"fields": {"INGEST_ZONE": self.zone, "INGEST_PATH": self._path(u.file),
                                           "INGEST_RESULT": f"waiting for {len(absent)} listed files"}})
         return False
+
+    def _absent(self, rel: str) -> str:
+        """A listed file not taken, said with what is there instead: a directory, or a file the zone skips."""
+        try:
+            mode = os.lstat(self._path(rel)).st_mode
+        except OSError:
+            return rel
+        if stat.S_ISDIR(mode):
+            return f"{rel} (a directory)"
+        why = NameFilter.for_zone(self.cfg).explain(rel.rpartition("/")[2], rel)
+        return f"{rel} (there, but skipped by the zone: {why})" if why else rel
 
     def _prune(self) -> None:
         """Forget units whose directory is gone (moved away whole), and held files that vanished."""

@@ -103,7 +103,22 @@ def test_a_manifest_listing_a_directory_says_so(manifest_pipe: Any) -> None:
         work_for(pipe, 6)
         dirs = zone_status(pipe)["directories"]
     assert names(pipe) == set()
-    assert dirs and dirs[0]["path"] == "d2/" and "d2/sub" in dirs[0]["reason"], dirs
+    assert dirs and dirs[0]["path"] == "d2/" and "d2/sub (a directory)" in dirs[0]["reason"], dirs
+
+
+def test_a_listed_file_the_zone_skips_is_said_to_be_skipped_not_missing(manifest_pipe: Any) -> None:
+    """A manifest lists a file the zone's temp_patterns skip (`*.part`): it is there, so `status` must not call it
+    missing; it says which pattern skips it."""
+    pipe = manifest_pipe()
+    root = pipe.root
+    with pipe:
+        write(root, "d9/a.dat", b"a")
+        write(root, "d9/b.part", b"b")
+        write(root, "d9/MANIFEST.sha256", f"{sha(b'a')}  a.dat\n{sha(b'b')}  b.part\n")
+        work_for(pipe, 6)
+        dirs = zone_status(pipe)["directories"]
+    assert names(pipe) == set()
+    assert dirs and "d9/b.part" in dirs[0]["reason"] and "'*.part'" in dirs[0]["reason"], dirs
 
 
 def test_mixed_md5_and_sha256_lines_are_each_checked(manifest_pipe: Any, tmp_path: Path) -> None:
