@@ -23,6 +23,7 @@ from irods_ingestd import ingest
 from irods_ingestd.ingest import bulk, transfer
 from irods_ingestd.job import FileItem
 from irods_ingestd.ledger import DONE
+from tests import adv_faults_harness as h
 from tests.expect import sha2
 from tests.integration.test_adv_ops import pipe
 from tests.integration.test_adv_ops_cli import cli
@@ -555,4 +556,44 @@ def test_a_registered_file_renamed_or_deleted(make_pipe: Any) -> None:
         with pytest.raises(Exception):  # noqa: B017,PT011 - whatever the server says, no bytes come back
             with sess.data_objects.open(f"{pipe.collection}/r/b.dat", "r") as f:
                 f.read()
+    assert dict(pipe.ledger.failures(pipe.name)) == {}
+
+
+@pytest.mark.slow  # about 40 s: the abandoned job is found, its files' locks lapse
+def test_a_worker_sigkilled_right_after_a_bulk_call(make_pipe: Any, tmp_path: Path) -> None:
+    """A real worker process dies (SIGKILL) right after its bulk call: rows registered, no AVU call, nothing in
+    the ledger. Another worker takes the abandoned job: each object once, one good replica at its landing
+    path, every AVU once, the ledger done, nothing failed."""
+    import sys
+
+    pipe = make_pipe()
+    assert pipe.root is not None
+    argv = [sys.executable, "-m", "tests.adv_register_worker", str(pipe.config_path)]
+    fast = {"ADVF_LOCK_TTL": "4"}
+    w1 = h.Proc([*argv, "advreg-w1"], tmp_path / "w1.log", {**fast, "ADVREG_KILL_AFTER_BULK": "1"})
+    w2: h.Proc | None = None
+    rels = [f"sk/f{i:02}.dat" for i in range(20)]
+    try:
+        with pipe:
+            write(pipe, "first.dat", b"the first file: the worker learns the hash scheme")
+            h.wait(lambda: done_as_on_disk(pipe, "first.dat"), 30, "the first file")
+            for i, rel in enumerate(rels):
+                write(pipe, rel, os.urandom(100 + i))
+            h.wait(lambda: not w1.alive, 30, lambda: "the worker's bulk call: " + w1.text()[-2000:])
+            assert "ADVREG: killing myself" in w1.text()
+            with pipe.irods.session() as sess:
+                half = replicas(sess, pipe.collection + "/sk")
+                assert half and all("ingestd::zone" not in avus(sess, p) for p in half), half
+            w2 = h.Proc([*argv, "advreg-w2"], tmp_path / "w2.log", fast)
+            h.wait(lambda: all(done_as_on_disk(pipe, r) for r in rels), 60,
+                   lambda: f"the rest ({pipe.ledger.stats(pipe.name)}): " + w2.text()[-2000:] if w2 else "")
+    finally:
+        w1.kill9()
+        if w2 is not None:
+            w2.stop()
+    assert pipe_replicas(pipe) == expected(pipe, ["first.dat", *rels])
+    with pipe.irods.session() as sess:
+        for rel in rels:
+            ms = [m.name for m in sess.metadata.get(DataObject, f"{pipe.collection}/{rel}")]
+            assert len(ms) == len(set(ms)) and {"ingestd::zone", "ingestd::source_path"} <= set(ms), (rel, ms)
     assert dict(pipe.ledger.failures(pipe.name)) == {}
