@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
             logging.getLogger("advreg").warning("ADVREG: killing myself after a bulk register call")
             os.kill(os.getpid(), signal.SIGKILL)
 
-        bulk._send = send  # type: ignore[assignment]
+        bulk._send = send
     return h.main(argv)
 
 
