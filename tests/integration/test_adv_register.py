@@ -113,6 +113,32 @@ def test_an_object_made_under_one_rows_name_just_before_the_bulk_call(env: Env, 
                 assert avus(sess, f"{env.coll}/{rel}")["ingestd::source_path"] == f"{env.root}/{rel}"
 
 
+def test_a_file_appended_to_just_before_the_bulk_call(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A row's file grows after the worker read it and before the bulk call: its registration (with the
+    size and checksum of what was read) is undone at once, the file settles again (not failed); the others
+    are registered. Its next run registers what it holds then."""
+    ctx = scheme_known(env)
+    rels = [f"g/f{i}.dat" for i in range(6)]
+    items = [env.write(rel, os.urandom(100)) for rel in rels]
+
+    def grow(rows: list[Any]) -> None:
+        with open(env.root / "g/f2.dat", "ab") as f:
+            f.write(b"more")
+
+    calls = counting(monkeypatch, grow)
+    s = env.run(ctx, items)
+    assert calls == [6], calls
+    assert s["ingested"] == 5 and s["failed"] == 0, s
+    assert dict(ctx.ledger.failures("z1")) == {}
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/g") == registered_as(env, [r for r in rels if r != "g/f2.dat"])
+    monkeypatch.undo()
+    s = env.run(env.ctx(mode="register", resource="demoResc"), [env.item("g/f2.dat")])
+    assert s["ingested"] == 1, s
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/g") == registered_as(env, rels)
+
+
 def test_fifty_plus_rows_of_mixed_sizes(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """63 files of 0 B to 2 MiB in bulk calls of at most 50: each one good replica at its landing path with
     its checksum (the worker's, which the server does not compute itself) and its AVUs; a second run
@@ -147,7 +173,7 @@ def test_odd_names_in_one_bulk_call(env: Env, monkeypatch: pytest.MonkeyPatch) -
     bytes; a name with a newline cannot be registered (its physical path cannot cross the protocol): it
     fails saying so, never in the bulk call."""
     ctx = scheme_known(env)
-    rels = [f"odd/{n}" for n in ODD]
+    rels = [f"odd/{n}" for n in ODD] + ["odd/it's a dir/x.dat", "odd/répertoire %20/y z.dat", "odd/-/--.dat"]
     items = [env.write(rel, os.urandom(50 + i)) for i, rel in enumerate(rels)]
     nl = env.write("odd/new\nline.dat", b"newline")
     calls = counting(monkeypatch)
