@@ -139,6 +139,8 @@ def parse(data: bytes) -> list[Triple]:
                          parse_constant=_constant)
     except json.JSONDecodeError as e:
         raise SidecarError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:  # [[[[...]]]] thousands deep: a RecursionError was taken for iRODS being away
+        raise SidecarError("nested too deeply (a value is a text, number or boolean, in a list at most)") from None
     if not isinstance(doc, _Object):
         raise SidecarError("expected a JSON object of \"attribute\": value members")
     out: list[Triple] = []

@@ -196,6 +196,7 @@ BAD: list[tuple[str, bytes | None, str]] = [  # name, sidecar (None: made by the
     ("dupkey", b'{"a": 1, "a": 2}', "'a' appears twice"),
     ("nested", b'{"a": {"b": {"c": 1}}}', "an object needs \"value\""),
     ("listlist", b'{"a": [1, [2]]}', "a list inside a list"),
+    ("deep", b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     ("null-in-list", b'{"a": ["x", null]}', "null is not a value"),
     ("inf", b'{"a": Infinity}', "Infinity is not a value"),
     ("surrogate", b'{"a": "\\ud800"}', "not valid UTF-8 text"),
