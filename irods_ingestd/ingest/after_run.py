@@ -35,8 +35,9 @@ def after_action(ctx: IngestContext, zone: ZoneSpec, item: FileItem, res: FileRe
     return run_after(ctx, zone, v)
 
 
-def run_after(ctx: IngestContext, zone: ZoneSpec, v: after.Verified) -> str:
-    held = replicas.hold(ctx, zone, v)  # min_replicas: not before the object has them (deferred meanwhile)
+def run_after(ctx: IngestContext, zone: ZoneSpec, v: after.Verified, deferred: bool = False) -> str:
+    # min_replicas: not before the object has them; deferred: not once it is gone from iRODS (held meanwhile)
+    held = replicas.hold(ctx, zone, v, recheck=deferred)
     if held:
         return held
     outcome, reason = after.run(zone, v)
@@ -66,7 +67,7 @@ def run_after_batch(ctx: IngestContext, zone: ZoneSpec, items: Iterable[after.Ve
             counts["later"] += 1
             continue
         try:
-            reason = run_after(ctx, zone, v)
+            reason = run_after(ctx, zone, v, deferred=True)
         finally:
             lock.release()
         if reason:

@@ -12,6 +12,9 @@ A file whose object is short of replicas is *held*: its after-action is deferred
 zone, ``{prefix}:held:{zone}`` (relative path → reason), which ``irods-ingestd status`` lists. Nothing about a
 replica is ever a reason to dispose of the file: an error (a resource that does not exist or is down, a
 replica that does not verify) holds it, with that error as the reason.
+
+Without ``min_replicas``, an action deferred by ``after_hold`` is held the same way when the object is no longer
+in iRODS as verified (removed, or other bytes put there meanwhile): the landing file is then the only copy.
 """
 
 from __future__ import annotations
@@ -121,9 +124,24 @@ def _ensure(session: Any, zone: ZoneSpec, obj: str, want: _Expected) -> str:
     return "" if len(good) >= need else _short(len(good), need, zone)
 
 
-def hold(ctx: IngestContext, zone: ZoneSpec, v: after.Verified) -> str:
-    """The gate before delete/move: '' to go ahead; else the reason, and the action is deferred (held)."""
-    if not gates_disposal(zone.access):
+def _present(session: Any, obj: str, v: after.Verified) -> str:
+    """Without min_replicas, before a deferred delete/move: '' when the object is still in iRODS with a good
+    replica of the verified size (and of the verified SHA-256 when the catalog has one in that scheme: the file is
+    not read again); someone may have removed or overwritten it during after_hold, and the landing file is then
+    the only copy of these bytes."""
+    sha = checksums.Digest({checksums.SHA2: bytes.fromhex(v.sha256)})
+    for rep in catalog.replicas(session, obj):
+        if rep.good and rep.size == v.size and (not rep.checksum.startswith("sha2:") or sha.matches(rep.checksum)):
+            return ""
+    return f"held: {obj} is no longer in iRODS as it was verified (removed, or other bytes put there): the " \
+           f"landing file stays"
+
+
+def hold(ctx: IngestContext, zone: ZoneSpec, v: after.Verified, recheck: bool = False) -> str:
+    """The gate before delete/move: '' to go ahead; else the reason, and the action is deferred (held).
+    `recheck` (an action deferred by after_hold): without min_replicas, the object must still be there."""
+    gated = gates_disposal(zone.access)
+    if not gated and not recheck:
         return ""
     key = held_key(ctx.ledger.prefix, zone.name)
     path = os.path.join(zone.root, v.rel)
@@ -136,7 +154,9 @@ def hold(ctx: IngestContext, zone: ZoneSpec, v: after.Verified) -> str:
         return ""
     obj = names.target_for(zone.collection, v.rel).path
     try:
-        reason = _ensure(ctx.sessions.get(), zone, obj, _Expected(v, path, zone.follow_symlinks))
+        session = ctx.sessions.get()
+        reason = _ensure(session, zone, obj, _Expected(v, path, zone.follow_symlinks)) if gated else \
+            _present(session, obj, v)
     except Exception as e:  # noqa: BLE001 - whatever it is, the file stays; the reason says why
         if is_transient(e):
             ctx.sessions.reset()

@@ -428,3 +428,96 @@ def test_a_directory_in_move_to_that_leads_back_into_the_zone_never_brings_the_f
         (done / "run").unlink()  # the operator fixes it: the file goes
         until(pipe, lambda: not (pipe.root / "run/a.dat").exists(), timeout=30, what="the move once fixed")
     assert (done / "run/a.dat").read_bytes() == d and rels(pipe) == {"run/a.dat"}
+
+
+@pytest.mark.parametrize("versions", ["keep", "replace"])
+def test_a_rodsuser_replicates_new_versions_before_the_delete(tmp_path: Path, redis_server: Any, redis_conn: Any,
+                                                              server: Any, versions: str) -> None:
+    """README: replicate_to needs nothing more of a rodsuser than own on the collection; a second version of a
+    file (the object set aside or replaced, its replica on the other resource with it) gets its replicas too."""
+    password = secrets.token_hex(8)
+    with server.session() as s:
+        _make_user(s, password)
+        _make_resc(s)
+    user = AsUser(server, DUSER, password)
+    with pipelines(tmp_path, redis_server.url, user, remove=partial(remove_all, server)) as make:
+        pipe = make(after="delete", after_hold="0s", replicate_to=DRESC, versions=versions)
+        with server.session() as s:
+            s.collections.create(pipe.collection, recurse=True)
+            s.acls.set(iRODSAccess("own", pipe.collection, DUSER))
+        server_readable(pipe.root)
+        v1, v2 = os.urandom(900), os.urandom(1100)
+        with pipe:
+            for v in (v1, v2):
+                (pipe.root / "a.dat").write_bytes(v)
+                until(pipe, lambda: not (pipe.root / "a.dat").exists(), what="a.dat replicated and deleted")
+        assert failures(pipe) == {}
+        obj = f"{pipe.collection}/a.dat"
+        assert replicas(server, obj) == [("demoResc", "1", sha2(v2)), (DRESC, "1", sha2(v2))]
+        if versions == "keep":
+            assert replicas(server, obj + ".~1~") == [("demoResc", "1", sha2(v1)), (DRESC, "1", sha2(v1))]
+        assert rels(pipe) == ({"a.dat", "a.dat.~1~"} if versions == "keep" else {"a.dat"})
+
+
+@pytest.mark.parametrize("how", ["removed", "overwritten"])
+def test_an_object_removed_or_overwritten_in_irods_during_after_hold_keeps_the_landing_file(
+        make_pipe: Any, server: Any, how: str) -> None:
+    """Broke: the landing file is the only other copy, and once its object was gone from iRODS (or held other
+    bytes) during after_hold, the delete lost the data. Now the deferred action looks at the object first."""
+    pipe = make_pipe(after="delete", after_hold="2s")
+    d = os.urandom(1000)
+    f = pipe.root / "a.dat"
+    obj = f"{pipe.collection}/a.dat"
+    with pipe:
+        f.write_bytes(d)
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] == 1, what="a.dat ingested")
+        with server.session() as s:
+            if how == "removed":
+                s.data_objects.unlink(obj, force=True)
+            else:
+                other = pipe.tmp / "other.dat"
+                other.write_bytes(os.urandom(1000))
+                s.data_objects.put(str(other), obj, forceFlag="", regChksum="")
+        until(pipe, lambda: held(pipe)["held"] == 1 or not f.exists(), what="the file held (or deleted)")
+        spin(pipe, 1)
+        assert f.read_bytes() == d, f"deleted although its object was {how} in iRODS"
+        assert held(pipe)["a.dat"] == f"held: {obj} is no longer in iRODS as it was verified (removed, or other " \
+            f"bytes put there): the landing file stays", held(pipe)
+        text = status.render(status.gather(pipe.cfg))
+        assert "held: a.dat: held: " in text, text
+
+
+@pytest.mark.parametrize("inherit", [False, True])
+@pytest.mark.parametrize("level", ["read", "null"])
+def test_an_acl_that_takes_the_service_accounts_own_rights_away_fails_clearly(
+        tmp_path: Path, redis_server: Any, redis_conn: Any, server: Any, level: str, inherit: bool) -> None:
+    """Broke: acl = ["read:<the service account>"] (or null) was granted on the temporary copy before its rename
+    and locked the worker out of its own object: the file failed with 'CAT_NO_ACCESS_PERMISSION: None' (or
+    CAT_NO_ROWS_FOUND) and the .part object stayed behind (with inherit, on the whole collection)."""
+    password = secrets.token_hex(8)
+    with server.session() as s:
+        _make_user(s, password)
+    user = AsUser(server, DUSER, password)
+    with pipelines(tmp_path, redis_server.url, user, remove=partial(remove_all, server)) as make:
+        pipe = make(acl=[f"{level}:{DUSER}"], inherit=inherit, after="delete", after_hold="0s")
+        with server.session() as s:
+            s.collections.create(pipe.collection, recurse=True)
+            s.acls.set(iRODSAccess("own", pipe.collection, DUSER))
+        server_readable(pipe.root)
+        from irods_ingestd.actions.check_config import check_services
+
+        said = f"zone 'z'.acl: \"{level}:{DUSER}\": {DUSER} is the iRODS user irods-ingestd runs as"
+        assert any(p.startswith(said) for p in check_services(pipe.cfg)), check_services(pipe.cfg)
+        with pipe:
+            (pipe.root / "a.dat").write_bytes(b"abc")
+            until(pipe, lambda: "a.dat" in failures(pipe), timeout=30, what="a.dat to fail")
+        assert failures(pipe)["a.dat"].startswith(f"zone 'z': acl \"{level}:{DUSER}\": {DUSER} is the iRODS user"), \
+            failures(pipe)
+        assert (pipe.root / "a.dat").read_bytes() == b"abc"
+        with server.session() as s:  # nothing half-made, and the collection untouched
+            assert not list(s.collections.get(pipe.collection).data_objects)
+            assert object_acls_coll(s, pipe.collection).get(DUSER) == "own"
+
+
+def object_acls_coll(s: Any, coll: str) -> dict[str, str]:
+    return {a.user_name: a.access_name for a in s.acls.get(s.collections.get(coll))}
