@@ -55,7 +55,18 @@ def _why(zone: ZoneSpec, r: Rule | None, where: str, e: BaseException) -> Perman
     return PermanentError(f"zone {zone.name!r}: {what} on {where}: {describe(e)}")
 
 
+def _self_problem(session: Any, r: Rule) -> str:
+    """A rule that would take the service account's own rights away (read, write or null on itself): the worker
+    would lock itself out of what it just made (its temporary copy left behind, or the whole collection)."""
+    if r.level == "own" or r.name != str(session.username) or r.zone not in ("", str(session.zone)):
+        return ""
+    return f"\"{r}\": {r.who} is the iRODS user irods-ingestd runs as; it owns what it makes, and this rule " \
+           f"would take that away (drop the rule)"
+
+
 def _set(session: Any, zone: ZoneSpec, r: Rule, path: str, recursive: bool = False) -> None:
+    if why := _self_problem(session, r):
+        raise PermanentError(f"zone {zone.name!r}: acl {why}")
     try:
         catalog.set_access(session, path, r.level, r.name, r.zone, recursive=recursive)
     except Exception as e:
@@ -139,6 +150,8 @@ def config_problems(session: Any, zone_name: str, a: Access) -> list[str]:
     for r in rs:
         if (r.name, r.zone or local) not in found:
             out.append(f"{where}.acl: \"{r}\": there is no iRODS user or group named {r.who}")
+        elif why := _self_problem(session, r):
+            out.append(f"{where}.acl: {why}")
     for resc in a.replicate_to:
         try:
             catalog.resource_id(session, resc)
