@@ -75,6 +75,30 @@ def readable_by_service_account(path: str, st: os.stat_result, account: str = SE
     return _allowed(st, pw.pw_uid, _gids(account, pw.pw_gid), 4)
 
 
+def _has_acl(path: str) -> bool:
+    try:
+        os.getxattr(path, "system.posix_acl_access", follow_symlinks=False)
+    except OSError:  # ENODATA: none; ENOTSUP: a file system without POSIX ACLs
+        return False
+    return True
+
+
+def bits_decide(path: str) -> bool:
+    """Do the mode bits alone decide who may read this file: no POSIX ACL on it or on a directory above it
+    (the directories' answers cached)? Where one is, only the server can tell (an entry may deny its account
+    what the bits allow): the bulk register, where the server reads nothing, must not take the file."""
+    if _has_acl(path):
+        return False
+    d = os.path.dirname(path)
+    while True:
+        if _cached(("acl", d, ""), lambda d=d: _has_acl(d)):  # type: ignore[misc]
+            return False
+        parent = os.path.dirname(d)
+        if parent == d:
+            return True
+        d = parent
+
+
 def _gids(account: str, primary: int) -> set[int]:
     return set(_cached(("gids", account, str(primary)),
                        lambda: {primary} | {g.gr_gid for g in grp.getgrall() if account in g.gr_mem}))

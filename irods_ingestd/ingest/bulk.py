@@ -24,7 +24,7 @@ from .. import names
 from ..job import FileItem, ZoneSpec
 from ..locks import FileLock, Keeper, acquire_many, release_many
 from ..messages import MessageId
-from ..register_check import readable_by_service_account
+from ..register_check import bits_decide, readable_by_service_account
 from . import access, catalog, local, metadata, transfer, usermeta, zone_provenance
 from .context import IngestContext
 from .errors import LocalChanged, NotRegular, PermanentError, Vanished, describe
@@ -87,7 +87,8 @@ def _candidate(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem,
     try:
         loc = local.check_local(zone, item)
         realpath = os.path.realpath(loc.path)
-        if transfer.register_refusal(session, realpath) or not readable_by_service_account(realpath, loc.st):
+        if transfer.register_refusal(session, realpath) or not readable_by_service_account(realpath, loc.st) \
+                or not bits_decide(realpath):  # an ACL: the one-call way, where the server reads the file
             raise NotRegular()
         dig = local.digest(loc, ctx.hash_scheme)
         local.recheck(loc)

@@ -268,6 +268,45 @@ def test_bulk_register_to_a_coordinating_resource(env: Env, monkeypatch: pytest.
                 assert f.read() == (env.root / rel).read_bytes()
 
 
+def deny_by_acl(path: Path, user: str) -> None:
+    """A POSIX ACL entry `user:USER:---` on a file whose mode bits let others read it (setfacl -m u:USER:---),
+    written as the system.posix_acl_access attribute (no setfacl needed)."""
+    import pwd
+    import struct
+
+    und = 0xFFFFFFFF
+    entries = [(0x01, 6, und), (0x02, 0, pwd.getpwnam(user).pw_uid), (0x04, 4, und), (0x10, 4, und), (0x20, 4, und)]
+    os.setxattr(path, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
+
+
+def test_a_file_an_acl_hides_from_the_server_in_a_bulk_batch(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Its mode bits say anyone may read it, an ACL entry denies the server's account: the bulk call (where
+    the server reads nothing) must not take it; it fails the one-call way saying the server cannot read it,
+    and nothing is registered for it."""
+    import pwd
+
+    try:
+        pwd.getpwnam("irods")
+    except KeyError:
+        pytest.skip("no irods service account on this host")
+    ctx = scheme_known(env)
+    rels = [f"acl/f{i}.dat" for i in range(4)]
+    items = [env.write(rel, os.urandom(60 + i)) for i, rel in enumerate(rels)]
+    try:
+        deny_by_acl(env.root / "acl/f1.dat", "irods")
+    except OSError as e:
+        pytest.skip(f"no POSIX ACLs here: {e}")
+    calls = counting(monkeypatch)
+    s = env.run(ctx, [env.item(r) for r in rels])
+    assert items and calls == [3], calls
+    assert s["ingested"] == 3 and s["failed"] == 1, s
+    (rel, info), = ctx.ledger.failures("z1")
+    assert rel == "acl/f1.dat" and "cannot read" in info["reason"], info
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/acl") == registered_as(env, [r for r in rels if r != "acl/f1.dat"])
+
+
 def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """A hard link is a second landing path: its own object pointing at its own path (not the first file's),
     registered once; the first object is untouched. In one bulk call with the original too."""

@@ -39,3 +39,28 @@ def test_zone_vault_problems_both_ways() -> None:
                              "'demoResc'") and "irm" in got[0]
     assert got[1].startswith("zone 'holds'.path: /data is holding the vault of iRODS resource 'sibling'") and \
         "replicas" in got[1]
+
+
+def test_bits_decide_unless_an_acl_is_on_the_file_or_above(tmp_path: Path) -> None:
+    import os
+    import struct
+
+    d = tmp_path / "a" / "b"
+    d.mkdir(parents=True)
+    f = d / "x.dat"
+    f.write_bytes(b"x")
+    assert rc.bits_decide(str(f))
+    und = 0xFFFFFFFF
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in
+                                          [(0x01, 7, und), (0x02, 0, 12345), (0x04, 5, und), (0x10, 5, und),
+                                           (0x20, 5, und)])
+    try:
+        os.setxattr(tmp_path / "a", "system.posix_acl_access", acl)
+    except OSError:
+        return  # no POSIX ACLs on this file system: the bits decide everywhere
+    rc._cache.clear()
+    assert not rc.bits_decide(str(f))
+    os.removexattr(tmp_path / "a", "system.posix_acl_access")
+    rc._cache.clear()
+    os.setxattr(f, "system.posix_acl_access", acl)
+    assert not rc.bits_decide(str(f))
