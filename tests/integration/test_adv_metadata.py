@@ -582,3 +582,21 @@ def test_a_manifest_that_lists_the_sidecars_completes_its_delivery(make_pipe: Ca
         until(pipe, lambda: stats(pipe)["done"] == 2, timeout=6, what="the delivery ingested")
     assert everything(pipe) == {"dl/x.dat", "dl/MANIFEST.sha256"}
     assert user_avus(pipe, "dl/x.dat") == [("run", "5", "")]
+
+
+def test_a_sidecar_of_a_file_whose_name_is_mapped(make_pipe: Callable[..., Pipeline]) -> None:
+    """A name with a byte that is not UTF-8: its sidecar is found by the same bytes, its AVUs reach the object
+    under the mapped name beside its original_name; the directory's sidecar reaches the mapped collection."""
+    pipe = make_pipe(dir_sidecar="meta.json", **SIDE)
+    root = os.fsencode(pipe.root)
+    os.makedirs(os.path.join(root, b"d\xfe"))
+    for name, data in ((b"a\xff.dat", b"a"), (b"a\xff.dat.metadata.json", b'{"k": "\\u00e9"}'),
+                       (b"meta.json", b'{"dir": "yes"}')):
+        with open(os.path.join(root, b"d\xfe", name), "wb") as f:
+            f.write(data)
+    with pipe:
+        pipe.drain(min_done=1)
+    assert everything(pipe) == {"d%FE/a%FF.dat"}
+    got = avus_of(pipe, "d%FE/a%FF.dat")
+    assert ("k", "\u00e9", "") in got and ("ingestd::original_name", b"d\xfe/a\xff.dat".hex(), "hex") in got
+    assert coll_avus(pipe, "d%FE") == [("dir", "yes", "")]
