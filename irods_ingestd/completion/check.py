@@ -95,9 +95,17 @@ def _check(ctx: IngestContext, zone: ZoneSpec, unit: str) -> str:
     if failed or missing:
         return _hold(ctx, zone, unit, info, failed, missing)
     if busy or any(not _verified(entries[rel], members[rel]) for rel in rels):
-        if info.complete_at:  # a file arrived after all was verified: after_hold counts again from the next time
-            info.complete_at, info.state, info.reason = 0.0, "waiting", ""
+        reason = "" if not busy else (
+            f"waiting: {len(busy)} file{'' if len(busy) == 1 else 's'} under a temporary name in it "
+            f"({', '.join(sorted(busy)[:3])}{' …' if len(busy) > 3 else ''}): a copy may still be at work")
+        # a file arrived after all was verified: after_hold counts again from the next time
+        if (info.state, info.reason, info.complete_at) != (WAITING, reason, 0.0):
+            info.complete_at, info.state, info.reason = 0.0, WAITING, reason
             units.save_info(r, p, zone.name, unit, info)
+            if busy:
+                log.warning("zone %s: %s/ %s", zone.name, unit, reason,
+                            extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": os.path.join(zone.root, unit),
+                                              "INGEST_RESULT": reason}})
         units.recheck_in(r, p, zone.name, unit, recheck_after(len(snap)))
         return WAITING
     if marker and zone.completion.marker_ingest == "last" and marker in snap:

@@ -358,6 +358,27 @@ def test_a_marker_written_while_a_file_is_still_being_written_is_ingested_after_
     assert names(pipe) == {"run7/a.bin", "run7/slow.log", f"run7/{MARKER}"}
 
 
+def test_a_copy_tools_leftover_temporary_file_holds_the_move_and_status_says_which(
+        marker_pipe: Any, tmp_path: Path) -> None:
+    """A crashed rsync left `.b.bin.Xy12Zq` in the run: the run is not moved while it is there (something may
+    still be writing), and `status` says which file holds it; once it goes, the run moves."""
+    done = tmp_path / "done"
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "run10/a.bin", b"a")
+        write(root, "run10/.b.bin.Xy12Zq", b"half")
+        write(root, f"run10/{MARKER}", b"")
+        until(pipe, lambda: f"run10/{MARKER}" not in names(pipe) and "run10/a.bin" in names(pipe), what="a.bin")
+        work_for(pipe, 4)
+        dirs = zone_status(pipe)["directories"]
+        assert (root / "run10").is_dir() and not done.exists()
+        assert dirs and "run10/.b.bin.Xy12Zq" in dirs[0]["reason"], dirs
+        (root / "run10" / ".b.bin.Xy12Zq").unlink()
+        until(pipe, lambda: (done / "run10").is_dir(), what="the run moved")
+    assert names(pipe) == {"run10/a.bin", f"run10/{MARKER}"}
+
+
 def test_a_marker_removed_after_its_run_was_released_still_lets_the_run_complete_once(
         marker_pipe: Any, tmp_path: Path) -> None:
     done = tmp_path / "done"
