@@ -27,6 +27,7 @@ from .errors import LocalChanged, PermanentError
 log = logging.getLogger("irods_ingestd.ingest")
 
 SIDECAR_QUIET = 3.0  # seconds: a bad sidecar younger than this may still be being written
+SYNC_TRIES = 3  # a directory sidecar changed while its collection was written: written again (at most)
 
 
 class BadMetadata(PermanentError):
@@ -90,18 +91,22 @@ def apply_dir_sidecar(ctx: IngestContext, session: Any, zone: ZoneSpec, item: Fi
     """The AVUs of the file's directory sidecar on its collection `coll`, if not done by this worker for this
     version of the sidecar: for each attribute the sidecar names, the collection ends up with exactly the
     sidecar's values (others of that attribute removed, missing ones added, in one atomic call; nothing when
-    it has them already). Attributes the sidecar does not name are left alone."""
+    it has them already). Attributes the sidecar does not name are left alone. A sidecar that changed while
+    its AVUs were written is applied again: the last write is of the version on disk."""
     if not zone.avus.dir_sidecar:
         return
     sig = _signature(zone, item)
     if sig is not None and ctx.collection_avus.get(coll) == sig:
         return
-    got = dir_sidecar(zone, item)
-    if got is None:
-        return
-    triples, sig = got
-    sync_collection(session, coll, triples)
-    ctx.collection_avus[coll] = sig
+    for _ in range(SYNC_TRIES):
+        got = dir_sidecar(zone, item)
+        if got is None:
+            return
+        triples, applied = got
+        sync_collection(session, coll, triples)
+        if _signature(zone, item) == applied:  # else it changed while this was written: another worker may
+            break  # have applied the newer version before this older one landed, and would not look again
+    ctx.collection_avus[coll] = applied
 
 
 def sync_collection(session: Any, coll: str, triples: list[Triple]) -> int:

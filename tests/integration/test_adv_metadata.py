@@ -599,3 +599,36 @@ def test_extra_extractors_with_collection_provenance(make_pipe: Callable[..., Pi
         pipe.drain(min_done=1)
     assert avus_of(pipe, "R2/o.dat") == [("ingestd::group", "54322", ""), ("ingestd::owner", "54321", ""),
                                          ("k", "1", ""), ("x:run", "R2", "")]
+
+
+def test_two_workers_racing_on_a_changing_directory_sidecar_leave_its_last_version(
+        env: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Worker A reads the directory's sidecar, worker B reads its next version and applies it, then A's
+    (older) write lands: the collection must end with the sidecar as it is, not as A read it (B, which
+    applied the last version, never looks again)."""
+    from irods.models import CollectionMeta
+
+    from irods_ingestd.ingest import usermeta
+    from irods_ingestd.zoneparts.avus import Avus
+
+    cfg = Avus(dir_sidecar="meta.json")
+    side = env.root / "r/meta.json"
+    side.parent.mkdir(parents=True)
+    side.write_text('{"status": "running"}')
+    a, b = env.write("r/a.dat", b"a"), env.write("r/b.dat", b"b")
+    real_sync = usermeta.sync_collection
+    calls: list[list[Any]] = []
+
+    def sync(session: Any, coll: str, triples: Any) -> int:
+        calls.append(triples)
+        if len(calls) == 1:  # A, about to write what it read: meanwhile the sidecar changes and B applies it
+            side.write_text('{"status": "done"}')
+            os.utime(side, (time.time() + 1, time.time() + 1))
+            assert env.run(env.ctx(avus=cfg), [b])["ingested"] == 1
+        return real_sync(session, coll, triples)
+
+    monkeypatch.setattr(usermeta, "sync_collection", sync)
+    assert env.run(env.ctx(avus=cfg), [a])["ingested"] == 1
+    with env.session() as s:
+        q = s.query(CollectionMeta.name, CollectionMeta.value).filter(Collection.name == f"{env.coll}/r")
+        assert sorted((r[CollectionMeta.name], r[CollectionMeta.value]) for r in q) == [("status", "done")]
