@@ -37,7 +37,7 @@ import redis
 from . import ledger as lg
 from . import names
 from .config import ZoneConfig
-from .ingest import local
+from .ingest import local, usermeta
 from .ingest.errors import LocalChanged, NotRegular, PermanentError, Vanished
 from .job import FileItem
 from .ledger import Ledger, name_field, queued_job, version_bytes
@@ -238,7 +238,7 @@ def classify(zone: Zone, reach: Reach, step: list[Listing], now: float) -> list[
                           FAILED_: f"in the ledger as failed: {state[1]}"}[state[0]]
                 items.append(Item(rel, state[0], detail, size, mtime, target.path))
                 continue
-            why = unreadable(zone, rel, size, mtime)
+            why = unreadable(zone, rel, size, mtime) or usermeta.problem(zone.spec, FileItem(rel, size, mtime), target)
             if why:
                 items.append(Item(rel, EXCLUDED, why, size, mtime, target.path, would_fail=True))
                 continue

@@ -21,6 +21,7 @@ from irods.models import Collection, CollectionMeta
 from .. import names, sidecars
 from ..job import FileItem, ZoneSpec
 from ..sidecars import SidecarError, Triple
+from . import metadata
 from .context import IngestContext
 from .errors import LocalChanged, PermanentError
 
@@ -76,6 +77,19 @@ def dir_sidecar(zone: ZoneSpec, item: FileItem) -> tuple[list[Triple], tuple[int
         return None
     st = got[1]
     return got[0], (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def problem(zone: ZoneSpec, item: FileItem, target: names.Target) -> str | None:
+    """Why the zone's metadata would fail this file (a bad sidecar of the file or its directory, a path the
+    required path_regex does not match), or None: the dry run's look (a sidecar still being written: None)."""
+    try:
+        metadata.avus_for(zone, item, target, "")
+        dir_sidecar(zone, item)
+    except BadMetadata as e:
+        return str(e)
+    except (LocalChanged, OSError):
+        return None
+    return None
 
 
 def _signature(zone: ZoneSpec, item: FileItem) -> tuple[int, ...] | None:

@@ -632,3 +632,28 @@ def test_two_workers_racing_on_a_changing_directory_sidecar_leave_its_last_versi
     with env.session() as s:
         q = s.query(CollectionMeta.name, CollectionMeta.value).filter(Collection.name == f"{env.coll}/r")
         assert sorted((r[CollectionMeta.name], r[CollectionMeta.value]) for r in q) == [("status", "done")]
+
+
+# --- the dry run ---------------------------------------------------------------------------------------------
+
+def test_plan_says_which_files_their_metadata_would_fail(make_pipe: Callable[..., Pipeline]) -> None:
+    """`plan` says, per file, what the worker would do; a bad sidecar (the file's or its directory's) and a
+    path the required regex does not match fail the file for real, so the plan says would_fail with that
+    reason, not 'ingest'."""
+    import subprocess
+    import sys
+
+    pipe = make_pipe(path_regex=r"^(?P<run>R\d+)/", path_regex_required=True, dir_sidecar="meta.json", **SIDE)
+    for rel, data in (("R1/good.dat", "g"), ("R1/bad.dat", "b"), ("R1/bad.dat.metadata.json", '{"a": null}'),
+                      ("R2/d.dat", "d"), ("R2/meta.json", "[]"), ("stray.dat", "s")):
+        old(write(pipe, rel, data))
+    r = subprocess.run([sys.executable, "-m", "irods_ingestd", "--log-target", "stderr", "-c",
+                        str(pipe.config_path), "plan", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode in (0, 1), r.stderr
+    files = {f["path"]: f for f in json.loads(r.stdout)["zones"]["z"]["files"]}
+    assert files["R1/good.dat"]["action"] == "ingest" and not files["R1/good.dat"]["would_fail"]
+    for rel, says in (("R1/bad.dat", f"sidecar {pipe.root}/R1/bad.dat.metadata.json: 'a': null is not a value"),
+                      ("R2/d.dat", f"sidecar {pipe.root}/R2/meta.json: expected a JSON object"),
+                      ("stray.dat", "does not match the zone's path_regex")):
+        assert files[rel]["would_fail"] and says in files[rel]["reason"], files[rel]
+    assert "R1/bad.dat.metadata.json" not in files or files["R1/bad.dat.metadata.json"]["action"] == "excluded"
