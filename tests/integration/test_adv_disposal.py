@@ -132,7 +132,7 @@ def test_an_acl_user_removed_after_start_fails_the_files_and_retry_ingests_them_
 
 # --- replicate_to resources that go away or go down -------------------------------------------------------
 
-@pytest.mark.parametrize("fault", ["removed", "down"])
+@pytest.mark.parametrize("fault", [pytest.param("removed", marks=pytest.mark.slow), "down"])
 def test_a_replicate_to_resource_removed_or_down_holds_the_file_until_it_is_back(
         make_pipe: Any, server: Any, tmp_path: Path, fault: str) -> None:
     with server.session() as s:
@@ -170,7 +170,7 @@ def test_a_replicate_to_resource_removed_or_down_holds_the_file_until_it_is_back
 
 # --- a second replica that goes away or goes stale before the delete -------------------------------------
 
-@pytest.mark.parametrize("fault", ["trimmed", "stale"])
+@pytest.mark.parametrize("fault", [pytest.param("trimmed", marks=pytest.mark.slow), "stale"])
 def test_a_second_replica_trimmed_or_stale_before_the_delete_holds_the_file(
         make_pipe: Any, server: Any, fault: str) -> None:
     with server.session() as s:
@@ -202,6 +202,7 @@ def test_a_second_replica_trimmed_or_stale_before_the_delete_holds_the_file(
     assert held(pipe) == {"held": 0} and failures(pipe) == {}
 
 
+@pytest.mark.slow
 def test_replicate_to_onto_a_resource_holding_a_stale_replica(make_pipe: Any, server: Any, tmp_path: Path) -> None:
     """The replica on the replicate_to resource exists but is stale (left by someone): the worker must bring it
     up to date (or hold the file), never count it and never fail the file."""
@@ -459,7 +460,7 @@ def test_a_rodsuser_replicates_new_versions_before_the_delete(tmp_path: Path, re
         assert rels(pipe) == ({"a.dat", "a.dat.~1~"} if versions == "keep" else {"a.dat"})
 
 
-@pytest.mark.parametrize("how", ["removed", "overwritten"])
+@pytest.mark.parametrize("how", ["removed", pytest.param("overwritten", marks=pytest.mark.slow)])
 def test_an_object_removed_or_overwritten_in_irods_during_after_hold_keeps_the_landing_file(
         make_pipe: Any, server: Any, how: str) -> None:
     """Broke: the landing file is the only other copy, and once its object was gone from iRODS (or held other
@@ -521,3 +522,25 @@ def test_an_acl_that_takes_the_service_accounts_own_rights_away_fails_clearly(
 
 def object_acls_coll(s: Any, coll: str) -> dict[str, str]:
     return {a.user_name: a.access_name for a in s.acls.get(s.collections.get(coll))}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="completion/dirmove.py (claimed by COMPLETION this session) moves a run "
+                   "directory into move_to/<parent> without checking that it leads back into the zone; needs the "
+                   "check ingest/actions/move.py now makes (realpath of the destination's directory outside the "
+                   "zone root, else fail and try again)")
+def test_a_run_directory_moved_whole_never_goes_back_into_the_zone(make_pipe: Any, tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    done.mkdir()
+    pipe = make_pipe(after="move", move_to=str(done), after_hold="0s", complete_when="marker", marker="DONE")
+    (pipe.root / "batch").mkdir()
+    (done / "batch").symlink_to(pipe.root / "batch")
+    with pipe:
+        (pipe.root / "batch/run1").mkdir()
+        (pipe.root / "batch/run1/a.dat").write_bytes(b"a")
+        (pipe.root / "batch/run1/DONE").write_bytes(b"")
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] >= 2, what="the run ingested")
+        spin(pipe, 3)
+    landed = sorted(str(p.relative_to(pipe.root)) for p in pipe.root.rglob("*"))
+    assert landed in (["batch", "batch/run1", "batch/run1/DONE", "batch/run1/a.dat"], ["batch"]), landed
+    assert rels(pipe) == {"batch/run1/a.dat", "batch/run1/DONE"}, rels(pipe)
