@@ -88,9 +88,10 @@ def _check(ctx: IngestContext, zone: ZoneSpec, unit: str) -> str:
         elif why is None and rel != marker:
             members[rel] = st
     rels = list(members)
-    entries = dict(zip(rels, ctx.ledger.get_many(zone.name, rels), strict=True))
-    failed = [rel for rel in rels if (e := entries[rel]) is not None and e.state == FAILED
-              and e.same_version(members[rel].st_size, members[rel].st_mtime_ns)]
+    marker_here = [marker] if marker and marker in snap else []  # a marker that failed (a conflict) holds it too
+    entries = dict(zip(rels + marker_here, ctx.ledger.get_many(zone.name, rels + marker_here), strict=True))
+    failed = [rel for rel in rels + marker_here if (e := entries[rel]) is not None and e.state == FAILED
+              and e.same_version(snap[rel].st_size, snap[rel].st_mtime_ns)]
     missing = _missing(zone, unit, info, snap)
     if failed or missing:
         return _hold(ctx, zone, unit, info, failed, missing)

@@ -379,6 +379,42 @@ def test_a_copy_tools_leftover_temporary_file_holds_the_move_and_status_says_whi
     assert names(pipe) == {"run10/a.bin", f"run10/{MARKER}"}
 
 
+@pytest.mark.parametrize("then_retry", [False, pytest.param(True, marks=pytest.mark.slow)])  # held: 30 s a look
+def test_a_marker_that_cannot_be_ingested_holds_its_run_with_the_reason_not_retried_for_ever(
+        marker_pipe: Any, tmp_path: Path, irods: Any, caplog: pytest.LogCaptureFixture, then_retry: bool) -> None:
+    """marker_ingest = "last": an object someone else put where the marker goes (a conflict). The run's files
+    go in; the run is held with the marker's reason in `status` (its failure too), not tried every few seconds
+    for ever; once the object is out of the way, `retry` lets the marker in and the run moves."""
+    caplog.set_level(logging.INFO, logger="irods_ingestd")
+    done = tmp_path / "done"
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    theirs = f"{pipe.collection}/run11/{MARKER}"
+    with irods.session() as s:
+        s.collections.create(f"{pipe.collection}/run11")
+        with s.data_objects.open(theirs, "w") as f:
+            f.write(b"someone else's marker")
+    with pipe:
+        write(root, "run11/a.bin", b"a")
+        write(root, f"run11/{MARKER}", b"ours")
+        until(pipe, lambda: zone_status(pipe)["failed"] == 1, what="the marker failed")
+        work_for(pipe, 6)
+        s = zone_status(pipe)
+        tries = [r for r in caplog.records if "failed to ingest" in r.getMessage() and MARKER in r.getMessage()]
+        assert len(tries) == 1, [r.getMessage() for r in tries]
+        assert [f["path"] for f in s["failed_files"]] == [f"run11/{MARKER}"] and "conflict" in \
+            s["failed_files"][0]["reason"], s
+        assert any(d["state"] == "held" and MARKER in d["reason"] for d in s["directories"]), s["directories"]
+        assert not done.exists()
+        if not then_retry:
+            return
+        with irods.session() as sess:
+            sess.data_objects.unlink(theirs, force=True)
+        pipe.ledger.retry_failed(["z"])
+        until(pipe, lambda: (done / "run11").is_dir(), what="the run moved")
+    assert checksums(pipe) == {"run11/a.bin": sha2(b"a"), f"run11/{MARKER}": sha2(b"ours")}
+
+
 def test_a_marker_removed_after_its_run_was_released_still_lets_the_run_complete_once(
         marker_pipe: Any, tmp_path: Path) -> None:
     done = tmp_path / "done"
