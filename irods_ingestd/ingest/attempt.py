@@ -63,7 +63,7 @@ def attempt(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, ta
     avus = metadata.avus_for(zone, item, target, ctx.host)
     usermeta.apply_dir_sidecar(ctx, session, zone, item, target.collection)
     if zone.mode == "register":
-        out = _register(ctx, session, loc, target, existing, dig, opts, avus, res, prefetched)
+        out = _register(ctx, session, zone, loc, target, existing, dig, opts, avus, res, prefetched)
         access.grant(session, zone, target.path)
         return out
     dig, res.moved_bytes = transfer.put(ctx, session, item.size, loc, target.part_path, opts, avus)
@@ -140,8 +140,9 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
 _IS_COLLECTION = "conflict: {} is a collection (a landing directory ingested there is a file now); nothing overwritten"
 
 
-def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target, existing: Obj | None,
-              dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult, prefetched: bool) -> str:
+def _register(ctx: IngestContext, session: Any, zone: ZoneSpec, loc: Local, target: names.Target,
+              existing: Obj | None, dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult,
+              prefetched: bool) -> str:
     realpath = os.path.realpath(loc.path)
     refusal = transfer.register_refusal(session, realpath)
     if refusal:
@@ -152,7 +153,7 @@ def _register(ctx: IngestContext, session: Any, loc: Local, target: names.Target
         catalog.rename(session, target.path, target.old_path)
         aside = target.old_path
     try:
-        dig = transfer.register(ctx, session, loc, target.path, aside, here, dig, opts, avus)
+        dig = transfer.register(ctx, session, loc, target.path, aside, here, dig, opts, avus, zone)
     except iex.CAT_NAME_EXISTS_AS_COLLECTION:
         raise Conflict(_IS_COLLECTION.format(target.path)) from None
     except iex.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME:

@@ -11,6 +11,7 @@ import irods.exception as iex
 
 from .. import checksums, names
 from ..checksums import Digest
+from ..job import ZoneSpec
 from ..register_check import vault_refusal
 from . import catalog, local
 from .context import IngestContext
@@ -77,8 +78,20 @@ def register_refusal(session: Any, realpath: str) -> str | None:
     return names.register_refusal(realpath) or vault_refusal(realpath, lambda: catalog.vault_paths(session), server)
 
 
+_server_read: set[tuple[str, str]] = set()  # (zone, its real root): the server registered a file of it here
+
+
+def server_has_read(zone: ZoneSpec) -> bool:
+    """Was the server seen (by this worker process) to reach this zone's directory? It stats, opens and
+    checksums a file it registers one call a file; the bulk rows, which it does not read, are sent only for
+    such a zone, so a worker that cannot tell from the bits (no service account on its host) never registers
+    paths the server does not see (not mounted there, not searchable)."""
+    return (zone.name, os.path.realpath(zone.root)) in _server_read
+
+
 def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str | None,
-             existing_here: bool, dig: Digest | None, opts: dict[str, str], avus: list[Any]) -> Digest:
+             existing_here: bool, dig: Digest | None, opts: dict[str, str], avus: list[Any],
+             zone: ZoneSpec | None = None) -> Digest:
     """Register the landing file's real path at `path` and verify it. An earlier registration of the same
     path is unregistered first (`existing_here`); another object under the name was set aside to `aside`
     and is put back if this fails."""
@@ -88,6 +101,8 @@ def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str
     if dig is None:
         dig = local.digest(loc, ctx.hash_scheme)
     catalog.register(session, realpath, path, opts)
+    if zone is not None:
+        _server_read.add((zone.name, os.path.realpath(zone.root)))
     got = catalog.stored_checksum(session, path) or catalog.server_checksum(session, path)
     try:
         dig, same = verify(ctx, loc, dig, got)

@@ -21,7 +21,7 @@ from irods.models import Collection, DataObject, Resource
 
 from irods_ingestd import ingest
 from irods_ingestd.ingest import bulk, transfer
-from irods_ingestd.job import FileItem
+from irods_ingestd.job import Batch, FileItem
 from irods_ingestd.ledger import DONE
 from tests import adv_faults_harness as h
 from tests.expect import sha2
@@ -194,10 +194,12 @@ def test_a_physical_path_too_long_for_the_server_in_a_bulk_batch(env: Env, monke
     """A landing path longer than MAX_NAME_LEN whose logical path fits (the landing root is longer than the
     collection): never sent in a bulk row (the server would read a truncated path), failed naming the limit;
     the batch's other files go in bulk."""
-    ctx = scheme_known(env)
     root = server_readable(env.root / ("p" * 200))
     ctx = env.ctx(mode="register", resource="demoResc", path=root)
-    ctx.hash_scheme = "sha2"
+    (root / "first.dat").write_bytes(b"the first file of the zone goes the one-call way")
+    os.chmod(root / "first.dat", 0o644)
+    st = os.stat(root / "first.dat")
+    assert env.run(ctx, [FileItem("first.dat", st.st_size, st.st_mtime_ns)])["ingested"] == 1
     rel_len = 1050 - len(env.coll) - 1
     parts = ["d" * 200] * (rel_len // 201)
     name = "f" * (rel_len - 201 * len(parts)) + ".x"
@@ -305,6 +307,36 @@ def test_a_file_an_acl_hides_from_the_server_in_a_bulk_batch(env: Env, monkeypat
     assert rel == "acl/f1.dat" and "cannot read" in info["reason"], info
     with env.session() as sess:
         assert replicas(sess, env.coll + "/acl") == registered_as(env, [r for r in rels if r != "acl/f1.dat"])
+
+
+def test_a_zone_the_server_cannot_see_from_a_worker_that_cannot_tell(env: Env, tmp_path: Path,  # noqa: F811
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker on a host without the server's service account (it cannot tell from the bits) and a register
+    zone the server cannot reach (not mounted there; here: a directory its account cannot search), after
+    another zone taught the worker the scheme: the bulk call, where the server reads nothing, must not
+    register the files. Each fails the one-call way, saying the server cannot read it; nothing registered."""
+    if not env.irods.real:
+        pytest.skip("the iRODS test server runs as root")
+    ctx = scheme_known(env)  # zone z1 proved readable by the server
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    os.chmod(hidden, 0o700)
+    monkeypatch.setattr(bulk, "readable_by_service_account", lambda *a, **kw: True)
+    ctx2 = env.ctx(mode="register", resource="demoResc", path=hidden, name="z2")
+    ctx2.hash_scheme = ctx.hash_scheme  # the same worker process: it knows the scheme
+    ctx2.sessions = ctx.sessions
+    items = []
+    for i in range(4):
+        (hidden / f"h{i}.dat").write_bytes(os.urandom(30 + i))
+        st = os.stat(hidden / f"h{i}.dat")
+        items.append(FileItem(f"h{i}.dat", st.st_size, st.st_mtime_ns))
+    env.queue("z2", items)
+    s = ingest.ingest_batch(ctx2, Batch(env.zone(ctx2), tuple(items)))
+    assert s["failed"] == 4 and s["ingested"] == 0, s
+    assert all("cannot read" in i["reason"] for _, i in ctx2.ledger.failures("z2"))
+    with env.session() as sess:
+        hits = list(sess.query(DataObject.path).filter(Like(DataObject.path, f"{hidden}/%")))
+        assert hits == [], hits
 
 
 def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
