@@ -164,7 +164,8 @@ def test_fifty_plus_rows_of_mixed_sizes(env: Env, monkeypatch: pytest.MonkeyPatc
 
 ODD = ["with space.dat", "it's.dat", 'say "hi".dat', "back\\slash.dat", "100%.dat", "a&b;c.dat",
        unicodedata.normalize("NFC", "café.dat"), unicodedata.normalize("NFD", "café.dat"), "日本語.dat",
-       "emoji-\U0001F600.dat", "  lead.dat", "trail .dat", "*?[x].dat"]
+       "emoji-\U0001F600.dat", "  lead.dat", "trail .dat", "*?[x].dat", "<tag>&amp;.dat", "]]>.dat",
+       "$(x)`y`.dat", "--.dat"]
 
 
 def test_odd_names_in_one_bulk_call(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
