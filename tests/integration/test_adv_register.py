@@ -340,6 +340,19 @@ def test_a_zone_the_server_cannot_see_from_a_worker_that_cannot_tell(env: Env, t
         assert hits == [], hits
 
 
+@pytest.mark.parametrize("versions", ["keep", "conflict"])
+def test_a_new_version_in_a_register_zone_whatever_versions_says(env: Env, versions: str) -> None:  # noqa: F811
+    """The object already serves the new bytes: it is registered again (its checksum and size the new ones),
+    no `.~N~` kept, not failed, with versions = "keep" or "conflict" alike (README)."""
+    ctx = env.ctx(mode="register", versions=versions)
+    assert env.run(ctx, [env.write("v/x.dat", b"one")])["ingested"] == 1
+    time.sleep(0.01)
+    s = env.run(env.ctx(mode="register", versions=versions), [env.write("v/x.dat", b"two, longer")])
+    assert s["updated"] == 1 and s["failed"] == 0, s
+    with env.session() as sess:
+        assert replicas(sess, env.coll + "/v") == registered_as(env, ["v/x.dat"])
+
+
 def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """A hard link is a second landing path: its own object pointing at its own path (not the first file's),
     registered once; the first object is untouched. In one bulk call with the original too."""
