@@ -100,7 +100,16 @@ def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str
         catalog.unregister(session, path)
     if dig is None:
         dig = local.digest(loc, ctx.hash_scheme)
-    catalog.register(session, realpath, path, opts)
+    try:
+        catalog.register(session, realpath, path, opts)
+    except BaseException:  # refused (nothing stays registered: catalog.register) or cut off: put back what was
+        if aside:  # set aside, or the next attempt does (attempt._look)
+            try:
+                catalog.rename(session, aside, path)
+            except Exception as e:  # noqa: BLE001 - the register's own error is the one to report
+                log.warning("%s: could not put back %s after its registration failed (%s); the next attempt "
+                            "does", path, aside, e)
+        raise
     if zone is not None:
         _server_read.add((zone.name, os.path.realpath(zone.root)))
     got = catalog.stored_checksum(session, path) or catalog.server_checksum(session, path)

@@ -353,6 +353,34 @@ def test_a_new_version_in_a_register_zone_whatever_versions_says(env: Env, versi
         assert replicas(sess, env.coll + "/v") == registered_as(env, ["v/x.dat"])
 
 
+def test_a_failed_registration_puts_back_the_object_it_set_aside(env: Env) -> None:  # noqa: F811
+    """A followed link registered (the object points at the file it led to), then pointed at another file of
+    the zone that the server cannot read: the earlier object is set aside for the new registration, which
+    the server refuses; it is put back under its name (not left under its set-aside name), the file fails
+    saying why."""
+    if not env.irods.real:
+        pytest.skip("the iRODS test server runs as root")
+    a = env.write("l/a.dat", b"first target")
+    env.write("l/b.dat", b"second target, longer")
+    os.chmod(env.root / "l/b.dat", 0o600)
+    os.symlink(env.root / "l/a.dat", env.root / "l/in.dat")
+    ctx = env.ctx(mode="register", symlinks="follow")
+    st = os.stat(env.root / "l/in.dat")
+    assert env.run(ctx, [a, FileItem("l/in.dat", st.st_size, st.st_mtime_ns)])["ingested"] == 2
+    os.remove(env.root / "l/in.dat")
+    os.symlink(env.root / "l/b.dat", env.root / "l/in.dat")
+    st = os.stat(env.root / "l/in.dat")
+    s = env.run(env.ctx(mode="register", symlinks="follow"), [FileItem("l/in.dat", st.st_size, st.st_mtime_ns)])
+    assert s["failed"] == 1, s
+    (rel, info), = ctx.ledger.failures("z1")
+    assert rel == "l/in.dat" and "cannot read" in info["reason"], info
+    with env.session() as sess:
+        got = replicas(sess, env.coll + "/l")
+        real_a = os.path.realpath(env.root / "l/a.dat")
+        assert sorted(got) == [f"{env.coll}/l/a.dat", f"{env.coll}/l/in.dat"], sorted(got)
+        assert got[f"{env.coll}/l/in.dat"][0][2] == real_a
+
+
 def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """A hard link is a second landing path: its own object pointing at its own path (not the first file's),
     registered once; the first object is untouched. In one bulk call with the original too."""
