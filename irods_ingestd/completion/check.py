@@ -163,6 +163,19 @@ def _hold(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo, f
     return HELD
 
 
+def _hold_move(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo, why: str) -> str:
+    """All of it verified, but its place in move_to cannot take it: held with the reason, looked at again."""
+    reason = f"held: {why}"
+    if (info.state, info.reason) != (HELD, reason):
+        info.state, info.reason = HELD, reason
+        units.save_info(ctx.redis, ctx.ledger.prefix, zone.name, unit, info)
+        log.error("zone %s: %s/ %s", zone.name, unit, reason,
+                  extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": os.path.join(zone.root, unit),
+                                    "INGEST_RESULT": reason}})
+    units.recheck_in(ctx.redis, ctx.ledger.prefix, zone.name, unit, HELD_RECHECK)
+    return HELD
+
+
 def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo,
               members: dict[str, os.stat_result], snap: dirmove.Snapshot) -> str:
     r, p = ctx.redis, ctx.ledger.prefix
@@ -181,6 +194,8 @@ def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInf
                 log.info("zone %s: %s/ not moved yet: %s", zone.name, unit, why)
                 return WAITING
             outcome, where = dirmove.move(zone, unit, snap)
+            if outcome == dirmove.LOOP:
+                return _hold_move(ctx, zone, unit, info, where)
             if outcome == dirmove.MOVED:
                 moved_to = where
                 for v in verified.values():

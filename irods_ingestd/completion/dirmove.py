@@ -8,6 +8,7 @@ zone) once every file of it is verified, with the care a single file's move take
   then the entries go into it, each never over anything;
 * a file that slipped into the directory between the last look and the rename (it is not one looked at)
   is put back where it was in the landing zone, to be ingested like any new file;
+* never into a directory of ``move_to`` that leads back into the zone (a symlink made there later): held;
 * where one rename cannot do it (``move_to`` on another device), the files are moved one by one by the
   per-file move, which copies and checks each against its verified SHA-256.
 """
@@ -24,7 +25,7 @@ from ..job import ZoneSpec
 
 log = logging.getLogger("irods_ingestd.ingest")
 
-MOVED, BUSY, CHANGED, BY_FILE = "moved", "busy", "changed", "by-file"
+MOVED, BUSY, CHANGED, BY_FILE, LOOP = "moved", "busy", "changed", "by-file", "loop"
 Snapshot = dict[str, os.stat_result]  # path relative to the zone → its stat (every regular file of the unit)
 
 
@@ -62,10 +63,14 @@ def ready_to_move(zone: ZoneSpec, members: dict[str, Verified], snap: Snapshot) 
 
 
 def move(zone: ZoneSpec, unit: str, snap: Snapshot) -> tuple[str, str]:
-    """Rename the unit's directory below move_to: (MOVED, where) or (BY_FILE, why)."""
+    """Rename the unit's directory below move_to: (MOVED, where), (BY_FILE, why) or (LOOP, why): its place in
+    move_to leads back into the zone (nothing moved)."""
     assert zone.move_to
     src = os.path.join(zone.root, unit)
     dest = os.path.join(zone.move_to, unit)
+    real, root = os.path.realpath(os.path.dirname(dest)), os.path.realpath(zone.root)
+    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):  # a symlink made below move_to later
+        return LOOP, f"{os.path.dirname(dest)} leads back into the zone (to {real}): not moved there"
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     entries: list[str] | None = None
     try:

@@ -261,6 +261,30 @@ def test_move_to_already_holding_the_run_gets_a_numbered_name_and_the_webhook_sa
     assert len(docs) == 1 and docs[0]["moved_to"] == str(done / "run3.~1~"), docs
 
 
+def test_a_run_never_moves_into_a_move_to_directory_leading_back_into_the_zone(
+        marker_pipe: Any, tmp_path: Path) -> None:
+    """done/batch -> landing/batch (a symlink made there later): the run stays where it is, held with the reason
+    in status; once the link is gone it moves."""
+    done = tmp_path / "done"
+    done.mkdir()
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    (root / "batch").mkdir()
+    (done / "batch").symlink_to(root / "batch")
+    with pipe:
+        write(root, "batch/run12/a.bin", b"a")
+        write(root, f"batch/run12/{MARKER}", b"")
+        until(pipe, lambda: any(d["state"] == "held" for d in zone_status(pipe)["directories"]), what="held")
+        (held,) = zone_status(pipe)["directories"]
+        assert "leads back into the zone" in held["reason"], held
+        assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == \
+            ["batch", "batch/run12", f"batch/run12/{MARKER}", "batch/run12/a.bin"]
+        (done / "batch").unlink()
+        units.recheck_in(pipe.r, "ingestd", "z", "batch/run12", 0)  # not the 30 s a held run waits
+        until(pipe, lambda: (done / "batch" / "run12").is_dir(), what="the run moved")
+    assert names(pipe) == {"batch/run12/a.bin", f"batch/run12/{MARKER}"}
+
+
 def test_a_run_directory_renamed_mid_ingest_goes_in_under_its_new_name(marker_pipe: Any, tmp_path: Path) -> None:
     done = tmp_path / "done"
     pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")

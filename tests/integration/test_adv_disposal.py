@@ -525,10 +525,6 @@ def object_acls_coll(s: Any, coll: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="completion/dirmove.py (claimed by COMPLETION this session) moves a run "
-                   "directory into move_to/<parent> without checking that it leads back into the zone; needs the "
-                   "check ingest/actions/move.py now makes (realpath of the destination's directory outside the "
-                   "zone root, else fail and try again)")
 def test_a_run_directory_moved_whole_never_goes_back_into_the_zone(make_pipe: Any, tmp_path: Path) -> None:
     done = tmp_path / "done"
     done.mkdir()
