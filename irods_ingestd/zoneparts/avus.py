@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config_parse import Checker
-from ..sidecars import MAX_ATTR_BYTES, OWN_PREFIX, avu_problem
+from ..sidecars import MAX_ATTR_BYTES, OWN_PREFIX, avu_problem, name_regex
 
 KEYS: frozenset[str] = frozenset({"path_regex", "path_regex_required", "avu_prefix", "sidecar", "dir_sidecar",
                                   "sidecar_ingest"})
@@ -63,6 +63,19 @@ def _names(c: Checker, where: str, raw: dict[str, Any]) -> tuple[str, str]:
     return sidecar, dir_sidecar
 
 
+def _unit_file_not_a_sidecar(c: Checker, where: str, raw: dict[str, Any], sidecar: str, dir_sidecar: str) -> None:
+    """A marker or manifest named like a sidecar is passed over as one (not ingested, never seen by the
+    daemon's gate): every directory of the zone would wait for ever, silently."""
+    rule = raw.get("complete_when")
+    name = raw.get(rule) if rule in ("marker", "manifest") else None
+    if not isinstance(name, str) or not name:
+        return
+    for key, pattern in (("sidecar", name_regex(sidecar, "")), ("dir_sidecar", name_regex("", dir_sidecar))):
+        if pattern and re.match(pattern, name):
+            c.problems.append(f"{where}.{key}: the zone's {rule} {name!r} would be taken for a sidecar (not "
+                              f"ingested, never seen): no directory could ever complete")
+
+
 def check(c: Checker, where: str, raw: dict[str, Any]) -> Avus:
     prefix = c.get(where, raw, "avu_prefix", str, OWN_PREFIX)
     if "\0" in prefix or len(prefix.encode()) >= MAX_ATTR_BYTES:
@@ -74,6 +87,9 @@ def check(c: Checker, where: str, raw: dict[str, Any]) -> Avus:
     if required and not pattern and "path_regex" not in raw:
         c.problems.append(f"{where}.path_regex_required: needs a path_regex")
     sidecar, dir_sidecar = _names(c, where, raw)
+    ingest = c.get(where, raw, "sidecar_ingest", bool, False)
+    if not ingest:
+        _unit_file_not_a_sidecar(c, where, raw, sidecar, dir_sidecar)
     metadata = raw.get("metadata")
     if isinstance(metadata, list):
         for name, key, on in (("path", "path_regex", pattern), ("sidecar", "sidecar", sidecar)):
@@ -81,4 +97,4 @@ def check(c: Checker, where: str, raw: dict[str, Any]) -> Avus:
                 c.problems.append(f"{where}.metadata: the {name!r} extractor is switched on by {key}; set it "
                                   f"instead of naming {name!r} here")
     return Avus(path_regex=pattern, path_regex_required=required, avu_prefix=prefix, sidecar=sidecar,
-                dir_sidecar=dir_sidecar, sidecar_ingest=c.get(where, raw, "sidecar_ingest", bool, False))
+                dir_sidecar=dir_sidecar, sidecar_ingest=ingest)

@@ -657,3 +657,21 @@ def test_plan_says_which_files_their_metadata_would_fail(make_pipe: Callable[...
                       ("stray.dat", "does not match the zone's path_regex")):
         assert files[rel]["would_fail"] and says in files[rel]["reason"], files[rel]
     assert "R1/bad.dat.metadata.json" not in files or files["R1/bad.dat.metadata.json"]["action"] == "excluded"
+
+
+@pytest.mark.parametrize(("zone", "says"), [
+    ({"complete_when": "marker", "marker": "RTAComplete.txt", "sidecar": "{name}.txt"},
+     "zone 'z'.sidecar: the zone's marker 'RTAComplete.txt' would be taken for a sidecar"),
+    ({"complete_when": "manifest", "manifest": "MANIFEST.json", "dir_sidecar": "MANIFEST.json"},
+     "zone 'z'.dir_sidecar: the zone's manifest 'MANIFEST.json' would be taken for a sidecar"),
+])
+def test_a_marker_or_manifest_named_like_a_sidecar_is_refused(
+        make_pipe: Callable[..., Pipeline], zone: dict[str, str], says: str) -> None:
+    """Taken for a sidecar, the marker is never ingested nor seen by the daemon's gate: every directory of the
+    zone waited for ever, silently (measured: a run with its marker was never ingested)."""
+    from irods_ingestd.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        make_pipe(**zone)
+    assert says in str(e.value)
+    make_pipe(sidecar_ingest=True, **zone)  # ingested as objects, sidecars are seen: fine
