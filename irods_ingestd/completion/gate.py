@@ -70,6 +70,7 @@ class Gate:
         self._rescan_held = False
         self._next_look = 0.0
         self._next_prune = time.monotonic() + PRUNE
+        self._filter: NameFilter | None = None
 
     def __len__(self) -> int:
         return len(self.held)
@@ -285,7 +286,7 @@ class Gate:
                 return False
             u.looked = now
             entries = ledger.get_many(self.zone, absent)
-            absent = [rel for rel, e in zip(absent, entries, strict=True) if e is None]
+            absent = [rel for rel, e in zip(absent, entries, strict=True) if e is None and not self._not_ingested(rel)]
         if not absent:
             return True
         shown = tuple(sorted(absent)[:5])
@@ -302,6 +303,23 @@ class Gate:
                                           "INGEST_RESULT": f"waiting for {len(absent)} listed files"}})
         return False
 
+    def _names(self) -> NameFilter:
+        if self._filter is None:
+            self._filter = NameFilter.for_zone(self.cfg)
+        return self._filter
+
+    def _not_ingested(self, rel: str) -> bool:
+        """A listed file the zone never ingests (a sidecar, excluded, not included: `sha256sum *` lists them),
+        there and quiet for settle: present (its sum is not checked; it stays with the set). A temporary name
+        is not: a copy may still be at work."""
+        try:
+            st = os.lstat(self._path(rel))
+        except OSError:
+            return False
+        why = self._names().reason_to_skip(rel.rpartition("/")[2], rel)
+        return stat.S_ISREG(st.st_mode) and why not in (None, "temporary") and \
+            time.time() - st.st_mtime >= self.cfg.settle
+
     def _absent(self, rel: str) -> str:
         """A listed file not taken, said with what is there instead: a directory, or a file the zone skips."""
         try:
@@ -310,7 +328,7 @@ class Gate:
             return rel
         if stat.S_ISDIR(mode):
             return f"{rel} (a directory)"
-        why = NameFilter.for_zone(self.cfg).explain(rel.rpartition("/")[2], rel)
+        why = self._names().explain(rel.rpartition("/")[2], rel)
         return f"{rel} (there, but skipped by the zone: {why})" if why else rel
 
     def _prune(self) -> None:

@@ -121,6 +121,22 @@ def test_a_listed_file_the_zone_skips_is_said_to_be_skipped_not_missing(manifest
     assert dirs and "d9/b.part" in dirs[0]["reason"] and "'*.part'" in dirs[0]["reason"], dirs
 
 
+def test_a_listed_file_the_zone_excludes_counts_as_present_and_goes_with_the_set(
+        manifest_pipe: Any, tmp_path: Path) -> None:
+    """`sha256sum * > MANIFEST.sha256` lists the run's log too, which the zone excludes: the set is not held for
+    ever for it; the log is not ingested and moves with the set."""
+    done = tmp_path / "done"
+    pipe = manifest_pipe(after="move", move_to=str(done), after_hold="0s", exclude=["*.log"])
+    root = pipe.root
+    with pipe:
+        write(root, "d10/a.dat", b"a")
+        write(root, "d10/run.log", b"log")
+        write(root, "d10/MANIFEST.sha256", f"{sha(b'a')}  a.dat\n{sha(b'log')}  run.log\n")
+        until(pipe, lambda: (done / "d10").is_dir(), what="the set moved")
+    assert names(pipe) == {"d10/a.dat", "d10/MANIFEST.sha256"}
+    assert (done / "d10" / "run.log").read_bytes() == b"log"
+
+
 def test_mixed_md5_and_sha256_lines_are_each_checked(manifest_pipe: Any, tmp_path: Path) -> None:
     done = tmp_path / "done"
     pipe = manifest_pipe(after="move", move_to=str(done), after_hold="0s")

@@ -549,11 +549,6 @@ def test_a_touched_file_whose_sidecar_went_bad_after_its_ingest(make_pipe: Calla
     assert avus_of(pipe, "t/a.dat") == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "completion/gate.py (claimed by COMPLETION this session) counts a listed file the zone skips as missing; a "
-    "sidecar is skipped (not ingested), so a delivery whose manifest lists its sidecars (sha256sum * writes "
-    "them) waits for ever. Fix: a listed file that is one of the zone's sidecars counts as present once "
-    "settled (its sum could be checked by the worker that reads it for its file's AVUs)"))
 def test_a_manifest_that_lists_the_sidecars_completes_its_delivery(make_pipe: Callable[..., Pipeline]) -> None:
     import hashlib
 
