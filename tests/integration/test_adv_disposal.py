@@ -31,7 +31,7 @@ from tests.access_server import AsUser, object_acls, remove_all, replicas
 from tests.expect import sha2
 from tests.integration.test_adv_ops_cli import cli
 from tests.landing import server_readable
-from tests.pipeline_harness import Pipeline, pipelines, until
+from tests.pipeline_harness import Pipeline, pipelines
 
 pytestmark = pytest.mark.realonly
 
@@ -90,10 +90,31 @@ def rels(pipe: Pipeline) -> set[str]:
     return {p[len(pipe.collection) + 1:] for p in pipe.objects()}
 
 
+def work_due(pipe: Pipeline) -> None:
+    """A worker burst, the due after-actions handed to it first (the daemon does that every 5 s)."""
+    from rq import Queue
+
+    from irods_ingestd import after_jobs
+
+    d = pipe.daemon.daemon if pipe.daemon else None
+    if d is not None:
+        after_jobs.enqueue_due(pipe.r, pipe.cfg.redis.prefix, Queue(pipe.cfg.queue.name, connection=pipe.r),
+                               [zs.spec for zs in list(d.zones.values())])
+    pipe.work()
+
+
+def until(pipe: Pipeline, cond: Any, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
+        work_due(pipe)
+        time.sleep(0.2)
+
+
 def spin(pipe: Pipeline, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        pipe.work()
+        work_due(pipe)
         time.sleep(0.2)
 
 
@@ -486,6 +507,13 @@ def test_an_object_removed_or_overwritten_in_irods_during_after_hold_keeps_the_l
             f"bytes put there): the landing file stays", held(pipe)
         text = status.render(status.gather(pipe.cfg))
         assert "held: a.dat: held: " in text, text
+        t = time.time()
+        os.utime(f, (t, t))  # the operator's remedy (README): touched, it is ingested again, then deleted
+        until(pipe, lambda: not f.exists(), what="the touched file ingested again and deleted")
+    from irods.models import DataObject
+    objs = pipe.objects()
+    assert sorted(objs) == [obj] and objs[obj][DataObject.checksum] == sha2(d), objs
+    assert held(pipe) == {"held": 0}
 
 
 @pytest.mark.parametrize("inherit", [False, True])
@@ -540,3 +568,31 @@ def test_a_run_directory_moved_whole_never_goes_back_into_the_zone(make_pipe: An
     landed = sorted(str(p.relative_to(pipe.root)) for p in pipe.root.rglob("*"))
     assert landed in (["batch", "batch/run1", "batch/run1/DONE", "batch/run1/a.dat"], ["batch"]), landed
     assert rels(pipe) == {"batch/run1/a.dat", "batch/run1/DONE"}, rels(pipe)
+
+
+def test_a_move_to_another_filesystem_that_is_full_leaves_no_partial_copy(
+        make_pipe: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """move_to on a full filesystem (a small tmpfs): the copy fails with ENOSPC; the file stays, nothing partial
+    is left in move_to, and once there is room it is moved."""
+    monkeypatch.setattr(after_run, "RETRY_FAILED", 0.5)
+    done = tmp_path / "small"
+    done.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(done)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (done / "filler").write_bytes(b"\0" * 200_000)
+        pipe = make_pipe(after="move", move_to=str(done), after_hold="0s")
+        d = os.urandom(120_000)
+        f = pipe.root / "a.dat"
+        with pipe:
+            f.write_bytes(d)
+            until(pipe, lambda: pipe.ledger.stats("z")["done"] == 1, what="a.dat ingested")
+            spin(pipe, 1.5)
+            assert f.read_bytes() == d
+            assert sorted(p.name for p in done.iterdir()) == ["filler"], list(done.iterdir())
+            (done / "filler").unlink()
+            until(pipe, lambda: not f.exists(), timeout=30, what="the move once there is room")
+        assert (done / "a.dat").read_bytes() == d
+        assert sorted(p.name for p in done.iterdir()) == ["a.dat"]
+    finally:
+        subprocess.run(["umount", str(done)], check=False)

@@ -3,6 +3,7 @@ file already there (``name.~N~`` then); across devices the copy is checked again
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -24,13 +25,18 @@ def _copy_checked(src: str, dest_dir: str, name: str, item: Verified) -> str:
     with open(src, "rb", opener=nonblocking) as fin:
         if not item.same(os.fstat(fin.fileno())):  # before anything is made in move_to
             raise Changed("changed before it could be copied to move_to")
-        with open(tmp, "xb") as fout:
-            while chunk := fin.read(8 << 20):
-                h.update(chunk)
-                fout.write(chunk)
-            fout.flush()
-            os.fsync(fout.fileno())
-    shutil.copystat(src, tmp)
+        try:  # a partial copy (a full move_to, an I/O error) never stays behind in move_to
+            with open(tmp, "xb") as fout:
+                while chunk := fin.read(8 << 20):
+                    h.update(chunk)
+                    fout.write(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            shutil.copystat(src, tmp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     if h.hexdigest() != item.sha256:
         os.unlink(tmp)
         raise Changed("its bytes differ from the verified copy")
@@ -56,7 +62,13 @@ def run(zone: ZoneSpec, item: Verified, path: str) -> None:
         if e.errno != errno.EXDEV:
             raise
         tmp = _copy_checked(path, os.path.dirname(dest), os.path.basename(dest), item)
-        os.unlink(take_aside(item, path, "del", zone.follow_symlinks))
+        try:
+            aside = take_aside(item, path, "del", zone.follow_symlinks)
+        except BaseException:  # replaced meanwhile, or gone: the copy is not to be kept
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.unlink(aside)
         put_back(tmp, dest)
         return
     if not item.same(os.stat(target, follow_symlinks=zone.follow_symlinks)):  # swapped in at the last moment
