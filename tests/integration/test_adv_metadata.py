@@ -670,3 +670,30 @@ def test_a_marker_or_manifest_named_like_a_sidecar_is_refused(
         make_pipe(**zone)
     assert says in str(e.value)
     make_pipe(sidecar_ingest=True, **zone)  # ingested as objects, sidecars are seen: fine
+
+
+@pytest.mark.parametrize("how", ["keep", "replace", "register"])
+def test_avus_added_by_hand_across_a_new_version(make_pipe: Callable[..., Pipeline], how: str) -> None:
+    """AVUs someone added to an ingested object: the object is still the zone's (a new version is not a
+    conflict); with versions = "keep" they stay on the earlier version (name.~1~), the new object has only its
+    own; an object replaced (versions = "replace", a register zone's new registration) is a new object: they
+    are not carried over (README)."""
+    from irods.meta import iRODSMeta
+
+    extra = {"mode": "register", "resource": "demoResc"} if how == "register" else {"versions": how}
+    pipe = make_pipe(**SIDE, **extra)
+    data = write(pipe, "h/x.dat", "one")
+    write(pipe, "h/x.dat.metadata.json", {"v": "1"})
+    with pipe:
+        pipe.drain(min_done=1)
+        with pipe.irods.session() as s:
+            s.metadata.add(DataObject, f"{pipe.collection}/h/x.dat", iRODSMeta("curated", "yes", "by hand"))
+        write(pipe, "h/x.dat.metadata.json", {"v": "2"})
+        data.write_text("two, longer")
+        until(pipe, lambda: attr_values(pipe, "h/x.dat", "v") == ["2"], what="the new version")
+    assert failures(pipe) == {}
+    assert user_avus(pipe, "h/x.dat") == [("v", "2", "")]
+    if how == "keep":
+        assert user_avus(pipe, "h/x.dat.~1~") == [("curated", "yes", "by hand"), ("v", "1", "")]
+    else:
+        assert everything(pipe) == {"h/x.dat"}
