@@ -129,7 +129,8 @@ def test_a_daemon_whose_zone_was_taken_over_stops_queueing(tmp_path, redis_serve
     cfg = make_config(tmp_path, redis_server.url, [{"name": "z", "path": str(tmp_path / "z"),
                                                     "collection": "/tempZone/home/rods/z", "settle": "0.3s"}])
     with DaemonThread(cfg, redis_conn) as dt:
-        assert wait_for(lambda: redis_conn.get("ingestd:owner:z"), timeout=10)
+        # taken and recorded (start() is past acquire: a key taken before would refuse the start instead)
+        assert wait_for(lambda: redis_conn.hget("ingestd:claims", "z") and dt.daemon.zones, timeout=10)
         other = {"host": "otherhost", "pid": 4242, "pidns": "pid:[1]", "since": time.time(), "token": "t"}
         redis_conn.set("ingestd:owner:z", json.dumps(other), px=30_000)  # as if our key had expired
         assert wait_for(lambda: dt.daemon.exit_code == 1, timeout=10)
