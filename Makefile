@@ -28,7 +28,7 @@ lint: venv
 	$(VENV)/bin/mypy irods_ingestd
 
 # the whole suite on the real iRODS (when .ci/irods.sh found one), and the second pass on the test server, in two
-# lanes at once (.ci/lanes.sh): the suite; the break-it probes, then the second pass
+# lanes at once (.ci/lanes.sh): the suite, then the second pass; the break-it probes
 test: venv irods lint
 	@second=0; if [ -f .irods-test/irods_environment.json ] || [ -n "$$INGESTD_TEST_IRODS_ENV" ]; then second=1; fi; \
 		bash .ci/lanes.sh $(PY) $$second
