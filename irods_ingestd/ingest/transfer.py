@@ -98,9 +98,9 @@ def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str
     realpath = os.path.realpath(loc.path)
     if existing_here:
         catalog.unregister(session, path)
-    if dig is None:
-        dig = local.digest(loc, ctx.hash_scheme)
     try:
+        if dig is None:
+            dig = local.digest(loc, ctx.hash_scheme)
         catalog.register(session, realpath, path, opts)
     except BaseException:  # refused (nothing stays registered: catalog.register) or cut off: put back what was
         if aside:  # set aside, or the next attempt does (attempt._look)
