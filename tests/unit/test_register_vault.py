@@ -64,3 +64,19 @@ def test_bits_decide_unless_an_acl_is_on_the_file_or_above(tmp_path: Path) -> No
     rc._cache.clear()
     os.setxattr(f, "system.posix_acl_access", acl)
     assert not rc.bits_decide(str(f))
+
+
+def test_a_register_zone_with_after_delete_or_move_is_refused(tmp_path: Path) -> None:
+    """Deleting or moving a registered file would leave its object pointing at nothing: the file is the data."""
+    import pytest
+
+    from irods_ingestd.config import ConfigError, load
+    from tests.unit.test_config import GOOD_HEAD, GOOD_ZONE, write
+
+    for after in ("delete", "move"):
+        extra = f"mode = 'register'\nafter = '{after}'\n"
+        extra += f"move_to = '{tmp_path}/done'\n" if after == "move" else ""
+        (tmp_path / "done").mkdir(exist_ok=True)
+        with pytest.raises(ConfigError) as e:
+            load(write(tmp_path, GOOD_HEAD + GOOD_ZONE + extra))
+        assert "zone 'seq'.after" in str(e.value) and "register-mode zone keeps its files" in str(e.value), str(e.value)
