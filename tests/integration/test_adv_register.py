@@ -139,6 +139,27 @@ def test_a_file_appended_to_just_before_the_bulk_call(env: Env, monkeypatch: pyt
         assert replicas(sess, env.coll + "/g") == registered_as(env, rels)
 
 
+def test_a_bulk_batch_whose_directory_is_a_data_object_in_irods(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Someone's data object stands where one directory's collection would be: that directory's files fail
+    as conflicts naming it, the batch's other files are registered (in bulk or one by one), theirs untouched."""
+    ctx = scheme_known(env)
+    with env.session() as sess:
+        with sess.data_objects.open(f"{env.coll}/taken", "w") as f:
+            f.write(b"an object where a collection would be")
+    rels = ["taken/a.dat", "taken/b.dat", "free/c.dat", "free/d.dat", "free/e.dat"]
+    items = [env.write(rel, os.urandom(70 + i)) for i, rel in enumerate(rels)]
+    counting(monkeypatch)
+    s = env.run(ctx, items)
+    assert s["ingested"] == 3 and s["failed"] == 2, s
+    fails = dict(ctx.ledger.failures("z1"))
+    assert sorted(fails) == ["taken/a.dat", "taken/b.dat"], fails
+    assert all("taken" in f["reason"] for f in fails.values()), fails
+    with env.session() as sess:
+        got = replicas(sess, env.coll)
+        assert got[f"{env.coll}/taken"][0][0] == len(b"an object where a collection would be")
+        assert {k: v for k, v in got.items() if "/free/" in k} == registered_as(env, rels[2:])
+
+
 def test_fifty_plus_rows_of_mixed_sizes(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """63 files of 0 B to 2 MiB in bulk calls of at most 50: each one good replica at its landing path with
     its checksum (the worker's, which the server does not compute itself) and its AVUs; a second run
