@@ -120,7 +120,7 @@ def spin(pipe: Pipeline, seconds: float) -> None:
 
 # --- acl names that go away -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("inherit", [False, True])
+@pytest.mark.parametrize("inherit", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_an_acl_user_removed_after_start_fails_the_files_and_retry_ingests_them_once(
         make_pipe: Any, server: Any, inherit: bool) -> None:
     with server.session() as s:
@@ -452,7 +452,7 @@ def test_a_directory_in_move_to_that_leads_back_into_the_zone_never_brings_the_f
     assert (done / "run/a.dat").read_bytes() == d and rels(pipe) == {"run/a.dat"}
 
 
-@pytest.mark.parametrize("versions", ["keep", "replace"])
+@pytest.mark.parametrize("versions", [pytest.param("keep", marks=pytest.mark.slow), "replace"])
 def test_a_rodsuser_replicates_new_versions_before_the_delete(tmp_path: Path, redis_server: Any, redis_conn: Any,
                                                               server: Any, versions: str) -> None:
     """README: replicate_to needs nothing more of a rodsuser than own on the collection; a second version of a
@@ -517,7 +517,7 @@ def test_an_object_removed_or_overwritten_in_irods_during_after_hold_keeps_the_l
 
 
 @pytest.mark.parametrize("inherit", [False, True])
-@pytest.mark.parametrize("level", ["read", "null"])
+@pytest.mark.parametrize("level", ["read", pytest.param("null", marks=pytest.mark.slow)])
 def test_an_acl_that_takes_the_service_accounts_own_rights_away_fails_clearly(
         tmp_path: Path, redis_server: Any, redis_conn: Any, server: Any, level: str, inherit: bool) -> None:
     """Broke: acl = ["read:<the service account>"] (or null) was granted on the temporary copy before its rename
@@ -596,3 +596,51 @@ def test_a_move_to_another_filesystem_that_is_full_leaves_no_partial_copy(
         assert sorted(p.name for p in done.iterdir()) == ["a.dat"]
     finally:
         subprocess.run(["umount", str(done)], check=False)
+
+
+DREPL = f"ingestd_disposal_repl_{_PID}"
+DLEAVES = [f"ingestd_disposal_leaf{i}_{_PID}" for i in (1, 2)]
+
+
+@pytest.fixture
+def replication_resource(server: Any) -> Iterator[str]:
+    """A replication resource of two unixfilesystem leaves (the README's way to replicate every object)."""
+    with server.session() as s:
+        s.resources.create(DREPL, "replication")
+        for leaf in DLEAVES:
+            s.resources.create(leaf, "unixfilesystem", host=socket.gethostname(),
+                               path=f"/var/lib/irods/{leaf}_vault")
+            s.resources.add_child(DREPL, leaf)
+    try:
+        yield DREPL
+    finally:
+        with server.session() as s:
+            for leaf in DLEAVES:
+                with contextlib.suppress(Exception):
+                    s.resources.remove_child(DREPL, leaf)
+                with contextlib.suppress(Exception):
+                    s.resources.remove(leaf)
+            with contextlib.suppress(Exception):
+                s.resources.remove(DREPL)
+        for leaf in DLEAVES:
+            shutil.rmtree(f"/var/lib/irods/{leaf}_vault", ignore_errors=True)
+
+
+def test_min_replicas_on_a_replication_resource_lets_the_file_go(make_pipe: Any, server: Any,
+                                                                 replication_resource: str) -> None:
+    pipe = make_pipe(after="delete", after_hold="0s", min_replicas=2, resource=replication_resource)
+    d = os.urandom(3000)
+    f = pipe.root / "a.dat"
+    obj = f"{pipe.collection}/a.dat"
+    try:
+        with pipe:
+            f.write_bytes(d)
+            until(pipe, lambda: not f.exists() or held(pipe)["held"] == 1, timeout=30, what="a.dat deleted or held")
+            spin(pipe, 1)
+            assert not f.exists(), held(pipe)
+        reps = replicas(server, obj)
+        assert sorted(r for r, _, _ in reps) == sorted(f"{DREPL};{leaf}" for leaf in DLEAVES), reps
+        assert all(st == "1" and ck == sha2(d) for _, st, ck in reps), reps
+        assert failures(pipe) == {}
+    finally:
+        remove_all(server, pipe.collection)  # before the resources go (they refuse to go while they hold data)
