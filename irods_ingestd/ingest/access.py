@@ -104,9 +104,11 @@ def prepare(ctx: IngestContext, session: Any, zone: ZoneSpec) -> None:
     ctx.access_ready.pop(coll, None)  # until found in place again (bulk_ok asks)
     catalog.ensure_collection(session, coll, ctx.known_collections, ctx.sleep)
     inherit, have = catalog.collection_access(session, coll)
+    local = str(session.zone)
     for r in rules(a):
         level = CATALOG_LEVEL[r.level]
-        if have.get(r.who, "null") != level:
+        who = r.name if r.zone in ("", local) else r.who  # as collection_access names it ("name#local" too)
+        if have.get(who, "null") != level:
             log.info("zone %s: %s on %s and everything below it", zone.name, r, coll)
             _set(session, zone, r, coll, recursive=True)
     if not inherit:

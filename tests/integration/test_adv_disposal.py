@@ -644,3 +644,32 @@ def test_min_replicas_on_a_replication_resource_lets_the_file_go(make_pipe: Any,
         assert failures(pipe) == {}
     finally:
         remove_all(server, pipe.collection)  # before the resources go (they refuse to go while they hold data)
+
+
+def test_inherit_with_the_local_zone_spelled_out_sets_the_collection_once(make_pipe: Any, server: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """acl = ["read:name#<local zone>"]: the catalog answers the rule on the collection as "name"; compared as
+    "name#zone" it looked missing at each look, and the recursive ACL call (everything below the collection) was
+    sent again, now every RECHECK."""
+    from irods_ingestd import tasks
+    from irods_ingestd.ingest import catalog
+
+    calls: list[str] = []
+    real = catalog.set_access
+    monkeypatch.setattr(catalog, "set_access", lambda s, path, *a, **k: (calls.append(path), real(s, path, *a, **k)))
+    monkeypatch.setattr(access_mod, "RECHECK", 0.0)
+    with server.session() as s:
+        _make_user(s)
+        local = s.zone
+    pipe = make_pipe(acl=[f"read:{DUSER}#{local}"], inherit=True)
+    ctx = tasks.make_context(pipe.cfg)
+    try:
+        with pipe:
+            for i in range(3):
+                (pipe.root / f"f{i}.dat").write_bytes(os.urandom(100))
+                until(pipe, lambda i=i: work_with(pipe, ctx) >= 0 and f"f{i}.dat" in rels(pipe), timeout=30,
+                      what=f"f{i}.dat")
+    finally:
+        ctx.sessions.cleanup()
+    assert calls == [pipe.collection], calls
+    assert object_acls(server, f"{pipe.collection}/f2.dat").get(DUSER) == "read_object"
