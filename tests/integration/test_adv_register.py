@@ -1,7 +1,17 @@
 """Session 5 probes, register mode and the bulk registration (BULK_DATA_OBJ_REG), against the real iRODS:
-what iRODS holds (GenQuery: DATA_PATH, checksum, replica status) after files change under a register zone,
-after a bulk call one of whose rows is bad, for odd names in a bulk call, hard links, a zone in a vault, and a
-worker that dies between the bulk call and the AVU call.
+what iRODS holds (GenQuery: DATA_PATH, checksum, replica status, resource) when
+
+- a bulk call's row is bad: a name someone took just before the call, a physical path longer than the
+  server takes, a file an ACL hides from the server, a file appended to just before the call, a directory
+  that is someone's data object, a zone the server cannot see from a worker that cannot tell;
+- a bulk batch has 50+ rows of mixed sizes, odd names (quotes, unicode, XML- and shell-ish), hard links;
+- the zone's resource is a coordinating one (passthru), or the zone is inside a resource's vault (worker,
+  plan and check-config);
+- a worker dies between the bulk call and the AVU calls (in-process, and a real SIGKILL: slow), then the
+  file is left, rewritten or deleted;
+- registered files are rewritten in place, renamed, deleted (the real daemon), a new version arrives with
+  versions = "conflict", a followed link is repointed to a file the server cannot read, a look-up is older
+  than another job's registration of the same file.
 """
 
 from __future__ import annotations
