@@ -4,11 +4,17 @@
 this worker's token, so a lock that expired and was taken by another worker is never released by the
 first. The TTL is short (a killed worker blocks the file for at most that long): while a file is being
 ingested a keeper thread renews it every third of the TTL, however long the transfer takes.
+
+The token says who holds the lock: this machine's boot id and pid namespace, and the worker's pid. A worker
+that finds a file locked by a worker of its own machine whose pid no longer exists (killed, OOM) takes the
+lock over at once (compare-and-set on the dead holder's token) instead of waiting out the TTL; a lock of
+another machine, or of a live pid, is left to its holder or its TTL.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Sequence
@@ -27,6 +33,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_STEAL_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return false
+"""
+
 _EXTEND_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -37,6 +48,55 @@ def lock_key(prefix: str, zone: str, rel: str) -> str:
     return keys.lock_key(prefix, zone, rel)
 
 
+def _machine() -> str:
+    """This boot of this machine and this pid namespace: where a pid means one process ('' if unknown)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return f"{boot}/{ns}"
+
+
+MACHINE = _machine()
+
+
+def holder_token(pid: int | None = None, machine: str | None = None) -> bytes:
+    """A lock's value: who holds it (see the module's docstring), and a random part making it unique."""
+    m = MACHINE if machine is None else machine
+    return f"w1|{m}|{os.getpid() if pid is None else pid}|{secrets.token_hex(12)}".encode()
+
+
+def dead_holder(raw: bytes | None) -> int | None:
+    """The pid of the worker holding a lock, if it was a worker of this machine that no longer exists."""
+    parts = raw.split(b"|") if raw else []
+    if len(parts) != 4 or parts[0] != b"w1" or not MACHINE or parts[1] != MACHINE.encode():
+        return None
+    try:
+        pid = int(parts[2])
+    except ValueError:
+        return None
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except OSError:
+        return None  # EPERM: it exists (another user's)
+    return None
+
+
+def _take_over(r: redis.Redis, key: str, raw: bytes, token: bytes, ttl_ms: int) -> bool:
+    """Replace a dead holder's lock by ours (only if it is still that holder's)."""
+    pid = dead_holder(raw)
+    if pid is None or not r.eval(_STEAL_LUA, 1, key, raw, token, ttl_ms):
+        return False
+    log.info("took over the lock %s of a worker of this machine that is gone (pid %d)", key, pid)
+    return True
+
+
 class FileLock:
     """``with FileLock(...) as held:`` — held is False when another worker has the file."""
 
@@ -45,7 +105,7 @@ class FileLock:
         self.r = r
         self.key = lock_key(prefix, zone, rel)
         self.ttl_ms = max(1000, int(ttl * 1000))
-        self.token = secrets.token_hex(16).encode()
+        self.token = holder_token()
         self.held = False
         self.keep_alive = keep_alive
         self._stop = threading.Event()
@@ -53,6 +113,9 @@ class FileLock:
 
     def acquire(self) -> bool:
         self.held = bool(self.r.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        if not self.held:
+            raw: bytes | None = self.r.get(self.key)
+            self.held = raw is not None and _take_over(self.r, self.key, raw, self.token, self.ttl_ms)
         if self.held and self.keep_alive:
             self._stop.clear()
             self._keeper = threading.Thread(target=self._keep, name="lock-keeper", daemon=True)
@@ -113,6 +176,10 @@ def acquire_many(r: redis.Redis, prefix: str, zone: str, rels: Sequence[str],
         pipe.set(lk.key, lk.token, nx=True, px=lk.ttl_ms)
     for lk, ok in zip(locks, pipe.execute(), strict=True):
         lk.held = bool(ok)
+    refused = [lk for lk in locks if not lk.held]
+    if refused:
+        for lk, raw in zip(refused, r.mget([lk.key for lk in refused]), strict=True):
+            lk.held = raw is not None and _take_over(r, lk.key, raw, lk.token, lk.ttl_ms)
     return [lk if lk.held else None for lk in locks]
 
 

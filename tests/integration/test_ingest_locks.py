@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import redis
@@ -62,3 +63,49 @@ def test_release_never_raises_when_redis_is_away(redis_server) -> None:  # type:
         assert a.release() is False
     finally:
         redis_server.start()
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _held_by(redis_conn: redis.Redis, rel: str, pid: int, machine: str | None = None) -> None:
+    """A lock taken by a worker with this pid on this machine (or on another one)."""
+    from irods_ingestd.locks import holder_token, lock_key
+
+    token = holder_token(pid=pid, machine=machine)
+    redis_conn.set(lock_key("ingestd", "z", rel), token, px=35_000)
+
+
+def test_a_lock_whose_holder_died_on_this_machine_is_taken_at_once(redis_conn: redis.Redis) -> None:
+    """A worker killed (SIGKILL, OOM) while it held a file: a worker of this machine takes the file at once
+    instead of waiting out the lock's 35 s; the dead holder's lock is gone."""
+    from irods_ingestd.locks import acquire_many
+
+    _held_by(redis_conn, "one", _dead_pid())
+    lk = FileLock(redis_conn, "ingestd", "z", "one", ttl=35, keep_alive=False)
+    assert lk.acquire()
+    assert lk.still_held()
+    _held_by(redis_conn, "a", _dead_pid())
+    _held_by(redis_conn, "b", os.getppid())  # alive
+    got = acquire_many(redis_conn, "ingestd", "z", ["a", "b", "c"], ttl=35)
+    assert [g is not None for g in got] == [True, False, True]
+    assert all(g is None or g.still_held() for g in got)
+
+
+def test_a_lock_of_another_machine_or_a_live_worker_is_left(redis_conn: redis.Redis) -> None:
+    """Another machine's worker (its pids are not ours to test) and a live worker here keep their locks; so
+    does a lock written by an older version (a bare token: who holds it is unknown)."""
+    _held_by(redis_conn, "far", _dead_pid(), machine="another-boot-id")
+    assert not FileLock(redis_conn, "ingestd", "z", "far", ttl=35, keep_alive=False).acquire()
+    _held_by(redis_conn, "live", os.getppid())
+    assert not FileLock(redis_conn, "ingestd", "z", "live", ttl=35, keep_alive=False).acquire()
+    from irods_ingestd.locks import lock_key
+
+    redis_conn.set(lock_key("ingestd", "z", "old"), b"0123456789abcdef", px=35_000)
+    assert not FileLock(redis_conn, "ingestd", "z", "old", ttl=35, keep_alive=False).acquire()
