@@ -673,3 +673,26 @@ def test_inherit_with_the_local_zone_spelled_out_sets_the_collection_once(make_p
         ctx.sessions.cleanup()
     assert calls == [pipe.collection], calls
     assert object_acls(server, f"{pipe.collection}/f2.dat").get(DUSER) == "read_object"
+
+
+@pytest.mark.slow
+def test_a_good_replica_of_other_bytes_on_the_replicate_to_resource_holds_the_file(make_pipe: Any, server: Any) -> None:
+    """Someone's good replica on the replicate_to resource whose checksum is not the file's: the worker may not
+    count it, and the file stays (held, with the reason), whatever the replication call does."""
+    with server.session() as s:
+        _make_resc(s)
+    pipe = make_pipe(after="delete", after_hold="2s", replicate_to=DRESC)
+    d = os.urandom(2000)
+    obj = f"{pipe.collection}/a.dat"
+    f = pipe.root / "a.dat"
+    with pipe:
+        f.write_bytes(d)
+        until(pipe, lambda: pipe.ledger.stats("z")["done"] == 1, what="a.dat ingested")
+        with server.session() as s:
+            s.data_objects.replicate(obj, resource=DRESC)
+            s.data_objects.modDataObjMeta({"objPath": obj, "replNum": 1}, {"chksum": sha2(b"other")}, ADMIN_KW="")
+        until(pipe, lambda: held(pipe)["held"] == 1 or not f.exists(), what="the file held (or gone)")
+        spin(pipe, 1)
+        assert f.read_bytes() == d, replicas(server, obj)
+        why = held(pipe)["a.dat"]
+        assert "held: 1 of min_replicas = 2" in why and DRESC in why, why
