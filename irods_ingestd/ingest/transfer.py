@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import irods.exception as iex
@@ -78,15 +79,18 @@ def register_refusal(session: Any, realpath: str) -> str | None:
     return names.register_refusal(realpath) or vault_refusal(realpath, lambda: catalog.vault_paths(session), server)
 
 
-_server_read: set[tuple[str, str]] = set()  # (zone, its real root): the server registered a file of it here
+SERVER_READ_SECONDS = 600.0  # how long one registration shows the server reaches a zone's directory
+_server_read: dict[tuple[str, str], float] = {}  # (zone, its real root) → when the server registered a file of it
 
 
 def server_has_read(zone: ZoneSpec) -> bool:
-    """Was the server seen (by this worker process) to reach this zone's directory? It stats, opens and
-    checksums a file it registers one call a file; the bulk rows, which it does not read, are sent only for
-    such a zone, so a worker that cannot tell from the bits (no service account on its host) never registers
-    paths the server does not see (not mounted there, not searchable)."""
-    return (zone.name, os.path.realpath(zone.root)) in _server_read
+    """Was the server seen (by this worker process, lately) to reach this zone's directory? It stats, opens
+    and checksums a file it registers one call a file; the bulk rows, which it does not read, are sent only
+    for such a zone, so a worker that cannot tell from the bits (no service account on its host) never
+    registers paths the server does not see (not mounted there, not searchable); asked again every
+    SERVER_READ_SECONDS (a batch then goes the one-call way), so an unmount there is noticed."""
+    seen = _server_read.get((zone.name, os.path.realpath(zone.root)))
+    return seen is not None and time.monotonic() - seen < SERVER_READ_SECONDS
 
 
 def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str | None,
@@ -111,7 +115,7 @@ def register(ctx: IngestContext, session: Any, loc: Local, path: str, aside: str
                             "does", path, aside, e)
         raise
     if zone is not None:
-        _server_read.add((zone.name, os.path.realpath(zone.root)))
+        _server_read[(zone.name, os.path.realpath(zone.root))] = time.monotonic()
     got = catalog.stored_checksum(session, path) or catalog.server_checksum(session, path)
     try:
         dig, same = verify(ctx, loc, dig, got)

@@ -412,6 +412,18 @@ def test_a_failed_registration_puts_back_the_object_it_set_aside(env: Env) -> No
         assert got[f"{env.coll}/l/in.dat"][0][2] == real_a
 
 
+def test_the_proof_that_the_server_reaches_a_zone_expires(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Once its time is up, a batch goes the one-call way again (and proves it anew): then in bulk."""
+    ctx = scheme_known(env)
+    monkeypatch.setattr(transfer, "SERVER_READ_SECONDS", 0.0)
+    calls = counting(monkeypatch)
+    s = env.run(ctx, [env.write(f"e/a{i}.dat", os.urandom(40)) for i in range(3)])
+    assert s["ingested"] == 3 and calls == [], (s, calls)
+    monkeypatch.setattr(transfer, "SERVER_READ_SECONDS", 600.0)
+    s = env.run(ctx, [env.write(f"e/b{i}.dat", os.urandom(40)) for i in range(3)])
+    assert s["ingested"] == 3 and calls == [3], (s, calls)
+
+
 def test_a_hard_link_to_a_registered_file(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """A hard link is a second landing path: its own object pointing at its own path (not the first file's),
     registered once; the first object is untouched. In one bulk call with the original too."""
