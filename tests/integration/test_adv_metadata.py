@@ -225,7 +225,7 @@ def test_every_sidecar_that_cannot_be_taken_fails_its_file_alone(make_pipe: Call
 def test_a_bad_sidecar_dated_in_the_future_fails_its_file(make_pipe: Callable[..., Pipeline]) -> None:
     """A bad sidecar 'changed in the last 3 s' is waited for; one whose mtime is in the future (a clock ahead,
     `touch -d tomorrow`, an archive's dates) must not be taken as being written for ever: the file would settle
-    again and again, never failed and never ingested."""
+    again and again, never failed and never ingested. Fixed and retried, the file goes in with its AVUs."""
     pipe = make_pipe(**SIDE)
     side = write(pipe, "f/x.dat.metadata.json", '{"a": ')
     future = time.time() + 86400
@@ -233,8 +233,12 @@ def test_a_bad_sidecar_dated_in_the_future_fails_its_file(make_pipe: Callable[..
     write(pipe, "f/x.dat", "x")
     with pipe:
         until(pipe, lambda: stats(pipe)["failed"] == 1, timeout=20, what="the file failed")
-    assert "not valid JSON" in failures(pipe)["f/x.dat"]["reason"]
-    assert everything(pipe) == set()
+        assert "not valid JSON" in failures(pipe)["f/x.dat"]["reason"]
+        assert everything(pipe) == set()
+        side.write_text('{"a": "fixed"}')  # README: fix it and run `irods-ingestd retry`
+        assert pipe.ledger.retry_failed([pipe.name]) == 1
+        until(pipe, lambda: stats(pipe)["done"] == 1, what="the file, once its sidecar was fixed")
+    assert user_avus(pipe, "f/x.dat") == [("a", "fixed", "")] and failures(pipe) == {}
 
 
 def test_the_avu_count_limit_itself_is_accepted() -> None:
