@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 
 from ..job import ZoneSpec
 
@@ -33,9 +34,15 @@ def needed_by(zone: ZoneSpec, rel: str) -> str | None:
     d, _, name = rel.rpartition("/")
     folder = os.path.join(zone.root, d) if d else zone.root
     data = _data_name(cfg.sidecar, name) if cfg.sidecar else None
-    if data is not None and os.path.lexists(os.path.join(folder, data)):
-        return f"{d}/{data}" if d else data
-    return None
+    if data is None:
+        return None
+    try:
+        st = os.lstat(os.path.join(folder, data))
+    except OSError:
+        return None
+    if stat.S_ISDIR(st.st_mode):  # a directory takes no AVUs from a file sidecar: it would be held for ever
+        return None
+    return f"{d}/{data}" if d else data
 
 
 def hold(zone: ZoneSpec, rel: str) -> bool:

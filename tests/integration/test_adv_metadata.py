@@ -7,6 +7,7 @@ and the AVU call."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -667,3 +668,26 @@ def test_a_marker_or_manifest_named_like_a_sidecar_is_refused(
         make_pipe(**zone)
     assert says in str(e.value)
     make_pipe(sidecar_ingest=True, **zone)  # ingested as objects, sidecars are seen: fine
+
+
+def test_which_file_an_ingested_sidecar_waits_for(tmp_path: Path) -> None:
+    from irods_ingestd.config import ZoneConfig
+    from irods_ingestd.ingest.sidecar_after import needed_by
+    from irods_ingestd.job import ZoneSpec
+    from irods_ingestd.zoneparts.avus import Avus
+
+    avus = Avus(sidecar="meta_{name}.json", sidecar_ingest=True)
+    zone = ZoneSpec.from_config(ZoneConfig(name="z", path=str(tmp_path), collection="/c", after="delete",
+                                           avus=avus))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/x.dat").write_text("x")
+    (tmp_path / "d/sub").mkdir()
+    (tmp_path / "top").write_text("t")
+    assert needed_by(zone, "d/meta_x.dat.json") == "d/x.dat"
+    assert needed_by(zone, "meta_top.json") == "top"
+    assert needed_by(zone, "d/meta_gone.json") is None  # its file is gone (or never came)
+    assert needed_by(zone, "d/meta_sub.json") is None  # a directory takes no AVUs from it
+    assert needed_by(zone, "d/x.dat") is None  # not a sidecar
+    for other in (dataclasses.replace(zone, after="keep"),
+                  dataclasses.replace(zone, avus=dataclasses.replace(avus, sidecar_ingest=False))):
+        assert needed_by(other, "d/meta_x.dat.json") is None
