@@ -691,3 +691,19 @@ def test_which_file_an_ingested_sidecar_waits_for(tmp_path: Path) -> None:
     for other in (dataclasses.replace(zone, after="keep"),
                   dataclasses.replace(zone, avus=dataclasses.replace(avus, sidecar_ingest=False))):
         assert needed_by(other, "d/meta_x.dat.json") is None
+
+
+@pytest.mark.parametrize(("zone", "says"), [
+    ({"avu_prefix": "ingestd::source_", "path_regex": "(?P<path>.+)"},
+     "zone 'z'.path_regex: group 'path' makes the attribute 'ingestd::source_path': attribute 'ingestd::source_path' "
+     "is irods-ingestd's own"),
+    ({"path_regex": "(?P<superseded>.+)"}, "group 'superseded' makes the attribute 'ingestd::superseded'"),
+    ({"metadata": ["owner"], "path_regex": "(?P<owner>[^/]+)/"}, "'ingestd::owner' is irods-ingestd's own"),
+])
+def test_path_regex_groups_that_would_write_irods_ingestds_own_attributes_are_refused(
+        make_pipe: Callable[..., Pipeline], zone: dict[str, Any], says: str) -> None:
+    from irods_ingestd.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        make_pipe(**zone)
+    assert says in str(e.value)
