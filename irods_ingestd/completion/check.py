@@ -214,7 +214,7 @@ def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInf
     if moved_to:
         units.forget(r, p, zone.name, unit)  # a directory of that name arriving later is a new one
     else:
-        units.finish(r, p, zone.name, unit, info.file)
+        units.finish(r, p, zone.name, unit, info.file, info.dev, info.ino)
     return DONE_
 
 

@@ -97,9 +97,12 @@ class Gate:
             u = Unit(info.kind, info.file, released=True)
             if info.kind == "manifest":
                 u.expect = self._read_manifest(unit, info.file) or {}
+            u.dir_id = (info.dev, info.ino) if info.ino else None
             self.units[unit] = u
         for unit, d in units.done(r, prefix, self.zone).items():
-            self.units.setdefault(unit, Unit(self.kind, str(d.get("file", "")), released=True))
+            if unit not in self.units:
+                u = self.units[unit] = Unit(self.kind, str(d.get("file", "")), released=True)
+                u.dir_id = (int(d["dev"]), int(d["ino"])) if d.get("ino") else None
         self.loaded = True
 
     def _read_manifest(self, unit: str, rel: str) -> dict[str, str] | None:
@@ -261,7 +264,8 @@ class Gate:
         if not u.released:
             if u.kind == "manifest" and not self._all_present(unit, u, ledger, r, prefix):
                 return []
-            info = units.UnitInfo(u.kind, u.file)
+            dev, ino = u.dir_id or (0, 0)
+            info = units.UnitInfo(u.kind, u.file, dev=dev, ino=ino)
             units.register(r, prefix, self.zone, unit, info)
             if u.missing:
                 units.note_waiting(r, prefix, self.zone, unit, "")

@@ -8,7 +8,7 @@ Keys (prefix `{p}`, one set per zone):
   deferred after-actions; the worker's check removes the unit once all of it is verified and done.
 - `{p}:unitinfo:{zone}`: unit → JSON ``{"kind", "file", "since", "state", "reason", "complete_at"}``:
   ``file`` is the marker or manifest (relative to the zone), ``state`` ``waiting``/``held``/``complete``.
-- `{p}:unitdone:{zone}`: unit → JSON ``{"file", "at"}``: units completed, so a marker seen again (a
+- `{p}:unitdone:{zone}`: unit → JSON ``{"file", "at", "dev", "ino"}``: units completed, so a marker seen again (a
   restart, a marker that is never ingested) does not complete its directory twice.
 - `{p}:unitwait:{zone}`: unit → why a directory with a manifest is not complete yet (the daemon's gate).
 - `{p}:unitheld:{zone}:{hash}`: the verified files of one pending unit whose after-action waits for the
@@ -45,6 +45,8 @@ class UnitInfo:
     state: str = "waiting"  # waiting (for its files to be verified) | held (a file failed) | complete
     reason: str = ""
     complete_at: float = 0.0  # when all of it was first found verified (after_hold counts from then)
+    dev: int = 0  # its directory's device and inode when it completed (0: not known): a directory made again
+    ino: int = 0  # under its name later is a new one
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -132,12 +134,14 @@ def take_due(r: redis.Redis, p: str, zone: str, limit: int = 50) -> list[str]:
     return [os.fsdecode(x) for x in raw or []]
 
 
-def finish(r: redis.Redis, p: str, zone: str, unit: str, file: str) -> None:
-    """All of the unit is verified and its after-action done: it leaves the pending set for good."""
+def finish(r: redis.Redis, p: str, zone: str, unit: str, file: str, dev: int = 0, ino: int = 0) -> None:
+    """All of the unit is verified and its after-action done: it leaves the pending set for good (`dev`, `ino`:
+    its directory's, so a directory made again under its name is known as a new one)."""
     pipe = r.pipeline(transaction=True)
     pipe.zrem(pending_key(p, zone), os.fsencode(unit))
     pipe.hdel(info_key(p, zone), os.fsencode(unit))
-    pipe.hset(done_key(p, zone), os.fsencode(unit), json.dumps({"file": file, "at": time.time()}))
+    pipe.hset(done_key(p, zone), os.fsencode(unit),
+              json.dumps({"file": file, "at": time.time(), "dev": dev, "ino": ino}))
     pipe.delete(held_key(p, zone, unit))
     pipe.hdel(waiting_key(p, zone), os.fsencode(unit))
     pipe.execute()

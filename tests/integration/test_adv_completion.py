@@ -584,3 +584,26 @@ def test_a_marker_or_manifest_the_zone_skips_is_refused_by_the_config(tmp_path: 
     with pytest.raises(ConfigError) as e:
         load(cfg)
     assert f"zone 'z'.{field}:" in str(e.value) and said in str(e.value) and "never" in str(e.value), e.value
+
+
+@pytest.mark.slow
+def test_a_run_made_again_under_a_done_runs_name_waits_for_its_marker_across_a_restart(marker_pipe: Any) -> None:
+    """Keep zone: run13 done; an operator renames it away; the daemon restarts; a new run13 arrives (a
+    re-delivery): its files wait for its own marker (the first daemon knew the old directory, the second only its
+    name). (A directory removed and made again can get the same inode back, ext4 reuses them: that one is taken
+    for the done run.)"""
+    pipe = marker_pipe()
+    root = pipe.root
+    with pipe:
+        write(root, "run13/a.bin", b"first")
+        write(root, f"run13/{MARKER}", b"")
+        until(pipe, lambda: units.pending(pipe.r, "ingestd", "z") == {} and f"run13/{MARKER}" in names(pipe),
+              what="the run done")
+    os.rename(root / "run13", root / "run13.old")
+    with pipe:
+        write(root, "run13/b.bin", b"second delivery")
+        work_for(pipe, 3)
+        assert "run13/b.bin" not in names(pipe), "a file of a new run directory went in before its marker"
+        write(root, f"run13/{MARKER}", b"again")
+        until(pipe, lambda: "run13/b.bin" in names(pipe), what="the second run in")
+    assert "run13/a.bin" in names(pipe) and zone_status(pipe)["failed"] == 0
