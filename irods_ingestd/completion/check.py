@@ -191,7 +191,13 @@ def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInf
             outcome, why = dirmove.ready_to_move(zone, verified, snap)
             if outcome:
                 units.recheck_in(r, p, zone.name, unit, RECHECK)
-                log.info("zone %s: %s/ not moved yet: %s", zone.name, unit, why)
+                reason = f"not moved yet: {why}"
+                if info.reason != reason:  # said once (status, the journal), not at each look
+                    info.reason = reason
+                    units.save_info(r, p, zone.name, unit, info)
+                    log.info("zone %s: %s/ %s", zone.name, unit, reason,
+                             extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": os.path.join(zone.root, unit),
+                                               "INGEST_RESULT": reason}})
                 return WAITING
             outcome, where = dirmove.move(zone, unit, snap)
             if outcome == dirmove.LOOP:

@@ -63,6 +63,7 @@ def parse(text: str, own: str = "") -> dict[str, str]:
     manifest's name) is skipped."""
     out: dict[str, str] = {}
     seen_own = False
+    text = text.removeprefix("\ufeff")  # a byte order mark (Windows tools write one)
     for lineno, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
         if not line.strip() or line.startswith("#"):

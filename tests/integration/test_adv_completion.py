@@ -607,3 +607,26 @@ def test_a_run_made_again_under_a_done_runs_name_waits_for_its_marker_across_a_r
         write(root, f"run13/{MARKER}", b"again")
         until(pipe, lambda: "run13/b.bin" in names(pipe), what="the second run in")
     assert "run13/a.bin" in names(pipe) and zone_status(pipe)["failed"] == 0
+
+
+@pytest.mark.slow
+def test_a_run_held_by_a_file_open_for_writing_says_which_in_status(marker_pipe: Any, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="irods_ingestd")
+    done = tmp_path / "done"
+    pipe = marker_pipe(after="move", move_to=str(done), after_hold="0s")
+    root = pipe.root
+    with pipe:
+        write(root, "run14/a.bin", b"")
+        with open(root / "run14" / "a.bin", "ab") as f:  # quiet, but still open for writing
+            f.write(b"a")
+            f.flush()
+            write(root, f"run14/{MARKER}", b"")
+            until(pipe, lambda: f"run14/{MARKER}" in names(pipe), what="the run in")
+            until(pipe, lambda: any("open for writing" in d["reason"] for d in zone_status(pipe)["directories"]),
+                  what="status says why")
+            work_for(pipe, 4)
+            assert not done.exists()
+            said = journal(caplog, "run14/a.bin is still open for writing")
+            assert len(said) == 1 and said[0].__dict__["fields"]["INGEST_ZONE"] == "z", [r.getMessage() for r in said]
+        until(pipe, lambda: (done / "run14").is_dir(), what="the run moved once closed")

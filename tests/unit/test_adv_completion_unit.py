@@ -31,3 +31,8 @@ def test_a_manifest_listing_only_itself_is_bad(tmp_path: Path) -> None:
 def test_itself_listed_twice_is_still_bad() -> None:
     with pytest.raises(manifest.BadManifest, match="listed twice"):
         manifest.parse(f"{EMPTY}  M.sha256\n{'1' * 64}  M.sha256\n", "M.sha256")
+
+
+def test_a_byte_order_mark_and_crlf_lines_are_read() -> None:
+    s = hashlib.sha256(b"a").hexdigest()
+    assert manifest.parse(f"\ufeff{s}  a.dat\r\n{s} *b.dat\r\n") == {"a.dat": f"sha256:{s}", "b.dat": f"sha256:{s}"}
