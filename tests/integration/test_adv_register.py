@@ -7,7 +7,7 @@ what iRODS holds (GenQuery: DATA_PATH, checksum, replica status, resource) when
 - a bulk batch has 50+ rows of mixed sizes, odd names (quotes, unicode, XML- and shell-ish), hard links;
 - the zone's resource is a coordinating one (passthru), or the zone is inside a resource's vault (worker,
   plan and check-config);
-- a worker dies between the bulk call and the AVU calls (in-process, and a real SIGKILL: slow), then the
+- a worker dies between the bulk call and the AVU calls (in-process, and a real SIGKILL), then the
   file is left, rewritten or deleted;
 - registered files are rewritten in place, renamed, deleted (the real daemon), a new version arrives with
   versions = "conflict", a followed link is repointed to a file the server cannot read, a look-up is older
@@ -741,7 +741,6 @@ def test_a_registered_file_renamed_or_deleted(make_pipe: Any) -> None:
     assert dict(pipe.ledger.failures(pipe.name)) == {}
 
 
-@pytest.mark.slow  # about 40 s: the abandoned job is found, its files' locks lapse
 def test_a_worker_sigkilled_right_after_a_bulk_call(make_pipe: Any, tmp_path: Path) -> None:
     """A real worker process dies (SIGKILL) right after its bulk call: rows registered, no AVU call, nothing in
     the ledger. Another worker takes the abandoned job: each object once, one good replica at its landing
