@@ -698,3 +698,22 @@ def test_a_good_replica_of_other_bytes_on_the_replicate_to_resource_holds_the_fi
         assert f.read_bytes() == d, replicas(server, obj)
         why = held(pipe)["a.dat"]
         assert "held: 1 of min_replicas = 2" in why and DRESC in why, why
+
+
+def test_a_move_onto_a_directory_or_a_dangling_link_of_its_name_in_move_to(make_pipe: Any, tmp_path: Path) -> None:
+    """move_to already has a directory named like the file, or a symlink to nowhere: neither is replaced or
+    followed; the file goes in beside them as name.~1~."""
+    done = tmp_path / "done"
+    (done / "a.dat").mkdir(parents=True)
+    (done / "a.dat" / "inside").write_bytes(b"keep me")
+    (done / "b.dat").symlink_to(tmp_path / "nowhere" / "b.dat")
+    pipe = make_pipe(after="move", move_to=str(done), after_hold="0s")
+    data = {"a.dat": os.urandom(300), "b.dat": os.urandom(301)}
+    with pipe:
+        for rel, b in data.items():
+            (pipe.root / rel).write_bytes(b)
+        until(pipe, lambda: not any((pipe.root / rel).exists() for rel in data), what="the files moved")
+    assert (done / "a.dat" / "inside").read_bytes() == b"keep me"
+    assert (done / "b.dat").is_symlink() and not (tmp_path / "nowhere").exists()
+    for rel, b in data.items():
+        assert (done / f"{rel}.~1~").read_bytes() == b, rel
