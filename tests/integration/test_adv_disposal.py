@@ -717,3 +717,39 @@ def test_a_move_onto_a_directory_or_a_dangling_link_of_its_name_in_move_to(make_
     assert (done / "b.dat").is_symlink() and not (tmp_path / "nowhere").exists()
     for rel, b in data.items():
         assert (done / f"{rel}.~1~").read_bytes() == b, rel
+
+
+@pytest.mark.slow
+def test_a_replicate_to_vault_the_server_cannot_write_holds_the_file_until_fixed(make_pipe: Any, server: Any) -> None:
+    """The replication fails on the server (its vault not writable by the irods account): held with the
+    server's reason, nothing half-made counted; once the vault is fixed the replica is made and the file goes."""
+    with server.session() as s:
+        _make_resc(s)
+    import pwd
+
+    irods_user = pwd.getpwnam("irods")
+    DVAULT.mkdir(parents=True, exist_ok=True)
+    owner = (irods_user.pw_uid, irods_user.pw_gid, 0o750)
+    pipe = make_pipe(after="delete", after_hold="0s", replicate_to=DRESC)
+    d = os.urandom(1500)
+    f = pipe.root / "a.dat"
+    obj = f"{pipe.collection}/a.dat"
+    try:
+        os.chown(DVAULT, 0, 0)
+        DVAULT.chmod(0o555)
+        with pipe:
+            f.write_bytes(d)
+            until(pipe, lambda: held(pipe)["held"] == 1, what="the file held")
+            spin(pipe, 1)
+            assert f.read_bytes() == d
+            why = held(pipe)["a.dat"]
+            assert why.startswith("held: ") and obj in why or DRESC in why, why
+            os.chown(DVAULT, owner[0], owner[1])
+            DVAULT.chmod(owner[2] & 0o7777)
+            until(pipe, lambda: not f.exists(), what="the file to go once the vault is writable")
+    finally:
+        os.chown(DVAULT, owner[0], owner[1])
+        DVAULT.chmod(owner[2] & 0o7777)
+    reps = replicas(server, obj)
+    assert [(r, st, ck) for r, st, ck in reps if st == "1"] == [("demoResc", "1", sha2(d)), (DRESC, "1", sha2(d))], reps
+    assert held(pipe) == {"held": 0} and failures(pipe) == {}
