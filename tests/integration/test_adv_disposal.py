@@ -340,7 +340,7 @@ def test_a_rodsuser_whose_write_is_revoked_mid_run_keeps_the_files_and_retry_ing
         _make_user(s, password)
     user = AsUser(server, DUSER, password)
     with pipelines(tmp_path, redis_server.url, user, remove=partial(remove_all, server)) as make:
-        pipe = make(after="delete", after_hold="0s")
+        pipe = make(after="delete", after_hold="1s")  # deferred: the object is looked up as the user first
         with server.session() as s:
             s.collections.create(pipe.collection, recurse=True)
             s.acls.set(iRODSAccess("own", pipe.collection, DUSER))
