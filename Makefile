@@ -51,7 +51,7 @@ e2e: venv irods
 test-standin: venv
 	INGESTD_TEST_IRODS=standin $(PY) -m pytest -q -ra tests/integration --deselect tests/integration/test_chaos.py
 
-demo: venv
+demo: venv irods
 	$(PY) -m tests.demo
 
 bench: venv irods

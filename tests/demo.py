@@ -1,9 +1,10 @@
 """`make demo`: irods-ingestd on a local default, with everything under ./demo.
 
-Starts a private redis-server and the project's iRODS *test server* (a protocol-level stand-in for
-demos and tests, not a server for data anyone keeps), writes a config with one landing zone
-(demo/landing → /tempZone/home/rods/demo), starts the daemon and two workers, drops a few files in
-and shows them arriving in iRODS with their checksums and metadata. Then it keeps running so you can
+Starts a private redis-server; uses the real iRODS that `make irods` (.ci/irods.sh) installed and found
+(.irods-test/, or INGESTD_TEST_IRODS_ENV), or else, or with `--standin`, the project's iRODS *test server*
+(a protocol-level stand-in for demos and tests, not a server for data anyone keeps); writes a config with
+one landing zone (demo/landing → /<zone>/home/<user>/demo), starts the daemon and two workers, drops a few
+files in and shows them arriving in iRODS with their checksums and metadata. Then it keeps running so you can
 drop your own files into demo/landing; Ctrl-C stops everything. `--once` exits after the check (used
 by the test suite).
 """
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from tests.irods_server.harness import IrodsServerProcess
+from tests.irods_server.pytest_plugin import RealIrodsServer, real_irods_config
 from tests.redis_harness import RedisServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,16 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default=str(ROOT / "demo"), help="where everything lives (default ./demo)")
     ap.add_argument("--once", action="store_true", help="exit after showing the first files arrive")
+    ap.add_argument("--standin", action="store_true",
+                    help="use the project's iRODS test server even where a real iRODS was found")
     args = ap.parse_args(argv)
     demo = Path(args.dir).resolve()
     (demo / "landing").mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
     redis_srv = RedisServerProcess(demo / "redis", persistence=True)
-    irods = IrodsServerProcess(demo / "irods")
+    real = None if args.standin else real_irods_config()
+    irods: IrodsServerProcess | RealIrodsServer = \
+        RealIrodsServer(*real) if real else IrodsServerProcess(demo / "irods")
+    what = f"the real iRODS of {real[0]}" if real else "the iRODS test server (a stand-in: no real iRODS found)"
     try:
         redis_srv.start()
         irods.start()
-        print(f"redis-server on {redis_srv.url}; iRODS test server on {irods.host}:{irods.port} "
+        print(f"redis-server on {redis_srv.url}; {what} on {irods.host}:{irods.port} "
               f"(zone {irods.zone}, user {irods.user})")
         env_file = irods.write_env_file(demo / "irods_environment.json")
         pw = demo / "irods-password"
@@ -116,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
-                p.wait(30)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
-                p.kill()
+                proc.kill()
         irods.stop()
         redis_srv.stop()
 
