@@ -389,6 +389,7 @@ def work_with(pipe: Pipeline, ctx: Any) -> int:
     return n
 
 
+@pytest.mark.slow
 def test_inherit_in_a_long_lived_worker_notices_an_acl_user_removed_and_made_again(
         make_pipe: Any, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Broke: a worker prepared the zone's collection (inherit, rules) once for its life, so with a name removed
@@ -452,7 +453,8 @@ def test_a_directory_in_move_to_that_leads_back_into_the_zone_never_brings_the_f
     assert (done / "run/a.dat").read_bytes() == d and rels(pipe) == {"run/a.dat"}
 
 
-@pytest.mark.parametrize("versions", [pytest.param("keep", marks=pytest.mark.slow), "replace"])
+@pytest.mark.slow
+@pytest.mark.parametrize("versions", ["keep", "replace"])
 def test_a_rodsuser_replicates_new_versions_before_the_delete(tmp_path: Path, redis_server: Any, redis_conn: Any,
                                                               server: Any, versions: str) -> None:
     """README: replicate_to needs nothing more of a rodsuser than own on the collection; a second version of a
