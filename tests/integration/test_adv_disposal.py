@@ -1,8 +1,17 @@
-"""Session 5 probe, ownership, replicas and disposal, against the real iRODS 5.0.2: an acl name removed after
-start, a replicate_to resource removed or down, a second replica trimmed or stale before the delete, move_to
-that is not writable / on another filesystem / already holding the name, `retry` (after the cause was fixed,
-of a file deleted meanwhile, of a zone that does not exist), and a rodsuser whose rights on the collection are
-taken away mid-run. Through the pipeline (daemon thread, real RQ workers in bursts, real Redis)."""
+"""Session 5 probe, ownership, replicas and disposal, against the real iRODS 5.0.2, through the pipeline (daemon
+thread, real RQ workers in bursts, real Redis):
+
+- acl names: a user removed after start (per-object and inherit; a long-lived worker too), made again and
+  `retry`; a rule on the service account itself (read/null); the local zone spelled out (read:grp#tempZone);
+- replicas: a replicate_to resource removed, down, or whose vault the server cannot write; a second replica
+  trimmed, stale, or of other bytes; a stale replica already on the replicate_to resource; a replication
+  resource with min_replicas = 2; a rodsuser replicating new versions (keep, replace);
+- disposal: an object removed or overwritten in iRODS during after_hold; move_to not writable (chattr +i), full
+  (a small tmpfs), on another filesystem with odd names already taken there, holding a directory or a dangling
+  link of the name, or with a directory that leads back into the zone (also for a run moved whole);
+- retry: after the cause was fixed (each file once), of a file deleted meanwhile, of a zone that does not exist;
+- a rodsuser whose write on the collection is revoked mid-run (files fail clearly, nothing deleted, retry).
+"""
 
 from __future__ import annotations
 
