@@ -116,7 +116,8 @@ def judge(reach: IrodsReach, zone: Zone, items: list[Item]) -> None:
 
 def _refused(session: Any, zone: Zone, it: Item) -> None:
     """A file the worker would refuse to register (inside a resource's vault: transfer.register_refusal)."""
-    refusal = transfer.register_refusal(session, os.path.realpath(os.path.join(zone.cfg.path, it.rel)))
+    refusal = transfer.register_refusal(session, os.path.realpath(os.path.join(zone.cfg.path, it.rel)),
+                                        zone.cfg.resource)
     if refusal:
         it.would_fail = True
         if it.action == SETTLING:

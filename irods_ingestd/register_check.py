@@ -161,13 +161,15 @@ def vault_refusal(realpath: str, fetch: Callable[[], dict[str, str]], server: st
     return VAULT_REFUSAL.format(resc=hit[0], vault=hit[1]) if hit else None
 
 
-def zone_vault_problems(zones: Any, vaults: dict[str, str]) -> list[str]:
+def zone_vault_problems(zones: Any, vaults_near: Callable[[str], dict[str, str]]) -> list[str]:
     """check-config: zones inside a resource's vault or holding one (`zones`: ZoneConfig-likes with name,
-    path, mode). In register mode the server would take the files for its own replicas; in put mode the
-    zone would ingest the vault's own files (and delete or move them with its after-action), or its objects
-    would land in the zone and be ingested again."""
+    path, mode, resource; `vaults_near(resource)`: the vaults of the resources on its host). In register mode
+    the server would take the files for its own replicas; in put mode the zone would ingest the vault's own
+    files (and delete or move them with its after-action), or its objects would land in the zone and be
+    ingested again."""
     out = []
     for z in zones:
+        vaults = vaults_near(getattr(z, "resource", ""))
         hit = vault_holding(str(z.path), vaults)
         where = "inside the vault" if hit else "holding the vault"
         hit = hit or vault_within(str(z.path), vaults)

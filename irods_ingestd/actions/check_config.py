@@ -65,7 +65,7 @@ def check_services(cfg: Config) -> list[str]:
                     problems.append(f"zone {z.name!r}: no part of {z.collection} exists in iRODS (not even "
                                     f"/{z.collection.split('/')[1]}); is the iRODS zone name right?")
                 problems += access.config_problems(session, z.name, z.access)  # acl names, replicate_to
-            problems += zone_vault_problems(cfg.zones, catalog.vault_paths(session))
+            problems += zone_vault_problems(cfg.zones, lambda resc: catalog.vault_paths(session, resc))
         finally:
             session.cleanup()
     except Exception as e:  # noqa: BLE001

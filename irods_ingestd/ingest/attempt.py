@@ -144,7 +144,7 @@ def _register(ctx: IngestContext, session: Any, zone: ZoneSpec, loc: Local, targ
               existing: Obj | None, dig: Digest | None, opts: dict[str, str], avus: list[Any], res: FileResult,
               prefetched: bool) -> str:
     realpath = os.path.realpath(loc.path)
-    refusal = transfer.register_refusal(session, realpath)
+    refusal = transfer.register_refusal(session, realpath, zone.resource)
     if refusal:
         raise PermanentError(refusal)
     here = existing is not None and realpath in existing.paths

@@ -88,7 +88,8 @@ def _candidate(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem,
     try:
         loc = local.check_local(zone, item)
         realpath = os.path.realpath(loc.path)
-        if transfer.register_refusal(session, realpath) or not readable_by_service_account(realpath, loc.st) \
+        if transfer.register_refusal(session, realpath, zone_resource(zone, session) or "") \
+                or not readable_by_service_account(realpath, loc.st) \
                 or not bits_decide(realpath):  # an ACL: the one-call way, where the server reads the file
             raise NotRegular()
         dig = local.digest(loc, ctx.hash_scheme)

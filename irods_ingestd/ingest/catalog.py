@@ -321,11 +321,15 @@ def replica_checksum(session: Any, path: str, number: int) -> str:
     return str(session.data_objects.chksum(path, replNum=str(number)) or "")
 
 
-def vault_paths(session: Any) -> dict[str, str]:
-    """Resource name → its vault path, for every resource that has one (coordinating resources do not)."""
-    q = session.query(Resource.name, Resource.vault_path)
-    return {str(r[Resource.name]): str(r[Resource.vault_path]) for r in q
-            if (r[Resource.vault_path] or "").startswith("/")}
+def vault_paths(session: Any, near: str = "") -> dict[str, str]:
+    """Resource name → its vault path, for every resource that has one (coordinating resources do not); with
+    `near` (a resource name), only those on its host (where it has none, as a coordinating resource, or is
+    unknown: all): the paths a register on `near` names are that host's."""
+    rows = list(session.query(Resource.name, Resource.vault_path, Resource.location))
+    host = next((str(r[Resource.location] or "") for r in rows if r[Resource.name] == near), "") if near else ""
+    host = "" if host == "EMPTY_RESC_HOST" else host
+    return {str(r[Resource.name]): str(r[Resource.vault_path]) for r in rows
+            if (r[Resource.vault_path] or "").startswith("/") and (not host or r[Resource.location] == host)}
 
 
 # keep this line last: it times every public function above (irods_ingestd_irods_call_seconds{api=name})

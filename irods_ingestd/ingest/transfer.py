@@ -72,11 +72,13 @@ def put(ctx: IngestContext, session: Any, size: int, loc: Local, part: str, opts
         raise
 
 
-def register_refusal(session: Any, realpath: str) -> str | None:
-    """Why this landing file cannot be registered (a name the protocol cannot carry, too long a path, a path
-    inside a resource's vault), or None."""
-    server = f"{getattr(session, 'host', '')}:{getattr(session, 'port', '')}/{getattr(session, 'zone', '')}"
-    return names.register_refusal(realpath) or vault_refusal(realpath, lambda: catalog.vault_paths(session), server)
+def register_refusal(session: Any, realpath: str, resource: str = "") -> str | None:
+    """Why this landing file cannot be registered on `resource` ("": the server's default) (a name the
+    protocol cannot carry, too long a path, a path inside the vault of a resource on its host), or None."""
+    resource = resource or getattr(session, "default_resource", "") or ""
+    server = f"{getattr(session, 'host', '')}:{getattr(session, 'port', '')}/{getattr(session, 'zone', '')}/{resource}"
+    return names.register_refusal(realpath) or \
+        vault_refusal(realpath, lambda: catalog.vault_paths(session, resource), server)
 
 
 SERVER_READ_SECONDS = 600.0  # how long one registration shows the server reaches a zone's directory

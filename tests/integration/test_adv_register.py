@@ -30,7 +30,7 @@ from irods.column import Like
 from irods.models import Collection, DataObject, Resource
 
 from irods_ingestd import ingest
-from irods_ingestd.ingest import bulk, transfer
+from irods_ingestd.ingest import bulk, catalog, transfer
 from irods_ingestd.job import Batch, FileItem
 from irods_ingestd.ledger import DONE
 from tests import adv_faults_harness as h
@@ -631,6 +631,24 @@ def test_plan_says_a_file_inside_a_vault_would_fail(request: pytest.FixtureReque
     assert r.returncode == 1, (r.stdout, r.stderr)
     (f,) = json.loads(r.stdout)["zones"]["z"]["files"]
     assert f["path"] == "v.dat" and f["would_fail"] and "vault" in f["reason"] and "demoResc" in f["reason"], f
+
+
+def test_only_the_vaults_on_the_registering_resources_host_count(env: Env) -> None:  # noqa: F811
+    """A register on demoResc (host vm here) names a path on that host: a vault of a resource on another host
+    (bundleResc, `localhost` in the catalog) is not in its way; with no resource known, or a coordinating one
+    (no host of its own), every vault counts."""
+    passthru(env)
+    with env.session() as sess:
+        locs = {r[Resource.name]: r[Resource.location] for r in sess.query(Resource.name, Resource.location)}
+        everything = catalog.vault_paths(sess)
+        near = catalog.vault_paths(sess, "demoResc")
+        assert catalog.vault_paths(sess, PASSTHRU) == everything
+    assert "demoResc" in near and LEAF in everything
+    assert all(locs[r] == locs["demoResc"] for r in near), (near, locs)
+    others = [r for r in everything if locs[r] != locs["demoResc"]]
+    if not others:
+        pytest.skip("every resource with a vault is on demoResc's host here")
+    assert not any(r in near for r in others), (others, near)
 
 
 def test_check_config_refuses_a_zone_inside_a_vault(request: pytest.FixtureRequest, tmp_path: Path,

@@ -33,7 +33,7 @@ def test_vault_refusal_names_the_resource() -> None:
 def test_zone_vault_problems_both_ways() -> None:
     zones = [Z("in", Path("/var/lib/irods/Vault/landing")), Z("holds", Path("/data"), "put"),
              Z("fine", Path("/data/landing"))]
-    got = rc.zone_vault_problems(zones, VAULTS)
+    got = rc.zone_vault_problems(zones, lambda resc: VAULTS)
     assert len(got) == 2, got
     assert got[0].startswith("zone 'in'.path: /var/lib/irods/Vault/landing is inside the vault of iRODS resource "
                              "'demoResc'") and "irm" in got[0]
