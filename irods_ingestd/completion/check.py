@@ -23,7 +23,7 @@ import logging
 import os
 import time
 
-from .. import notify
+from .. import names, notify
 from ..config import ZoneConfig
 from ..filters import NameFilter
 from ..ingest import after, results
@@ -117,6 +117,8 @@ def _check(ctx: IngestContext, zone: ZoneSpec, unit: str) -> str:
                 units.recheck_in(r, p, zone.name, unit, RECHECK)
                 return WAITING
         members[marker] = snap[marker]
+    if info.kind == "manifest" and zone.after != "keep" and (wrong := _against_listing(ctx, zone, unit, info, snap)):
+        return _hold(ctx, zone, unit, info, wrong, [])
     if zone.after != "keep" and zone.after_hold > 0:
         now = time.time()
         if not info.complete_at:
@@ -142,6 +144,32 @@ def _missing(zone: ZoneSpec, unit: str, info: units.UnitInfo, snap: dirmove.Snap
     except (OSError, manifest.BadManifest) as e:
         return [f"{info.file} (the manifest: {e})"]
     return [f"{unit}/{rel}" for rel in listed if f"{unit}/{rel}" not in snap]
+
+
+def _against_listing(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo,
+                     snap: dirmove.Snapshot) -> list[str]:
+    """Before anything of a manifest's set is passed on: each verified file against the SHA-256 its manifest
+    lists now (one verified before its line was written: a manifest read while its writer paused, written again
+    while the daemon was down). A file whose copy has another sum fails (kind manifest); those files."""
+    try:
+        listed = manifest.read(os.path.join(zone.root, info.file))
+    except (OSError, manifest.BadManifest):
+        return []  # said by _missing at the next look
+    wrong = []
+    for rel, v in units.held(ctx.redis, ctx.ledger.prefix, zone.name, unit).items():
+        algo, want = manifest.split(listed.get(rel[len(unit) + 1:], ""))
+        st = snap.get(rel)
+        if algo == "sha256" and v.sha256 and v.sha256 != want and st is not None and v.same(st):
+            reason = (f"manifest: sha256 mismatch: {info.file} lists {want}, the copy verified in iRODS has "
+                      f"{v.sha256}; no file of its directory is moved or deleted")
+            ctx.ledger.mark_failed(zone.name, rel, v.size, v.mtime_ns, reason, kind="manifest")
+            notify.file_failed(notify.of(ctx.config, zone.name), zone.name, os.path.join(zone.root, rel),
+                               names.target_for(zone.collection, rel).path, reason, "manifest", v.size, v.mtime_ns)
+            log.error("zone %s: %s: %s", zone.name, rel, reason,
+                      extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": os.path.join(zone.root, rel),
+                                        "INGEST_RESULT": "failed"}})
+            wrong.append(rel)
+    return wrong
 
 
 def _hold(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo, failed: list[str],

@@ -411,10 +411,10 @@ def test_a_copy_tools_leftover_temporary_file_holds_the_move_and_status_says_whi
         write(root, "run10/.b.bin.Xy12Zq", b"half")
         write(root, f"run10/{MARKER}", b"")
         until(pipe, lambda: f"run10/{MARKER}" not in names(pipe) and "run10/a.bin" in names(pipe), what="a.bin")
-        work_for(pipe, 4)
-        dirs = zone_status(pipe)["directories"]
+        until(pipe, lambda: any("run10/.b.bin.Xy12Zq" in d["reason"] for d in zone_status(pipe)["directories"]),
+              what="status says which file holds the run")
+        work_for(pipe, 1)
         assert (root / "run10").is_dir() and not done.exists()
-        assert dirs and "run10/.b.bin.Xy12Zq" in dirs[0]["reason"], dirs
         (root / "run10" / ".b.bin.Xy12Zq").unlink()
         until(pipe, lambda: (done / "run10").is_dir(), what="the run moved")
     assert names(pipe) == {"run10/a.bin", f"run10/{MARKER}"}
@@ -630,3 +630,28 @@ def test_a_run_held_by_a_file_open_for_writing_says_which_in_status(marker_pipe:
             said = journal(caplog, "run14/a.bin is still open for writing")
             assert len(said) == 1 and said[0].__dict__["fields"]["INGEST_ZONE"] == "z", [r.getMessage() for r in said]
         until(pipe, lambda: (done / "run14").is_dir(), what="the run moved once closed")
+
+
+@pytest.mark.slow
+def test_a_manifest_rewritten_while_the_daemon_was_down_still_has_every_file_checked_before_the_move(
+        manifest_pipe: Any, tmp_path: Path) -> None:
+    """The set was released and ingested under a first manifest (b.dat not listed); the daemon stops; the
+    manifest is written again listing b.dat with a sum its bytes do not have; a new daemon starts. The set must
+    not be moved: b.dat fails against the sum (status), the set is held."""
+    done = tmp_path / "done"
+    pipe = manifest_pipe(after="move", move_to=str(done), after_hold="4s")
+    root = pipe.root
+    with pipe:
+        write(root, "d11/a.dat", b"a")
+        write(root, "d11/b.dat", b"b")
+        write(root, "d11/MANIFEST.sha256", f"{sha(b'a')}  a.dat\n")
+        until(pipe, lambda: {"d11/a.dat", "d11/b.dat", "d11/MANIFEST.sha256"} <= names(pipe), what="the set in")
+    write(root, "d11/MANIFEST.sha256", f"{sha(b'a')}  a.dat\n{sha(b'not b')}  b.dat\n")
+    with pipe:
+        until(pipe, lambda: zone_status(pipe)["failed"] == 1, what="b.dat failed against the new sum")
+        work_for(pipe, 5)
+        s = zone_status(pipe)
+    assert not (done / "d11").exists() and (root / "d11" / "b.dat").exists()
+    (failed,) = s["failed_files"]
+    assert failed["path"] == "d11/b.dat" and "sha256" in failed["reason"] and failed["kind"] == "manifest", failed
+    assert any(d["state"] == "held" for d in s["directories"]), s["directories"]
