@@ -476,6 +476,7 @@ def slow_writer(path: Path) -> Iterator[None]:
 
 # --- sidecars and after-actions -----------------------------------------------------------------------------------
 
+@pytest.mark.slow  # documents what the README says (the file's time: under 90 s)
 def test_a_sidecar_in_a_delete_zone_outlives_its_file_and_tags_the_next_one(make_pipe: Callable[..., Pipeline]) -> None:
     """README: sidecars are not ingested, so no after-action touches them. A later file of the same name (an
     instrument's RunInfo.xml) meets the sidecar left there and gets its AVUs (documented)."""
@@ -523,11 +524,14 @@ def test_an_ingested_directory_sidecar_moved_first_gave_its_collection_its_avus(
     assert everything(pipe) == {"m/a.dat", "m/meta.json"}
 
 
-@pytest.mark.parametrize("mode", ["put", pytest.param("register", marks=pytest.mark.xfail(strict=True, reason=(
+REGISTER_TOUCH_BUG = pytest.mark.xfail(strict=True, reason=(
     "attempt._judge (claimed by register this session) computes metadata.avus_for for an object already "
     "registered from this file, to add AVUs an interrupted registration lacks; a bad sidecar raises there "
     "and fails the touched file. Fix: read the object's AVUs first and build the expected ones only when "
-    "none of the zone's own are there (or catch BadMetadata there when they are)")))])
+    "none of the zone's own are there (or catch BadMetadata there when they are)"))
+
+
+@pytest.mark.parametrize("mode", ["put", pytest.param("register", marks=[pytest.mark.slow, REGISTER_TOUCH_BUG])])
 def test_a_touched_file_whose_sidecar_went_bad_after_its_ingest(make_pipe: Callable[..., Pipeline], mode: str) -> None:
     """The object is there with the same bytes: nothing is written, so the sidecar is not needed and the
     touched file is done, with its object and AVUs as they were, in either mode (README: a sidecar changed
