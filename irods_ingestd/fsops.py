@@ -44,7 +44,7 @@ def rename_noreplace(src: str, dst: str) -> None:
     if err == errno.EEXIST:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
     if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-        raise OSError(err, os.strerror(err), src)
+        raise OSError(err, os.strerror(err), src, None, dst)
     os.link(src, dst, follow_symlinks=False)  # FileExistsError if taken; EXDEV across devices
     os.unlink(src)
 

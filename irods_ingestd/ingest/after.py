@@ -37,7 +37,7 @@ from typing import Any
 
 import redis
 
-from .. import fsops, keys, registry
+from .. import fsops, keys, names, registry
 from ..job import ZoneSpec
 from . import sidecar_after
 from .local import via_symlink
@@ -126,6 +126,18 @@ def take_aside(item: Verified, path: str, what: str, follow: bool = False) -> st
     return aside
 
 
+def failed_why(zone: ZoneSpec, e: OSError, path: str) -> str:
+    """An after-action's failure, naming the path it failed on when that is not the landing file (the
+    move_to directory or target: the one an administrator has to fix)."""
+    why = f"after = {zone.after} failed: {e.strerror or e}"
+    other = e.filename2 or e.filename
+    if isinstance(other, bytes):
+        other = os.fsdecode(other)
+    if e.strerror and isinstance(other, str) and other and other != path and other not in e.strerror:
+        why += f" ({names.display(other)})"
+    return why
+
+
 def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
     """Apply the zone's after-action to a verified file now: (outcome, reason)."""
     if zone.after not in registry.AFTER_ACTIONS:
@@ -141,7 +153,7 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
     except FileNotFoundError:
         return GONE, "gone before its after-action"
     except OSError as e:
-        return FAILED, f"after = {zone.after} failed: {e.strerror}"
+        return FAILED, failed_why(zone, e, path)
     if not item.same(st):
         return CHANGED, f"not {zone.after}d: the landing file changed after its ingest"
     try:  # its ctime moved (a write with the mtime set back, a chmod, a link): are the bytes still the verified ones?
@@ -151,7 +163,7 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
     except FileNotFoundError:
         return GONE, "gone before its after-action"
     except OSError as e:
-        return FAILED, f"after = {zone.after} failed: {e.strerror or e}"
+        return FAILED, failed_why(zone, e, path)
     if fsops.open_for_writing(path):
         return BUSY, f"not {zone.after}d yet: a process still has it open for writing"
     try:
@@ -161,7 +173,7 @@ def run(zone: ZoneSpec, item: Verified) -> tuple[str, str]:
     except FileNotFoundError:
         return GONE, "gone before its after-action"
     except OSError as e:
-        return FAILED, f"after = {zone.after} failed: {e.strerror or e}"
+        return FAILED, failed_why(zone, e, path)
     return DONE, ""
 
 

@@ -311,8 +311,7 @@ def test_after_actions_on_odd_and_long_names(make_pipe: Any, after: str, version
     for raw in stay:
         assert open(os.path.join(root, raw), "rb").read() == b"round 2 of " + raw
         said = [r.getMessage() for r in caplog.records if "after = move failed: File name too long" in r.getMessage()
-                and r.getMessage().endswith(f"/{names.display(os.fsdecode(raw))} (after = move failed: File name "
-                                            "too long)")]
+                and f"/{names.display(os.fsdecode(raw))} (after = move failed: File name too long (" in r.getMessage()]
         assert len(said) == 1, said
     sums = checksums(pipe)
     for raw in raws:
