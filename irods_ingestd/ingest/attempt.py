@@ -123,11 +123,7 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
         if same:
             local.recheck(loc)
             if zone.mode == "register" and os.path.realpath(loc.path) in existing.paths:
-                expected = metadata.avus_for(zone, item, target, ctx.host)
-                if expected:  # registered by us, maybe interrupted before the AVUs: add them now
-                    present = catalog.object_avus(session, target.collection, target.name, prefix="")
-                    if missing := transfer.missing_avus(expected, present):
-                        transfer.tag_registered(session, target.path, missing)
+                _complete_tags(ctx, session, zone, item, target)
             return dig, True
     avus = catalog.object_avus(session, target.collection, target.name)
     verdict = judge.judge(zone, item, target, False, avus, existing.paths)
@@ -135,6 +131,21 @@ def _judge(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, tar
         why = verdict.conflict_reason(target.path, f"{existing.size} bytes, {existing.checksum or 'no checksum'}")
         raise Conflict(f"conflict: {why}{'; ' if verdict.conflict == judge.OTHERS else ': '}not overwritten")
     return dig, False
+
+
+def _complete_tags(ctx: IngestContext, session: Any, zone: ZoneSpec, item: FileItem, target: names.Target) -> None:
+    """An object registered from this very file, maybe interrupted before its AVU call (one atomic call: all of
+    them or none): add what it lacks. A sidecar gone bad since does not fail an object already tagged (its AVUs
+    went in with the sidecar as it was, and a changed sidecar changes nothing in iRODS)."""
+    present = catalog.object_avus(session, target.collection, target.name, prefix="")
+    try:
+        expected = metadata.avus_for(zone, item, target, ctx.host)
+    except usermeta.BadMetadata:
+        if present:
+            return
+        raise
+    if missing := transfer.missing_avus(expected, present):
+        transfer.tag_registered(session, target.path, missing)
 
 
 _IS_COLLECTION = "conflict: {} is a collection (a landing directory ingested there is a file now); nothing overwritten"

@@ -524,14 +524,7 @@ def test_an_ingested_directory_sidecar_moved_first_gave_its_collection_its_avus(
     assert everything(pipe) == {"m/a.dat", "m/meta.json"}
 
 
-REGISTER_TOUCH_BUG = pytest.mark.xfail(strict=True, reason=(
-    "attempt._judge (claimed by register this session) computes metadata.avus_for for an object already "
-    "registered from this file, to add AVUs an interrupted registration lacks; a bad sidecar raises there "
-    "and fails the touched file. Fix: read the object's AVUs first and build the expected ones only when "
-    "none of the zone's own are there (or catch BadMetadata there when they are)"))
-
-
-@pytest.mark.parametrize("mode", ["put", pytest.param("register", marks=[pytest.mark.slow, REGISTER_TOUCH_BUG])])
+@pytest.mark.parametrize("mode", ["put", "register"])
 def test_a_touched_file_whose_sidecar_went_bad_after_its_ingest(make_pipe: Callable[..., Pipeline], mode: str) -> None:
     """The object is there with the same bytes: nothing is written, so the sidecar is not needed and the
     touched file is done, with its object and AVUs as they were, in either mode (README: a sidecar changed
