@@ -42,7 +42,8 @@ MAX_SIDECAR_AVUS = 5000
 OWN_PREFIX = "ingestd::"
 OWN_NAMES = frozenset(OWN_PREFIX + n for n in (
     "source_host", "source_path", "size", "mtime", "ingest_time", "zone", "version", "original_name",
-    "superseded", "owner", "group", "provenance", "source_root"))
+    "superseded", "owner", "group", "provenance", "source_root",
+    "completed", "completed_by", "completed_files", "completed_bytes"))
 
 Triple = tuple[str, str, str]  # attribute, value, units ("" = none)
 

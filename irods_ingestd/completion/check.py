@@ -33,7 +33,7 @@ from ..job import FileItem, ZoneSpec
 from ..ledger import DONE, FAILED, Entry
 from ..locks import FileLock
 from . import dirmove, manifest, units
-from .completed import CompletedUnit, unit_complete
+from .completed import CompletedUnit, collection_avus, unit_complete
 
 log = logging.getLogger("irods_ingestd.ingest")
 
@@ -210,7 +210,7 @@ def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInf
     held = units.held(r, p, zone.name, unit)
     verified = {rel: held.get(rel) or after.Verified(rel, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, "")
                 for rel, st in members.items()}  # no held record (lost): the ledger's verified version
-    moved_to = ""
+    moved_to, tagged = "", False
     if zone.after == "move":
         from ..ingest.replicas import gates_disposal  # the access part's gate, when it has one
 
@@ -227,6 +227,8 @@ def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInf
                              extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": os.path.join(zone.root, unit),
                                                "INGEST_RESULT": reason}})
                 return WAITING
+            _tag_collection(ctx, zone, unit, info, members)  # before the landing set is passed on
+            tagged = True
             outcome, where = dirmove.move(zone, unit, snap)
             if outcome == dirmove.LOOP:
                 return _hold_move(ctx, zone, unit, info, where)
@@ -241,8 +243,11 @@ def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInf
             _by_file(ctx, zone, held)
     elif zone.after == "delete":
         _by_file(ctx, zone, held)
+    if not tagged:
+        _tag_collection(ctx, zone, unit, info, members)
     unit_complete(zone, CompletedUnit(
-        zone=zone.name, unit=unit, path=os.path.join(zone.root, unit), collection=f"{zone.collection}/{unit}",
+        zone=zone.name, unit=unit, path=os.path.join(zone.root, unit),
+        collection=names.target_for(zone.collection, unit).path,
         kind=info.kind, file=info.file, files=len(members), bytes=sum(st.st_size for st in members.values()),
         moved_to=moved_to), notify.of(ctx.config, zone.name))
     if moved_to:
@@ -250,6 +255,18 @@ def _complete(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInf
     else:
         units.finish(r, p, zone.name, unit, info.file, info.dev, info.ino)
     return DONE_
+
+
+def _tag_collection(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo,
+                    members: dict[str, os.stat_result]) -> None:
+    """The directory's collection says it is complete (completed.collection_avus), in one atomic call; an iRODS
+    error raises, and the directory is looked at again (nothing of it was passed on yet)."""
+    from ..ingest.usermeta import sync_collection
+
+    file_in_unit = info.file[len(unit) + 1:] if info.file.startswith(unit + "/") else info.file
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    avus = collection_avus(info.kind, file_in_unit, len(members), sum(st.st_size for st in members.values()), when)
+    sync_collection(ctx.sessions.get(), names.target_for(zone.collection, unit).path, avus)
 
 
 def _by_file(ctx: IngestContext, zone: ZoneSpec, held: dict[str, after.Verified]) -> None:

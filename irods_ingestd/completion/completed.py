@@ -32,6 +32,19 @@ class CompletedUnit:
     moved_to: str = ""  # after = "move": where the directory went ('' otherwise)
 
 
+A_COMPLETED = "ingestd::completed"  # when (UTC, ISO 8601) all of the directory was verified in iRODS
+A_COMPLETED_BY = "ingestd::completed_by"  # "marker RTAComplete.txt", "manifest MANIFEST.sha256"
+A_COMPLETED_FILES = "ingestd::completed_files"
+A_COMPLETED_BYTES = "ingestd::completed_bytes"
+
+
+def collection_avus(kind: str, file_in_unit: str, files: int, nbytes: int, when: str) -> list[tuple[str, str, str]]:
+    """The AVUs a completed directory's collection gets (attribute, value, units): a pipeline finds complete
+    runs by GenQuery on them."""
+    return [(A_COMPLETED, when, ""), (A_COMPLETED_BY, f"{kind} {file_in_unit}", ""),
+            (A_COMPLETED_FILES, str(files), ""), (A_COMPLETED_BYTES, str(nbytes), "")]
+
+
 def unit_complete(zone: ZoneSpec, done: CompletedUnit, n: Notify) -> None:
     """A directory is complete and all of it verified (and moved, when after = "move"): the journal, and the
     zone's webhook (`n`: :func:`irods_ingestd.notify.of`) if it asks for "completed"."""
