@@ -239,6 +239,7 @@ class Daemon(ZoneWork, Feeding):
     def close(self) -> None:
         """Stop watching; a daemon withdraws its status record and lets its zones go."""
         self.watchers.close()
+        self.inbox.close()
         self.metrics.stop()
         if self.owner is not None and self._owned:
             try:

@@ -8,7 +8,8 @@ translating and acting on changes happens in the main loop.
 from __future__ import annotations
 
 import enum
-import threading
+import os
+import select
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
@@ -36,23 +37,47 @@ class Change:
 
 
 class Inbox:
-    """A thread-safe hand-off from a reader thread to the main loop: append, then wake."""
+    """A thread-safe hand-off from a reader thread to the main loop: append, then wake.
+
+    The wake-up is a byte written to a pipe (a self-pipe), never a lock: signal handlers wake the main loop
+    too (SIGHUP, SIGTERM), and a handler that interrupted the main thread inside a threading.Event's wait or
+    clear, which hold the Event's lock, would block on that lock for ever (a storm of SIGHUPs hung the daemon)."""
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
-        self._wake = threading.Event()
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def put_many(self, items: Iterable[Any]) -> None:
         self._items.extend(items)
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
-        self._wake.set()
+        """Safe in a signal handler and from any thread; never blocks (a full pipe is a wake-up pending)."""
+        try:
+            os.write(self._w, b"\0")
+        except (BlockingIOError, OSError):
+            pass
 
     def wait(self, timeout: float) -> None:
+        """Until a wake-up or `timeout` (not at all with items waiting); uses up the wake-ups so far."""
         if not self._items:
-            self._wake.wait(timeout)
-        self._wake.clear()
+            try:
+                select.select([self._r], [], [], max(0.0, timeout))
+            except (InterruptedError, ValueError, OSError):
+                pass
+        try:
+            while os.read(self._r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._r = self._w = -1
 
     def drain(self, limit: int) -> list[Any]:
         out: list[Any] = []
