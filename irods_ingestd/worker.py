@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 import redis
@@ -130,15 +131,20 @@ def _stop_was_requested(worker: IngestWorker) -> bool:
 
 
 def _wait_or_stop(seconds: float) -> bool:
-    """Sleep, unless SIGTERM/SIGINT comes meanwhile; True if it did."""
-    stop = threading.Event()
+    """Sleep, unless SIGTERM/SIGINT comes meanwhile; True if it did. The handler only sets a flag (a lock
+    taken in a signal handler, as threading.Event.set does, deadlocks if the signal came while the main
+    thread held it), and the sleep is taken in short steps."""
+    stop: list[bool] = []
 
     def handler(signum: int, frame: object) -> None:
-        stop.set()
+        stop.append(True)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return stop.wait(seconds)
+        deadline = time.monotonic() + seconds
+        while not stop and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))
+        return bool(stop)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
