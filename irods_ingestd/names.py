@@ -62,11 +62,20 @@ class Target:
     collection: str
     name: str
     mapped: bool
+    origin: str = ""  # a mapped path's original relative path (it keeps its temporary names apart)
+
+    @property
+    def _key(self) -> str:
+        """What the temporary names' tag is made of: the path, and for a mapped one its original bytes too, so
+        `a\xff` and a literal `a%FF` (one target) never write one temporary object (their locks, per landing
+        path, do not keep them apart: two workers at once wrote the same .part, and the object kept pointed at
+        a vault file the other had removed, without a checksum)."""
+        return self.path if not self.origin else f"{self.path}\0{original_name_value(self.origin)}"
 
     @property
     def part_name(self) -> str:
         """The temporary object a copy is written to before it is verified."""
-        return part_name(self.name, self.path)
+        return part_name(self.name, self._key)
 
     @property
     def part_path(self) -> str:
@@ -74,7 +83,7 @@ class Target:
 
     @property
     def old_name(self) -> str:
-        return old_name(self.name, self.path)
+        return old_name(self.name, self._key)
 
     @property
     def old_path(self) -> str:
@@ -209,7 +218,7 @@ def target_for(collection: str, rel: str) -> Target:
             raise BadName(f"a name of {len(p.encode())} bytes once mapped for iRODS (limit {MAX_COMPONENT_BYTES}): "
                           f"{display(rel)}")
     coll, _, name = path.rpartition("/")
-    return Target(path=path, collection=coll, name=name, mapped=mapped)
+    return Target(path=path, collection=coll, name=name, mapped=mapped, origin=rel if mapped else "")
 
 
 def original_name_value(rel: str) -> str:

@@ -50,3 +50,19 @@ def test_an_object_made_meanwhile_is_explained() -> None:
 
     e = iex.get_exception_by_code(-809000)
     assert "made meanwhile" in describe(e) and not is_transient(e)
+
+
+def test_a_mapped_name_and_its_literal_twin_never_share_a_temporary_object() -> None:
+    """`a\\xff` (mapped to `a%FF`) and a landing file literally called `a%FF` have one target but different
+    locks (a lock is per landing path): their temporary and set-aside names must differ, or two workers write
+    one .part at once (seen on the real server: the object kept pointed at a vault file the other removed)."""
+    import hashlib
+
+    from irods_ingestd import names as nm
+
+    mapped, literal = nm.target_for("/z/c", "d\udcfe/a\udcff"), nm.target_for("/z/c", "d%FE/a%FF")
+    assert mapped.path == literal.path and mapped.mapped and not literal.mapped
+    assert mapped.part_name != literal.part_name and mapped.old_name != literal.old_name
+    # an unmapped name keeps the tag earlier versions gave it (their leftovers are still recognised)
+    tag = hashlib.blake2b(literal.path.encode(), digest_size=4).hexdigest()
+    assert literal.part_name == f".a%FF.ingestd-{tag}.part"
