@@ -129,9 +129,10 @@ def _present(session: Any, obj: str, v: after.Verified) -> str:
     replica of the verified size (and of the verified SHA-256 when the catalog has one in that scheme: the file is
     not read again); someone may have removed or overwritten it during after_hold, and the landing file is then
     the only copy of these bytes."""
-    sha = checksums.Digest({checksums.SHA2: bytes.fromhex(v.sha256)})
+    sha = checksums.Digest({checksums.SHA2: bytes.fromhex(v.sha256)}) if v.sha256 else None  # none: a record lost
     for rep in catalog.replicas(session, obj):
-        if rep.good and rep.size == v.size and (not rep.checksum.startswith("sha2:") or sha.matches(rep.checksum)):
+        if rep.good and rep.size == v.size and (sha is None or not rep.checksum.startswith("sha2:")
+                                                or sha.matches(rep.checksum)):
             return ""
     return f"held: {obj} is no longer in iRODS as it was verified (removed, or other bytes put there): the " \
            f"landing file stays"
