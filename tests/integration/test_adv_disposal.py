@@ -745,9 +745,17 @@ def test_a_replicate_to_vault_the_server_cannot_write_holds_the_file_until_fixed
     d = os.urandom(1500)
     f = pipe.root / "a.dat"
     obj = f"{pipe.collection}/a.dat"
+    # every directory of the vault, not only its root: an earlier test of the session may have made
+    # home/rods there already (the replication then went ahead and nothing was held)
+    dirs = [Path(top) for top, _, _ in os.walk(DVAULT)]
+
+    def vault_writable(yes: bool) -> None:
+        for v in dirs:
+            os.chown(v, *(owner[:2] if yes else (0, 0)))
+            v.chmod(owner[2] if yes else 0o555)
+
     try:
-        os.chown(DVAULT, 0, 0)
-        DVAULT.chmod(0o555)
+        vault_writable(False)
         with pipe:
             f.write_bytes(d)
             until(pipe, lambda: held(pipe)["held"] == 1, what="the file held")
@@ -755,12 +763,10 @@ def test_a_replicate_to_vault_the_server_cannot_write_holds_the_file_until_fixed
             assert f.read_bytes() == d
             why = held(pipe)["a.dat"]
             assert why.startswith("held: ") and obj in why or DRESC in why, why
-            os.chown(DVAULT, owner[0], owner[1])
-            DVAULT.chmod(owner[2] & 0o7777)
+            vault_writable(True)
             until(pipe, lambda: not f.exists(), what="the file to go once the vault is writable")
     finally:
-        os.chown(DVAULT, owner[0], owner[1])
-        DVAULT.chmod(owner[2] & 0o7777)
+        vault_writable(True)
     reps = replicas(server, obj)
     assert [(r, st, ck) for r, st, ck in reps if st == "1"] == [("demoResc", "1", sha2(d)), (DRESC, "1", sha2(d))], reps
     assert held(pipe) == {"held": 0} and failures(pipe) == {}
