@@ -93,7 +93,8 @@ def _pidns() -> str:
         return ""
 
 
-def _pid_gone(pid: int) -> bool:
+def pid_gone(pid: int) -> bool:
+    """No process of this pid namespace has this pid (EPERM: one exists, another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,7 +130,7 @@ class ZoneOwnership:
     def _stale(self, h: Holder) -> bool:
         """The holder is a daemon of this host and pid namespace that no longer exists."""
         return (h.host == self.me.host and h.pidns == self.me.pidns and bool(h.pidns) and h.pid != self.me.pid
-                and _pid_gone(h.pid))
+                and pid_gone(h.pid))
 
     def acquire(self, zones: Iterable[str]) -> list[tuple[str, Holder]]:
         """Take these zones (all or none); raises ZoneTaken if a live daemon holds one. Returns the stale

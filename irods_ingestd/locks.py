@@ -23,6 +23,7 @@ from types import TracebackType
 import redis
 
 from . import keys
+from .daemonlock import pid_gone
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,7 @@ def dead_holder(raw: bytes | None) -> int | None:
         return None
     if pid <= 0 or pid == os.getpid():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return pid
-    except OSError:
-        return None  # EPERM: it exists (another user's)
-    return None
+    return pid if pid_gone(pid) else None
 
 
 def _take_over(r: redis.Redis, key: str, raw: bytes, token: bytes, ttl_ms: int) -> bool:

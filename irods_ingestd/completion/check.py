@@ -180,19 +180,13 @@ def _hold(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo, f
     if missing:
         parts.append(f"{len(missing)} listed but missing ({', '.join(sorted(missing)[:3])}"
                      f"{' …' if len(missing) > 3 else ''})")
-    reason = f"held: {'; '.join(parts)}; none of its files is moved or deleted"
-    if (info.state, info.reason) != (HELD, reason):
-        info.state, info.reason, info.complete_at = HELD, reason, 0.0
-        units.save_info(ctx.redis, ctx.ledger.prefix, zone.name, unit, info)
-        log.error("zone %s: %s/ %s", zone.name, unit, reason,
-                  extra={"fields": {"INGEST_ZONE": zone.name, "INGEST_PATH": os.path.join(zone.root, unit),
-                                    "INGEST_RESULT": reason}})
-    units.recheck_in(ctx.redis, ctx.ledger.prefix, zone.name, unit, HELD_RECHECK)
-    return HELD
+    info.complete_at = 0.0  # after_hold counts again once it is whole
+    return _hold_move(ctx, zone, unit, info, f"{'; '.join(parts)}; none of its files is moved or deleted")
 
 
 def _hold_move(ctx: IngestContext, zone: ZoneSpec, unit: str, info: units.UnitInfo, why: str) -> str:
-    """All of it verified, but its place in move_to cannot take it: held with the reason, looked at again."""
+    """Held with the reason (said once: its record, the journal), looked at again: a failed or missing file
+    (_hold), or all of it verified but its place in move_to cannot take it."""
     reason = f"held: {why}"
     if (info.state, info.reason) != (HELD, reason):
         info.state, info.reason = HELD, reason
